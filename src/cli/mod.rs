@@ -1,0 +1,473 @@
+//! The `zarr-fuse` command line: clap commands, text and `--json` output, progress bars.
+//!
+//! Exit status: 0 success, 1 refused or failed operation (reason on stderr), 2 usage error.
+
+mod output;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use serde_json::json;
+use zarrs_storage::AsyncWritableStorageTraits;
+
+use crate::provenance::{parse_meta, resolve_author, Provenance};
+use crate::repo::{Repo, RepoError, Strategy};
+use crate::storage::Location;
+
+/// Versioned, schema-driven storage for scientific Zarr datasets (icechunk format).
+#[derive(Parser, Debug)]
+#[command(name = "zarr-fuse", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a repository (a local directory, s3://bucket/prefix) from a schema.
+    Init {
+        /// Repository location.
+        repo: String,
+        /// Dataset schema (YAML).
+        #[arg(long)]
+        schema: PathBuf,
+        /// Author of the initial commit.
+        #[arg(long)]
+        author: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the history, newest first.
+    Log {
+        /// Repository location.
+        repo: String,
+        /// Revision (default: main).
+        rev: Option<String>,
+        /// At most N commits.
+        #[arg(short = 'n', long)]
+        max_count: Option<usize>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one commit and what it changed.
+    Show {
+        /// Repository location.
+        repo: String,
+        /// Revision.
+        rev: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Differences between two revisions.
+    Diff {
+        /// Repository location.
+        repo: String,
+        /// From revision.
+        rev_a: String,
+        /// To revision.
+        rev_b: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create, list or delete branches.
+    Branch {
+        /// Repository location.
+        repo: String,
+        #[command(subcommand)]
+        action: BranchAction,
+    },
+    /// Create or list tags (tags are immutable).
+    Tag {
+        /// Repository location.
+        repo: String,
+        #[command(subcommand)]
+        action: TagAction,
+    },
+    /// Move a branch back to an earlier commit of its history.
+    Reset {
+        /// Repository location.
+        repo: String,
+        /// Branch to move.
+        #[arg(long, default_value = "main")]
+        branch: String,
+        /// Target revision.
+        rev: String,
+        /// Allow a target outside the branch history.
+        #[arg(long)]
+        force: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Undo one commit as a new commit on the branch tip.
+    Revert {
+        /// Repository location.
+        repo: String,
+        /// Commit to revert.
+        commit: String,
+        #[command(flatten)]
+        w: WriteArgs,
+        /// `theirs`: keep the later state of chunks changed again after the commit.
+        #[arg(long, value_parser = ["theirs"])]
+        strategy: Option<String>,
+    },
+    /// Merge a branch (or any revision) into a branch.
+    Merge {
+        /// Repository location.
+        repo: String,
+        /// Source revision.
+        source: String,
+        /// Target branch.
+        #[arg(long, default_value = "main")]
+        into: String,
+        /// Author.
+        #[arg(long)]
+        author: Option<String>,
+        /// Commit message.
+        #[arg(short = 'm', long)]
+        message: Option<String>,
+        /// Free metadata.
+        #[arg(long = "meta")]
+        meta: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply one commit's changes onto a branch.
+    CherryPick {
+        /// Repository location.
+        repo: String,
+        /// Commit to apply.
+        commit: String,
+        #[command(flatten)]
+        w: WriteArgs,
+    },
+    /// Recompute a commit's content digest from the stored bytes.
+    Verify {
+        /// Repository location.
+        repo: String,
+        /// Revision (default: main).
+        rev: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Expire old snapshots no ref needs and delete unreachable objects.
+    Gc {
+        /// Repository location.
+        repo: String,
+        /// Only touch what is older than this (e.g. 7d, 12h, 0s).
+        #[arg(long, default_value = "7d")]
+        older_than: String,
+        /// Report without deleting.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct WriteArgs {
+    /// Branch to write to.
+    #[arg(long, default_value = "main")]
+    branch: String,
+    /// Author, `Name <email>` (default: ZF_AUTHOR, then git config).
+    #[arg(long)]
+    author: Option<String>,
+    /// Commit message.
+    #[arg(short = 'm', long)]
+    message: Option<String>,
+    /// Free metadata, key=value (repeatable).
+    #[arg(long = "meta")]
+    meta: Vec<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum BranchAction {
+    /// Create a branch.
+    Create {
+        /// Branch name.
+        name: String,
+        /// Where it starts (default: main).
+        #[arg(long, default_value = "main")]
+        from: String,
+    },
+    /// List branches.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a branch.
+    Delete {
+        /// Branch name.
+        name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TagAction {
+    /// Create a tag.
+    Create {
+        /// Tag name.
+        name: String,
+        /// Revision to tag (default: main).
+        #[arg(long, default_value = "main")]
+        at: String,
+        /// Tag message.
+        #[arg(short = 'm', long)]
+        message: Option<String>,
+    },
+    /// List tags.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Errors of the command line (a failed or refused operation: exit 1).
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// From the repository layer.
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    /// Reading an input file.
+    #[error("cannot read '{path}': {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Anything else, already worded for the user.
+    #[error("{0}")]
+    Other(String),
+}
+
+fn provenance(author: Option<&str>, operation: &str, message: Option<String>, meta: &[String]) -> Result<Provenance, CliError> {
+    let author = resolve_author(author).map_err(RepoError::from)?;
+    let mut p = Provenance::new(author, operation, message.unwrap_or_default());
+    p.meta = parse_meta(meta).map_err(RepoError::from)?;
+    Ok(p)
+}
+
+/// Parse `7d`, `12h`, `30m`, `0s`, or anything humantime accepts.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, CliError> {
+    humantime::parse_duration(s).map_err(|e| CliError::Other(format!("--older-than '{s}': {e} (e.g. 7d, 12h, 0s)")))
+}
+
+async fn open(repo: &str) -> Result<Repo, CliError> {
+    Ok(Repo::open(&Location::parse(repo).map_err(RepoError::from)?).await?)
+}
+
+fn progress_bar(len: u64, what: &str) -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let pb = indicatif::ProgressBar::new(len);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {elapsed}") {
+        pb.set_style(style);
+    }
+    pb.set_message(what.to_string());
+    Some(pb)
+}
+
+fn print_write(json: bool, commit: &Option<String>, extra: serde_json::Value) {
+    if json {
+        let mut v = json!({ "commit": commit });
+        if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+            o.extend(e.clone());
+        }
+        println!("{v}");
+    } else {
+        match commit {
+            Some(c) => println!("{c}"),
+            None => println!("nothing changed; no commit made"),
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Init { repo, schema, author, json } => {
+            let bytes = std::fs::read(&schema).map_err(|source| CliError::Read { path: schema.clone(), source })?;
+            let text = String::from_utf8(bytes.clone())
+                .map_err(|_| CliError::Other(format!("{}: the schema is not UTF-8 text", schema.display())))?;
+            let mut prov = provenance(author.as_deref(), "init", Some("Initialise repository".into()), &[])?;
+            let location = Location::parse(&repo).map_err(RepoError::from)?;
+            let r = Repo::init(&location).await?;
+            let digest = blake3::hash(&bytes).to_hex().to_string();
+            prov.schema_blake3 = Some(digest.clone());
+            prov.source = Some(schema.display().to_string());
+            let tx = r.transaction("main").await?;
+            let root = json!({
+                "zarr_format": 3,
+                "node_type": "group",
+                "attributes": {"zarr_fuse": {"schema_yaml": text, "schema_blake3": digest}}
+            });
+            let key = zarrs_storage::StoreKey::new("zarr.json").map_err(|e| CliError::Other(e.to_string()))?;
+            tx.store()
+                .set(&key, root.to_string().into_bytes().into())
+                .await
+                .map_err(|e| CliError::Other(format!("writing the root group: {e}")))?;
+            let out = tx.commit(prov).await?;
+            print_write(json, &out.commit, json!({}));
+        }
+        Command::Log { repo, rev, max_count, json } => {
+            let r = open(&repo).await?;
+            let log = r.log(rev.as_deref().unwrap_or("main"), max_count).await?;
+            output::log(&log, json);
+        }
+        Command::Show { repo, rev, json } => {
+            let r = open(&repo).await?;
+            let res = r.resolve(&rev).await?;
+            let info = r.commit_info(&res.id).await?;
+            let diff = match info.parents.first() {
+                Some(p) => {
+                    let p = icechunk::format::SnapshotId::try_from(p.as_str()).map_err(|e| CliError::Other(e.to_string()))?;
+                    Some(r.diff_ids(&p, &res.id).await?)
+                }
+                None => None,
+            };
+            output::show(&info, diff.as_ref(), json);
+        }
+        Command::Diff { repo, rev_a, rev_b, json } => {
+            let r = open(&repo).await?;
+            let d = r.diff(&rev_a, &rev_b).await?;
+            output::diff(&d, json);
+        }
+        Command::Branch { repo, action } => {
+            let r = open(&repo).await?;
+            match action {
+                BranchAction::Create { name, from } => {
+                    let id = r.create_branch(&name, &from).await?;
+                    println!("{id}");
+                }
+                BranchAction::List { json } => output::refs(&r.branches().await?, json),
+                BranchAction::Delete { name } => {
+                    r.delete_branch(&name).await?;
+                    println!("deleted branch {name}");
+                }
+            }
+        }
+        Command::Tag { repo, action } => {
+            let r = open(&repo).await?;
+            match action {
+                TagAction::Create { name, at, message } => {
+                    let id = r.create_tag(&name, &at, message.as_deref()).await?;
+                    println!("{id}");
+                }
+                TagAction::List { json } => output::refs(&r.tags().await?, json),
+            }
+        }
+        Command::Reset { repo, branch, rev, force, json } => {
+            let r = open(&repo).await?;
+            let id = r.reset(&branch, &rev, force).await?;
+            if json {
+                println!("{}", json!({"branch": branch, "commit": id.to_string()}));
+            } else {
+                println!("{id}");
+            }
+        }
+        Command::Revert { repo, commit, w, strategy } => {
+            let prov = provenance(w.author.as_deref(), "revert", w.message, &w.meta)?;
+            let r = open(&repo).await?;
+            let strategy = if strategy.as_deref() == Some("theirs") { Strategy::Theirs } else { Strategy::Fail };
+            let (out, kept) = r.revert(&commit, &w.branch, strategy, prov).await?;
+            if !kept.is_empty() && !w.json {
+                eprintln!("kept the later state of {} conflicting chunk(s)", kept.len());
+            }
+            print_write(w.json, &out.commit, json!({"branch": w.branch, "kept_later": kept}));
+        }
+        Command::Merge { repo, source, into, author, message, meta, json } => {
+            let prov = provenance(author.as_deref(), "merge", message, &meta)?;
+            let r = open(&repo).await?;
+            let out = r.merge(&source, &into, prov).await?;
+            print_write(json, &out.commit, json!({"branch": into}));
+        }
+        Command::CherryPick { repo, commit, w } => {
+            let prov = provenance(w.author.as_deref(), "cherry-pick", w.message, &w.meta)?;
+            let r = open(&repo).await?;
+            let out = r.cherry_pick(&commit, &w.branch, prov).await?;
+            print_write(w.json, &out.commit, json!({"branch": w.branch}));
+        }
+        Command::Verify { repo, rev, json } => {
+            let r = open(&repo).await?;
+            let pb = progress_bar(0, "verifying chunks");
+            let tick = |n: u64| {
+                if let Some(pb) = &pb {
+                    pb.inc_length(n);
+                    pb.inc(n);
+                }
+            };
+            let report = r.verify(rev.as_deref().unwrap_or("main"), &tick).await?;
+            if let Some(pb) = pb {
+                pb.finish_and_clear();
+            }
+            output::verify(&report, json);
+            if !report.ok {
+                return Err(CliError::Other(format!(
+                    "verify failed for {}: {} bad chunk(s){}",
+                    report.commit,
+                    report.bad_chunks.len(),
+                    if report.recorded_digest.as_deref().is_some_and(|d| d != report.computed_digest) {
+                        ", content digest differs from the recorded one"
+                    } else {
+                        ""
+                    }
+                )));
+            }
+        }
+        Command::Gc { repo, older_than, dry_run, json } => {
+            let d = parse_duration(&older_than)?;
+            let cutoff = chrono::Utc::now()
+                - chrono::Duration::from_std(d).map_err(|e| CliError::Other(format!("--older-than: {e}")))?;
+            let r = open(&repo).await?;
+            let pb = progress_bar(1, "collecting garbage");
+            let report = r.gc(cutoff, dry_run).await?;
+            if let Some(pb) = pb {
+                pb.finish_and_clear();
+            }
+            output::gc(&report, json);
+        }
+    }
+    Ok(())
+}
+
+/// Run the command line; returns the process exit status.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = e.exit_code();
+            let _ = e.print();
+            return code;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("zarr-fuse: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("zarr-fuse: error: {e}");
+            1
+        }
+    }
+}

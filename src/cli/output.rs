@@ -1,0 +1,172 @@
+//! Text and JSON rendering of command results.
+
+use serde::Serialize;
+use serde_json::json;
+
+use crate::cas::VerifyReport;
+use crate::repo::{CommitInfo, DiffReport, GcReport, RefInfo};
+
+fn print_json<T: Serialize + ?Sized>(v: &T) {
+    match serde_json::to_string_pretty(v) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("zarr-fuse: cannot render JSON: {e}"),
+    }
+}
+
+fn commit_json(c: &CommitInfo) -> serde_json::Value {
+    let mut v = json!({
+        "id": c.id,
+        "parents": c.parents,
+        "time": c.time,
+        "author": c.author,
+        "message": c.message,
+        "operation": c.operation,
+        "source": c.source,
+        "input_blake3": c.input_blake3,
+        "schema_blake3": c.schema_blake3,
+        "content_digest": c.content_digest,
+        "counts": c.counts,
+        "meta": c.meta,
+    });
+    if let Some(o) = v.as_object_mut() {
+        for (k, val) in &c.extra {
+            o.entry(k.clone()).or_insert(val.clone());
+        }
+    }
+    v
+}
+
+fn commit_text(c: &CommitInfo) {
+    println!("commit {}", c.id);
+    if c.parents.len() > 1 {
+        println!("Merge:  {}", c.parents.join(" "));
+    }
+    println!("Author: {}", c.author.as_deref().unwrap_or("(not recorded)"));
+    println!("Date:   {}", c.time);
+    if let Some(op) = &c.operation {
+        println!("Op:     {op}");
+    }
+    if let Some(s) = &c.source {
+        println!("Source: {s}");
+    }
+    if !c.meta.is_empty() {
+        let pairs: Vec<String> = c.meta.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(&v.to_string()))).collect();
+        println!("Meta:   {}", pairs.join(" "));
+    }
+    println!();
+    for line in c.message.lines() {
+        println!("    {line}");
+    }
+    println!();
+}
+
+/// `log`.
+pub fn log(commits: &[CommitInfo], json: bool) {
+    if json {
+        print_json(&commits.iter().map(commit_json).collect::<Vec<_>>());
+    } else {
+        commits.iter().for_each(commit_text);
+    }
+}
+
+/// `show`.
+pub fn show(c: &CommitInfo, d: Option<&DiffReport>, json: bool) {
+    if json {
+        let mut v = commit_json(c);
+        if let Some(o) = v.as_object_mut() {
+            o.insert("changes".into(), json!(d));
+        }
+        print_json(&v);
+    } else {
+        commit_text(c);
+        if let Some(d) = d {
+            diff_text(d);
+        }
+    }
+}
+
+fn diff_text(d: &DiffReport) {
+    if d.is_empty() {
+        println!("no differences");
+        return;
+    }
+    for p in &d.groups_added {
+        println!("+ group  {p}");
+    }
+    for p in &d.groups_removed {
+        println!("- group  {p}");
+    }
+    for c in &d.groups_changed {
+        println!("~ group  {} attributes: {}", c.path, c.attributes.join(", "));
+    }
+    for p in &d.arrays_added {
+        println!("+ array  {p}");
+    }
+    for p in &d.arrays_removed {
+        println!("- array  {p}");
+    }
+    for c in &d.arrays_changed {
+        println!("~ array  {} metadata{}", c.path, if c.attributes.is_empty() { String::new() } else { format!(" (attributes: {})", c.attributes.join(", ")) });
+    }
+    for (path, coords) in &d.chunks {
+        let shown: Vec<String> = coords.iter().take(10).map(|c| format!("{c:?}")).collect();
+        let more = if coords.len() > 10 { format!(" … (+{})", coords.len() - 10) } else { String::new() };
+        println!("  chunks {path}: {} changed {}{more}", coords.len(), shown.join(" "));
+    }
+}
+
+/// `diff`.
+pub fn diff(d: &DiffReport, json: bool) {
+    if json {
+        print_json(d);
+    } else {
+        diff_text(d);
+    }
+}
+
+/// `branch list`, `tag list`.
+pub fn refs(r: &[RefInfo], json: bool) {
+    if json {
+        print_json(r);
+    } else {
+        for x in r {
+            println!("{}\t{}", x.name, x.commit);
+        }
+    }
+}
+
+/// `verify`.
+pub fn verify(r: &VerifyReport, json: bool) {
+    if json {
+        print_json(r);
+        return;
+    }
+    println!("commit          {}", r.commit);
+    println!("nodes           {}", r.nodes);
+    println!("chunks          {} ({} bytes read)", r.chunks, r.bytes);
+    println!("content digest  {}", r.computed_digest);
+    match &r.recorded_digest {
+        Some(d) if *d == r.computed_digest => println!("recorded digest matches"),
+        Some(d) => println!("recorded digest {d} DIFFERS"),
+        None => println!("no recorded digest (commit not made by zarr-fuse)"),
+    }
+    for b in &r.bad_chunks {
+        println!("BAD {} chunk {:?} ({}): {}", b.array, b.coords, b.object, b.problem);
+    }
+    println!("{}", if r.ok { "OK" } else { "FAILED" });
+}
+
+/// `gc`.
+pub fn gc(r: &GcReport, json: bool) {
+    if json {
+        print_json(r);
+        return;
+    }
+    let verb = if r.dry_run { "would expire" } else { "expired" };
+    println!("{verb} {} snapshot(s) older than {}", r.snapshots_expired, r.older_than);
+    let verb = if r.dry_run { "would delete" } else { "deleted" };
+    println!(
+        "{verb} {} chunk(s), {} manifest(s), {} snapshot(s), {} transaction log(s): {} bytes",
+        r.chunks_deleted, r.manifests_deleted, r.snapshots_deleted, r.transaction_logs_deleted, r.bytes_deleted
+    );
+}

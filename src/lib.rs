@@ -1,0 +1,24 @@
+//! zarr-fuse: a versioned, schema-driven storage engine for scientific Zarr datasets.
+//!
+//! Data flow, one way through:
+//!
+//! ```text
+//!  input table ──▶ schema (parse, validate, convert)      [issue B]
+//!              ──▶ merge plan (new axes, touched chunks)   [issue B]
+//!              ──▶ repo::Transaction ──(cas: blake3-addressed chunks)──▶ commit + provenance
+//!              ──▶ storage (local durable dir | S3 | memory), in icechunk's format
+//! ```
+//!
+//! Reading goes the other way: a REV ([`repo::Repo::resolve`]) names a commit; `log`, `show`,
+//! `diff`, `verify` read it; `revert`, `merge`, `cherry-pick`, `reset` write new history on top.
+//!
+//! Modules depend one way: `cli` → `repo` → (`cas`, `provenance`) → `storage`.
+
+pub mod cas;
+pub mod cli;
+pub mod provenance;
+pub mod repo;
+pub mod storage;
+
+pub use repo::{Repo, RepoError};
+pub use storage::Location;

@@ -1,0 +1,3 @@
+fn main() {
+    std::process::exit(zarr_fuse::cli::main());
+}

@@ -1,0 +1,99 @@
+//! Retention: expire old snapshots no branch or tag needs, then delete unreachable objects.
+
+use std::collections::BTreeSet;
+use std::num::{NonZeroU16, NonZeroUsize};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use icechunk::ops::expiration::{expire, ExpiredRefAction};
+use icechunk::ops::gc::{garbage_collect, GCConfig};
+use serde::Serialize;
+
+use super::{engine, Repo, Result};
+
+/// What `gc` did (or, with `dry_run`, would do).
+#[derive(Clone, Debug, Serialize, Default)]
+pub struct GcReport {
+    /// Cut-off time: only snapshots and objects older than this are touched.
+    pub older_than: String,
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+    /// Snapshots released from history (dry run: that would be).
+    pub snapshots_expired: usize,
+    /// Snapshot files deleted.
+    pub snapshots_deleted: u64,
+    /// Manifest files deleted.
+    pub manifests_deleted: u64,
+    /// Chunk objects deleted.
+    pub chunks_deleted: u64,
+    /// Transaction logs deleted.
+    pub transaction_logs_deleted: u64,
+    /// Bytes deleted.
+    pub bytes_deleted: u64,
+}
+
+fn nz16(n: u16) -> NonZeroU16 {
+    NonZeroU16::new(n).unwrap_or(NonZeroU16::MIN)
+}
+
+fn nzu(n: usize) -> NonZeroUsize {
+    NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN)
+}
+
+impl Repo {
+    /// Expire snapshots older than `cutoff` that no branch or tag tip is, and delete objects
+    /// older than `cutoff` that no retained snapshot reaches.
+    ///
+    /// Objects younger than the cut-off are never deleted, so a writer whose transaction is
+    /// shorter than `now - cutoff` is safe (spec/004-content-addressing.md).
+    pub async fn gc(&self, cutoff: DateTime<Utc>, dry_run: bool) -> Result<GcReport> {
+        let am = Arc::clone(self.inner.asset_manager());
+        let cfg = self.inner.config();
+        let mut report = GcReport { older_than: cutoff.to_rfc3339(), dry_run, ..Default::default() };
+        if dry_run {
+            // what expiry would release: old commits that are not a ref tip and not the root
+            let tips: BTreeSet<String> =
+                self.branches().await?.into_iter().chain(self.tags().await?).map(|r| r.commit).collect();
+            report.snapshots_expired = self
+                .all_commits()
+                .await?
+                .iter()
+                .filter(|c| c.flushed_at < cutoff && c.parent_id.is_some() && !tips.contains(&c.id.to_string()))
+                .count();
+        } else {
+            let res = expire(
+                Arc::clone(&am),
+                cutoff,
+                ExpiredRefAction::Ignore,
+                ExpiredRefAction::Ignore,
+                Some(cfg.repo_update_retries()),
+                cfg.num_updates_per_repo_info_file(),
+            )
+            .await
+            .map_err(engine("expiring snapshots"))?;
+            report.snapshots_expired = res.released_snapshots.len();
+        }
+        let gc_cfg = GCConfig::clean_all(
+            cutoff,
+            cutoff,
+            None,
+            nz16(500),
+            nzu(256 << 20),
+            nzu(1 << 30),
+            nz16(8),
+            nz16(32),
+            nz16(10),
+            None,
+            dry_run,
+        );
+        let summary = garbage_collect(am, &gc_cfg, Some(cfg.repo_update_retries()), cfg.num_updates_per_repo_info_file())
+            .await
+            .map_err(engine("collecting garbage"))?;
+        report.snapshots_deleted = summary.snapshots_deleted;
+        report.manifests_deleted = summary.manifests_deleted;
+        report.chunks_deleted = summary.chunks_deleted;
+        report.transaction_logs_deleted = summary.transaction_logs_deleted;
+        report.bytes_deleted = summary.bytes_deleted;
+        Ok(report)
+    }
+}

@@ -1,0 +1,295 @@
+//! History: log, show, and diff between any two revisions.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use icechunk::format::manifest::ChunkPayload;
+use icechunk::format::snapshot::{NodeData, NodeSnapshot, SnapshotInfo};
+use icechunk::format::{ChunkIndices, Path, SnapshotId};
+use icechunk::session::Session;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::{engine, Repo, Result};
+use crate::cas;
+use crate::provenance::{keys, prop_meta, prop_str};
+
+/// One commit as `log` and `show` print it.
+#[derive(Clone, Debug, Serialize)]
+pub struct CommitInfo {
+    /// Commit id (the icechunk snapshot id).
+    pub id: String,
+    /// Parent commits: the previous commit on the branch, then a merged source tip, if any.
+    pub parents: Vec<String>,
+    /// When the commit was written (UTC, RFC 3339).
+    pub time: String,
+    /// `Name <email>`.
+    pub author: Option<String>,
+    /// Commit message.
+    pub message: String,
+    /// What kind of operation made it.
+    pub operation: Option<String>,
+    /// Input source.
+    pub source: Option<String>,
+    /// blake3 of the input.
+    pub input_blake3: Option<String>,
+    /// blake3 of the normalised schema.
+    pub schema_blake3: Option<String>,
+    /// Content digest of the snapshot.
+    pub content_digest: Option<String>,
+    /// Counts.
+    pub counts: Map<String, Value>,
+    /// Free metadata.
+    pub meta: Map<String, Value>,
+    /// Everything else in the commit metadata (reverts, merged_from, ...).
+    pub extra: Map<String, Value>,
+}
+
+impl CommitInfo {
+    /// Build from icechunk's snapshot info.
+    pub fn from_snapshot(info: &SnapshotInfo) -> CommitInfo {
+        let p = &info.metadata;
+        let mut parents: Vec<String> = info.parent_id.iter().map(|p| p.to_string()).collect();
+        if let Some(m) = prop_str(p, keys::MERGED_FROM) {
+            parents.push(m);
+        }
+        let known = [
+            keys::AUTHOR,
+            keys::OPERATION,
+            keys::SOURCE,
+            keys::INPUT_BLAKE3,
+            keys::SCHEMA_BLAKE3,
+            keys::CONTENT_DIGEST,
+            keys::COUNTS,
+            keys::META,
+        ];
+        let extra = p
+            .iter()
+            .filter(|(k, _)| !known.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        CommitInfo {
+            id: info.id.to_string(),
+            parents,
+            time: info.flushed_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            author: prop_str(p, keys::AUTHOR),
+            message: info.message.clone(),
+            operation: prop_str(p, keys::OPERATION),
+            source: prop_str(p, keys::SOURCE),
+            input_blake3: prop_str(p, keys::INPUT_BLAKE3),
+            schema_blake3: prop_str(p, keys::SCHEMA_BLAKE3),
+            content_digest: prop_str(p, keys::CONTENT_DIGEST),
+            counts: p.get(keys::COUNTS).and_then(|v| v.as_object()).cloned().unwrap_or_default(),
+            meta: prop_meta(p),
+            extra,
+        }
+    }
+}
+
+/// A node whose presence or metadata differs.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct NodeChange {
+    /// Node path.
+    pub path: String,
+    /// Attribute keys whose values differ.
+    pub attributes: Vec<String>,
+}
+
+/// What differs between two revisions.
+#[derive(Clone, Debug, Serialize, Default)]
+pub struct DiffReport {
+    /// From commit.
+    pub from: String,
+    /// To commit.
+    pub to: String,
+    /// Groups only in `to`.
+    pub groups_added: Vec<String>,
+    /// Groups only in `from`.
+    pub groups_removed: Vec<String>,
+    /// Groups whose metadata differs.
+    pub groups_changed: Vec<NodeChange>,
+    /// Arrays only in `to`.
+    pub arrays_added: Vec<String>,
+    /// Arrays only in `from`.
+    pub arrays_removed: Vec<String>,
+    /// Arrays whose metadata (shape, attributes, ...) differs.
+    pub arrays_changed: Vec<NodeChange>,
+    /// Per array: the number of changed chunks.
+    pub chunk_counts: BTreeMap<String, usize>,
+    /// Per array: the coordinates of changed chunks.
+    pub chunks: BTreeMap<String, Vec<Vec<u32>>>,
+}
+
+impl DiffReport {
+    /// Whether the two revisions hold the same content.
+    pub fn is_empty(&self) -> bool {
+        self.groups_added.is_empty()
+            && self.groups_removed.is_empty()
+            && self.groups_changed.is_empty()
+            && self.arrays_added.is_empty()
+            && self.arrays_removed.is_empty()
+            && self.arrays_changed.is_empty()
+            && self.chunks.is_empty()
+    }
+}
+
+/// Node-level and chunk-level differences between two sessions.
+#[derive(Default)]
+pub(crate) struct Changes {
+    /// Nodes added, removed or with different metadata: (before, after).
+    pub nodes: BTreeMap<Path, (Option<NodeSnapshot>, Option<NodeSnapshot>)>,
+    /// Changed chunks of arrays present on both sides: (before, after).
+    pub chunks: BTreeMap<Path, BTreeMap<ChunkIndices, (Option<ChunkPayload>, Option<ChunkPayload>)>>,
+}
+
+/// Node metadata as compared: kind and the Zarr metadata document.
+pub(crate) fn same_metadata(a: &NodeSnapshot, b: &NodeSnapshot) -> bool {
+    let kind = |n: &NodeSnapshot| matches!(n.node_data, NodeData::Array { .. });
+    kind(a) == kind(b) && a.user_data == b.user_data && shape_of(a) == shape_of(b)
+}
+
+fn shape_of(n: &NodeSnapshot) -> Option<String> {
+    match &n.node_data {
+        NodeData::Array { shape, dimension_names, .. } => Some(format!("{shape:?}{dimension_names:?}")),
+        NodeData::Group => None,
+    }
+}
+
+fn same_manifests(a: &NodeSnapshot, b: &NodeSnapshot) -> bool {
+    match (&a.node_data, &b.node_data) {
+        (NodeData::Array { manifests: ma, .. }, NodeData::Array { manifests: mb, .. }) => ma == mb,
+        _ => false,
+    }
+}
+
+/// Compare two sessions. Arrays whose manifests are identical are not read.
+pub(crate) async fn changes(a: &Session, b: &Session) -> Result<Changes> {
+    let na: BTreeMap<Path, NodeSnapshot> =
+        cas::list_nodes(a).await.map_err(engine("listing nodes"))?.into_iter().map(|n| (n.path.clone(), n)).collect();
+    let nb: BTreeMap<Path, NodeSnapshot> =
+        cas::list_nodes(b).await.map_err(engine("listing nodes"))?.into_iter().map(|n| (n.path.clone(), n)).collect();
+    let mut out = Changes::default();
+    let paths: BTreeSet<&Path> = na.keys().chain(nb.keys()).collect();
+    for path in paths {
+        let (x, y) = (na.get(path), nb.get(path));
+        match (x, y) {
+            (Some(x), Some(y)) => {
+                if !same_metadata(x, y) {
+                    out.nodes.insert(path.clone(), (Some(x.clone()), Some(y.clone())));
+                }
+                let both_arrays =
+                    matches!(x.node_data, NodeData::Array { .. }) && matches!(y.node_data, NodeData::Array { .. });
+                if both_arrays && !(x.id == y.id && same_manifests(x, y)) {
+                    let ca = cas::array_chunks(a, x).await.map_err(engine(format!("reading chunks of {path}")))?;
+                    let cb = cas::array_chunks(b, y).await.map_err(engine(format!("reading chunks of {path}")))?;
+                    let coords: BTreeSet<&ChunkIndices> = ca.keys().chain(cb.keys()).collect();
+                    let mut changed = BTreeMap::new();
+                    for c in coords {
+                        let (p, q) = (ca.get(c), cb.get(c));
+                        if p != q {
+                            changed.insert(c.clone(), (p.cloned(), q.cloned()));
+                        }
+                    }
+                    if !changed.is_empty() {
+                        out.chunks.insert(path.clone(), changed);
+                    }
+                }
+            }
+            _ => {
+                out.nodes.insert(path.clone(), (x.cloned(), y.cloned()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn attributes(n: &NodeSnapshot) -> Map<String, Value> {
+    serde_json::from_slice::<Value>(&n.user_data)
+        .ok()
+        .and_then(|v| v.get("attributes").and_then(|a| a.as_object()).cloned())
+        .unwrap_or_default()
+}
+
+fn changed_attributes(a: &NodeSnapshot, b: &NodeSnapshot) -> Vec<String> {
+    let (x, y) = (attributes(a), attributes(b));
+    let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+    keys.into_iter().filter(|k| x.get(*k) != y.get(*k)).cloned().collect()
+}
+
+impl Repo {
+    /// The history ending at `rev`, newest first (at most `limit` commits).
+    pub async fn log(&self, rev: &str, limit: Option<usize>) -> Result<Vec<CommitInfo>> {
+        let r = self.resolve(rev).await?;
+        let mut out: Vec<CommitInfo> = self.ancestry(&r.id).await?.iter().map(CommitInfo::from_snapshot).collect();
+        if let Some(n) = limit {
+            out.truncate(n);
+        }
+        Ok(out)
+    }
+
+    /// One commit.
+    pub async fn commit_info(&self, id: &SnapshotId) -> Result<CommitInfo> {
+        let info = self
+            .inner
+            .ancestry(&icechunk::repository::VersionInfo::SnapshotId(id.clone()))
+            .await
+            .map_err(engine(format!("reading commit {id}")))?;
+        futures::pin_mut!(info);
+        match futures::StreamExt::next(&mut info).await {
+            Some(Ok(i)) => Ok(CommitInfo::from_snapshot(&i)),
+            Some(Err(e)) => Err(engine(format!("reading commit {id}"))(e)),
+            None => Err(super::RepoError::RevNotFound { rev: id.to_string(), hint: "no such commit".into() }),
+        }
+    }
+
+    /// Differences between two resolved commits.
+    pub async fn diff_ids(&self, from: &SnapshotId, to: &SnapshotId) -> Result<DiffReport> {
+        let a = self.session_at(from).await?;
+        let b = self.session_at(to).await?;
+        let ch = changes(&a, &b).await?;
+        let mut r = DiffReport { from: from.to_string(), to: to.to_string(), ..Default::default() };
+        for (path, (x, y)) in &ch.nodes {
+            let p = path.to_string();
+            let is_array = |n: &NodeSnapshot| matches!(n.node_data, NodeData::Array { .. });
+            match (x, y) {
+                (None, Some(y)) if is_array(y) => r.arrays_added.push(p),
+                (None, Some(_)) => r.groups_added.push(p),
+                (Some(x), None) if is_array(x) => r.arrays_removed.push(p),
+                (Some(_), None) => r.groups_removed.push(p),
+                (Some(x), Some(y)) => {
+                    let change = NodeChange { path: p, attributes: changed_attributes(x, y) };
+                    if is_array(y) {
+                        r.arrays_changed.push(change)
+                    } else {
+                        r.groups_changed.push(change)
+                    }
+                }
+                (None, None) => {}
+            }
+        }
+        for (path, chunks) in ch.chunks {
+            let coords: Vec<Vec<u32>> = chunks.keys().map(|c| c.0.clone()).collect();
+            r.chunk_counts.insert(path.to_string(), coords.len());
+            r.chunks.insert(path.to_string(), coords);
+        }
+        // chunks of added arrays count as changed too
+        for p in r.arrays_added.clone() {
+            if let Ok(path) = Path::new(&p) {
+                if let Ok(node) = b.get_array(&path).await {
+                    let c = cas::array_chunks(&b, &node).await.map_err(engine(format!("reading chunks of {p}")))?;
+                    if !c.is_empty() {
+                        r.chunk_counts.insert(p.clone(), c.len());
+                        r.chunks.insert(p, c.keys().map(|k| k.0.clone()).collect());
+                    }
+                }
+            }
+        }
+        Ok(r)
+    }
+
+    /// Differences between two revisions.
+    pub async fn diff(&self, from: &str, to: &str) -> Result<DiffReport> {
+        let a = self.resolve(from).await?;
+        let b = self.resolve(to).await?;
+        self.diff_ids(&a.id, &b.id).await
+    }
+}

@@ -1,0 +1,216 @@
+//! The versioned store: a repository in icechunk's format plus our provenance, content
+//! addressing, history operations and retention.
+//!
+//! Every write goes through a [`Transaction`] (one commit on one branch); everything that reads
+//! takes a revision resolved by [`Repo::resolve`].
+
+mod gc;
+mod history;
+mod refs;
+mod threeway;
+mod transaction;
+
+use std::sync::Arc;
+
+use icechunk::format::SnapshotId;
+use icechunk::repository::VersionInfo;
+use icechunk::{Repository, RepositoryConfig};
+
+use crate::storage::{Location, StorageError};
+
+pub use gc::GcReport;
+pub use history::{CommitInfo, DiffReport, NodeChange};
+pub use refs::{RefInfo, Resolved};
+pub use threeway::{ChunkConflict, Strategy};
+pub use transaction::{CommitOutcome, Transaction};
+
+/// Errors of repository operations. Each says what is wrong and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    /// Storage could not be opened.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// There is no repository at the location.
+    #[error("'{0}' is not a zarr-fuse repository (create one with `zarr-fuse init {0} --schema FILE`)")]
+    NotARepository(String),
+    /// `init` on a location that already holds something.
+    #[error("'{0}' already exists and is not empty; choose a new location")]
+    AlreadyExists(String),
+    /// A revision did not resolve.
+    #[error("revision '{rev}' not found: {hint}")]
+    RevNotFound {
+        /// The revision given.
+        rev: String,
+        /// What exists instead.
+        hint: String,
+    },
+    /// A commit-id prefix matches several commits.
+    #[error("revision '{rev}' is ambiguous; it matches {}", candidates.join(", "))]
+    AmbiguousRev {
+        /// The prefix given.
+        rev: String,
+        /// The matching commit ids.
+        candidates: Vec<String>,
+    },
+    /// A branch that does not exist.
+    #[error("branch '{0}' does not exist (see `zarr-fuse branch <REPO> list`)")]
+    NoSuchBranch(String),
+    /// A branch that already exists.
+    #[error("branch '{0}' already exists")]
+    BranchExists(String),
+    /// A tag that exists or existed.
+    #[error("tag '{0}' already exists or existed; tags are immutable and their names are never reused")]
+    TagExists(String),
+    /// A name that is not allowed for a branch or tag.
+    #[error("invalid {kind} name '{name}': {reason}")]
+    InvalidName {
+        /// branch or tag
+        kind: &'static str,
+        /// The name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// Reset to a commit outside the branch history without --force.
+    #[error("commit {commit} is not in the history of branch '{branch}'; pass --force to move the branch anyway")]
+    NotInHistory {
+        /// The target commit.
+        commit: String,
+        /// The branch.
+        branch: String,
+    },
+    /// Another writer moved the branch in a way that cannot be rebased.
+    #[error("conflict on branch '{branch}': {detail}; nothing was written, re-run the operation")]
+    Conflict {
+        /// The branch.
+        branch: String,
+        /// What collided.
+        detail: String,
+    },
+    /// Revert, merge or cherry-pick found conflicting changes.
+    #[error("{operation} refused, nothing written: {} conflict(s): {}", conflicts.len(), threeway::describe(conflicts))]
+    Conflicts {
+        /// revert, merge or cherry-pick
+        operation: &'static str,
+        /// The conflicts.
+        conflicts: Vec<ChunkConflict>,
+    },
+    /// Invalid argument value.
+    #[error("{0}")]
+    Invalid(String),
+    /// Provenance problem (author, meta).
+    #[error(transparent)]
+    Provenance(#[from] crate::provenance::ProvenanceError),
+    /// An error from the icechunk engine, with the operation that failed.
+    #[error("{op}: {message}")]
+    Engine {
+        /// What we were doing.
+        op: String,
+        /// The engine's message.
+        message: String,
+    },
+}
+
+/// Result of repository operations.
+pub type Result<T> = std::result::Result<T, RepoError>;
+
+/// Wrap an engine error with the operation that failed.
+pub(crate) fn engine<E: std::fmt::Display>(op: impl Into<String>) -> impl FnOnce(E) -> RepoError {
+    let op = op.into();
+    move |e| RepoError::Engine { op, message: e.to_string() }
+}
+
+/// A zarr-fuse repository.
+pub struct Repo {
+    location: Location,
+    inner: Arc<Repository>,
+}
+
+fn config() -> RepositoryConfig {
+    RepositoryConfig::default()
+}
+
+impl Repo {
+    /// Create a new, empty repository (one root commit on `main`).
+    pub async fn init(location: &Location) -> Result<Repo> {
+        let storage = location.open_storage().await?;
+        let exists = Repository::exists(Arc::clone(&storage), None)
+            .await
+            .map_err(engine(format!("checking {location}")))?;
+        if exists {
+            return Err(RepoError::AlreadyExists(location.to_string()));
+        }
+        if let Location::Local(path) = location {
+            if path.read_dir().map(|mut d| d.next().is_some()).unwrap_or(false) {
+                return Err(RepoError::AlreadyExists(location.to_string()));
+            }
+        }
+        let repo = Repository::create(storage)
+            .config(config())
+            .execute()
+            .await
+            .map_err(engine(format!("creating repository at {location}")))?;
+        Ok(Repo { location: location.clone(), inner: Arc::new(repo) })
+    }
+
+    /// Open an existing repository.
+    pub async fn open(location: &Location) -> Result<Repo> {
+        if let Location::Local(path) = location {
+            if !path.join("repo").is_file() {
+                return Err(RepoError::NotARepository(location.to_string()));
+            }
+        }
+        let storage = location.open_storage().await?;
+        let exists = Repository::exists(Arc::clone(&storage), None)
+            .await
+            .map_err(engine(format!("opening {location}")))?;
+        if !exists {
+            return Err(RepoError::NotARepository(location.to_string()));
+        }
+        let repo = Repository::open(storage)
+            .config(config())
+            .execute()
+            .await
+            .map_err(engine(format!("opening {location}")))?;
+        Ok(Repo { location: location.clone(), inner: Arc::new(repo) })
+    }
+
+    /// Open a repository from a location string.
+    pub async fn open_str(location: &str) -> Result<Repo> {
+        Repo::open(&Location::parse(location)?).await
+    }
+
+    /// Where the repository lives.
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// The icechunk repository underneath.
+    pub fn icechunk(&self) -> &Arc<Repository> {
+        &self.inner
+    }
+
+    /// A read-only icechunk session at a resolved commit.
+    pub async fn session_at(&self, id: &SnapshotId) -> Result<icechunk::session::Session> {
+        self.inner
+            .readonly_session(&VersionInfo::SnapshotId(id.clone()))
+            .await
+            .map_err(engine(format!("reading commit {id}")))
+    }
+
+    /// Begin a transaction on `branch`.
+    pub async fn transaction(&self, branch: &str) -> Result<Transaction> {
+        Transaction::begin(self, branch).await
+    }
+}
+
+impl Repo {
+    /// Verify the commit `rev`: recompute its content digest from the stored bytes.
+    pub async fn verify(&self, rev: &str, progress: &(dyn Fn(u64) + Sync)) -> Result<crate::cas::VerifyReport> {
+        let r = self.resolve(rev).await?;
+        let info = self.commit_info(&r.id).await?;
+        crate::cas::verify(&self.inner, &r.id, info.content_digest, progress)
+            .await
+            .map_err(|message| RepoError::Engine { op: format!("verifying {}", r.id), message })
+    }
+}

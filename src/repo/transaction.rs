@@ -1,0 +1,221 @@
+//! A transaction: changes staged in one icechunk session, committed as one commit on one branch.
+//!
+//! Chunks written through [`Transaction::store`] are content-addressed ([`crate::cas`]). Commit
+//! records the provenance and the snapshot content digest; when another writer committed first,
+//! the change is rebased onto the new tip if the two touched disjoint chunks (the digest is then
+//! recomputed), otherwise the commit fails and the branch is left as the other writer left it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use icechunk::conflicts::detector::ConflictDetector;
+use icechunk::format::SnapshotId;
+use icechunk::session::{Session, SessionErrorKind};
+use icechunk::storage::VersionedUpdateResult;
+use serde::Serialize;
+use tokio::sync::RwLock;
+
+use super::{engine, Repo, RepoError, Result};
+use crate::cas::{self, CasStore, CasWriter, WriteStats};
+use crate::provenance::Provenance;
+
+/// Prefix of our side records inside the repository (outside icechunk's own prefixes).
+pub const RECORDS_PREFIX: &str = "zarr-fuse/records";
+
+/// How many times a commit that lost a race is rebased and retried.
+pub const MAX_COMMIT_ATTEMPTS: u32 = 20;
+
+/// The outcome of committing a transaction.
+#[derive(Clone, Debug, Serialize)]
+pub struct CommitOutcome {
+    /// The new commit, or `None` when nothing changed.
+    pub commit: Option<String>,
+    /// Branch committed to.
+    pub branch: String,
+    /// Chunk write counters.
+    pub stats: WriteStats,
+    /// Content digest of the new snapshot.
+    pub content_digest: Option<String>,
+    /// How many times the commit was rebased onto a newer tip.
+    pub rebases: u32,
+}
+
+/// Changes staged for one commit on one branch.
+pub struct Transaction {
+    repo: Arc<icechunk::Repository>,
+    branch: String,
+    base: SnapshotId,
+    session: Arc<RwLock<Session>>,
+    writer: Arc<CasWriter>,
+}
+
+impl Transaction {
+    pub(crate) async fn begin(repo: &Repo, branch: &str) -> Result<Transaction> {
+        repo.branch_tip(branch).await?;
+        let session = repo
+            .inner
+            .writable_session(branch)
+            .await
+            .map_err(engine(format!("starting a transaction on '{branch}'")))?;
+        let base = session.snapshot_id().clone();
+        let writer = Arc::new(CasWriter::new(Arc::clone(&repo.inner), base.clone()));
+        Ok(Transaction {
+            repo: Arc::clone(&repo.inner),
+            branch: branch.to_string(),
+            base,
+            session: Arc::new(RwLock::new(session)),
+            writer,
+        })
+    }
+
+    /// The branch this transaction commits to.
+    pub fn branch(&self) -> &str {
+        &self.branch
+    }
+
+    /// The commit the transaction started from.
+    pub fn base(&self) -> &SnapshotId {
+        &self.base
+    }
+
+    /// A zarrs store over the staged state (reads see staged changes).
+    pub fn store(&self) -> Arc<CasStore> {
+        Arc::new(CasStore::new(Arc::clone(&self.session), Arc::clone(&self.writer)))
+    }
+
+    /// The icechunk session (for operations that work on chunk references directly).
+    pub fn session(&self) -> Arc<RwLock<Session>> {
+        Arc::clone(&self.session)
+    }
+
+    /// Chunk write counters so far.
+    pub fn stats(&self) -> WriteStats {
+        self.writer.stats()
+    }
+
+    /// Store one encoded chunk content-addressed (for writers that encode chunks themselves).
+    pub async fn write_chunk(&self, array: &str, coords: Vec<u32>, bytes: Bytes) -> Result<()> {
+        let path = icechunk::format::Path::new(array).map_err(|e| RepoError::Invalid(format!("array path '{array}': {e}")))?;
+        self.writer
+            .write_chunk(&self.session, path, icechunk::format::ChunkIndices(coords), bytes)
+            .await
+            .map_err(|message| RepoError::Engine { op: format!("writing a chunk of {array}"), message })
+    }
+
+    /// Whether anything is staged.
+    pub async fn has_changes(&self) -> bool {
+        self.session.read().await.has_uncommitted_changes()
+    }
+
+    /// Commit the staged changes with `prov`. Returns `commit: None` when nothing changed.
+    pub async fn commit(self, mut prov: Provenance) -> Result<CommitOutcome> {
+        let stats = self.writer.stats();
+        let mut outcome = CommitOutcome {
+            commit: None,
+            branch: self.branch.clone(),
+            stats: stats.clone(),
+            content_digest: None,
+            rebases: 0,
+        };
+        let mut session = self.session.write().await;
+        if !session.has_uncommitted_changes() {
+            return Ok(outcome);
+        }
+        let status = session.status().await.map_err(engine("computing the change set"))?;
+        if status.new_groups.is_empty()
+            && status.new_arrays.is_empty()
+            && status.deleted_groups.is_empty()
+            && status.deleted_arrays.is_empty()
+            && status.updated_groups.is_empty()
+            && status.updated_arrays.is_empty()
+            && status.updated_chunks.values().all(|c| c.is_empty())
+            && status.moved_nodes.is_empty()
+        {
+            return Ok(outcome);
+        }
+        for (k, v) in [
+            ("chunks_written", stats.chunks_written),
+            ("chunks_deduplicated", stats.chunks_deduplicated),
+            ("chunks_unchanged", stats.chunks_unchanged),
+            ("chunks_inline", stats.chunks_inline),
+            ("bytes_written", stats.bytes_written),
+        ] {
+            prov.counts.entry(k.to_string()).or_insert(v);
+        }
+        let record = write_record(&self.repo, &stats).await?;
+        let message = prov.message.clone();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let digest = cas::content_digest(&session).await.map_err(engine("computing the content digest"))?;
+            let props = prov.to_properties(&digest, record.as_deref());
+            let res = session.commit(message.clone()).properties(props).execute().await;
+            match res {
+                Ok(id) => {
+                    outcome.commit = Some(id.to_string());
+                    outcome.content_digest = Some(digest);
+                    return Ok(outcome);
+                }
+                Err(e) if matches!(e.kind(), SessionErrorKind::Conflict { .. }) && attempt < MAX_COMMIT_ATTEMPTS => {
+                    // another writer moved the branch: rebase onto its tip if the changes are disjoint
+                    match session.rebase(&ConflictDetector).await {
+                        Ok(()) => {
+                            outcome.rebases += 1;
+                            tokio::time::sleep(backoff(attempt)).await;
+                        }
+                        Err(e) => {
+                            return Err(RepoError::Conflict { branch: self.branch.clone(), detail: rebase_detail(&e) })
+                        }
+                    }
+                }
+                Err(e) if matches!(e.kind(), SessionErrorKind::Conflict { .. }) => {
+                    return Err(RepoError::Conflict {
+                        branch: self.branch.clone(),
+                        detail: format!("still losing the race after {attempt} attempts"),
+                    })
+                }
+                Err(e) => return Err(engine(format!("committing to '{}'", self.branch))(e)),
+            }
+        }
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    let base = 5u64 << attempt.min(6);
+    let jitter = u64::from(std::process::id() % 7) * 3 + u64::from(attempt) * 11 % 13;
+    Duration::from_millis(base + jitter)
+}
+
+fn rebase_detail(e: &icechunk::session::SessionError) -> String {
+    match e.kind() {
+        SessionErrorKind::RebaseFailed { conflicts, .. } => {
+            let parts: Vec<String> = conflicts.iter().take(10).map(|c| format!("{c:?}")).collect();
+            format!("another writer changed the same data ({})", parts.join("; "))
+        }
+        _ => e.to_string(),
+    }
+}
+
+/// Write the side record of the chunks a commit wrote (content-addressed, create-if-absent).
+async fn write_record(repo: &icechunk::Repository, stats: &WriteStats) -> Result<Option<String>> {
+    if stats.written.is_empty() {
+        return Ok(None);
+    }
+    let body = serde_json::to_vec(&stats.written).map_err(|e| RepoError::Invalid(e.to_string()))?;
+    let key = format!("{RECORDS_PREFIX}/{}.json", blake3::hash(&body).to_hex());
+    let res = repo
+        .storage()
+        .put_object(
+            &repo.storage_context(),
+            &key,
+            body.into(),
+            Some("application/json"),
+            vec![],
+            Some(&icechunk::storage::VersionInfo::for_creation()),
+        )
+        .await
+        .map_err(engine(format!("writing {key}")))?;
+    let _ = matches!(res, VersionedUpdateResult::Updated { .. });
+    Ok(Some(key))
+}
