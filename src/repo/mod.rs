@@ -214,3 +214,10 @@ impl Repo {
             .map_err(|message| RepoError::Engine { op: format!("verifying {}", r.id), message })
     }
 }
+
+impl Repo {
+    /// A read-only zarrs store at a resolved commit (open arrays with `zarrs::array::Array::async_open`).
+    pub async fn read_store(&self, id: &SnapshotId) -> Result<Arc<zarrs_icechunk::AsyncIcechunkStore>> {
+        Ok(Arc::new(zarrs_icechunk::AsyncIcechunkStore::new(self.session_at(id).await?)))
+    }
+}

@@ -232,9 +232,16 @@ impl Repo {
     }
 
     /// Create the immutable tag `name` at `at`, with an optional message.
+    ///
+    /// Every tag name ever created is recorded in the repository metadata, so a tag that was
+    /// deleted (by us or another tool) cannot be created again under the same name.
     pub async fn create_tag(&self, name: &str, at: &str, message: Option<&str>) -> Result<SnapshotId> {
         validate_ref_name("tag", name)?;
         let target = self.resolve(at).await?;
+        let meta = self.inner.get_metadata().await.map_err(engine("reading repository metadata"))?;
+        if meta.contains_key(&tag_key(name)) {
+            return Err(RepoError::TagExists(name.into()));
+        }
         match self.inner.create_tag(name, &target.id).await {
             Ok(()) => {}
             Err(e) if is_kind(&e, |k| matches!(k, RepositoryErrorKind::Ref(_))) || e.to_string().contains("exist") => {
@@ -242,18 +249,24 @@ impl Repo {
             }
             Err(e) => return Err(engine(format!("creating tag '{name}'"))(e)),
         }
-        if let Some(msg) = message {
-            let mut props = std::collections::BTreeMap::new();
-            props.insert(format!("tag_message/{name}"), json!(msg));
-            self.inner.update_metadata(&props).await.map_err(engine(format!("recording message of tag '{name}'")))?;
-        }
+        let mut props = std::collections::BTreeMap::new();
+        props.insert(
+            tag_key(name),
+            json!({"commit": target.id.to_string(), "message": message, "time": chrono::Utc::now().to_rfc3339()}),
+        );
+        self.inner.update_metadata(&props).await.map_err(engine(format!("recording tag '{name}'")))?;
         Ok(target.id)
+    }
+
+    /// Delete tag `name`; its name stays reserved.
+    pub async fn delete_tag(&self, name: &str) -> Result<()> {
+        self.inner.delete_tag(name).await.map_err(engine(format!("deleting tag '{name}'")))
     }
 
     /// The message given when tag `name` was created.
     pub async fn tag_message(&self, name: &str) -> Result<Option<String>> {
         let meta = self.inner.get_metadata().await.map_err(engine("reading repository metadata"))?;
-        Ok(meta.get(&format!("tag_message/{name}")).and_then(|v| v.as_str()).map(str::to_string))
+        Ok(meta.get(&tag_key(name)).and_then(|v| v.get("message")).and_then(|v| v.as_str()).map(str::to_string))
     }
 
     /// Move `branch` back to `rev`. Refused for a commit outside the branch history unless
@@ -273,6 +286,11 @@ impl Repo {
         })?;
         Ok(target.id)
     }
+}
+
+/// Repository-metadata key recording that tag `name` was created.
+fn tag_key(name: &str) -> String {
+    format!("zarr_fuse.tag/{name}")
 }
 
 fn join(set: &BTreeSet<String>) -> String {
