@@ -106,7 +106,10 @@ fn root_of(nodes: BTreeMap<String, blake3::Hash>) -> String {
 
 /// All nodes of a session, sorted by path.
 pub async fn list_nodes(session: &Session) -> Result<Vec<NodeSnapshot>, SessionError> {
-    let mut nodes: Vec<NodeSnapshot> = session.list_nodes(&Path::root()).await?.collect::<Result<_, _>>()?;
+    let mut nodes: Vec<NodeSnapshot> = session
+        .list_nodes(&Path::root())
+        .await?
+        .collect::<Result<_, _>>()?;
     nodes.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(nodes)
 }
@@ -197,7 +200,13 @@ impl CasWriter {
     /// A writer for a transaction whose base snapshot is `base`.
     pub fn new(repo: Arc<Repository>, base: SnapshotId) -> Self {
         let inline_threshold = repo.config().inline_chunk_threshold_bytes() as usize;
-        CasWriter { repo, base, inline_threshold, reachable: OnceCell::new(), stats: Mutex::new(WriteStats::default()) }
+        CasWriter {
+            repo,
+            base,
+            inline_threshold,
+            reachable: OnceCell::new(),
+            stats: Mutex::new(WriteStats::default()),
+        }
     }
 
     /// A copy of the counters so far.
@@ -248,7 +257,12 @@ impl CasWriter {
         bytes: Bytes,
     ) -> Result<(), String> {
         let digest = blake3::hash(&bytes);
-        let existing = session.read().await.get_chunk_ref(&array, &coords).await.map_err(|e| e.to_string())?;
+        let existing = session
+            .read()
+            .await
+            .get_chunk_ref(&array, &coords)
+            .await
+            .map_err(|e| e.to_string())?;
         let len = bytes.len() as u64;
         let written = |stored| WrittenChunk {
             array: array.to_string(),
@@ -269,7 +283,8 @@ impl CasWriter {
             ChunkPayload::Inline(bytes)
         } else {
             let id = chunk_id(&digest);
-            if matches!(&existing, Some(ChunkPayload::Ref(r)) if r.id == id && r.offset == 0 && r.length == len) {
+            if matches!(&existing, Some(ChunkPayload::Ref(r)) if r.id == id && r.offset == 0 && r.length == len)
+            {
                 self.record(|s| s.chunks_unchanged += 1);
                 return Ok(());
             }
@@ -277,7 +292,14 @@ impl CasWriter {
             let ctx = self.repo.storage_context();
             let key = chunk_key(&id);
             let created = storage
-                .put_object(&ctx, &key, bytes.clone(), None, vec![], Some(&VersionInfo::for_creation()))
+                .put_object(
+                    &ctx,
+                    &key,
+                    bytes.clone(),
+                    None,
+                    vec![],
+                    Some(&VersionInfo::for_creation()),
+                )
                 .await
                 .map_err(|e| format!("writing {key}: {e}"))?;
             match created {
@@ -301,7 +323,11 @@ impl CasWriter {
                     })
                 }
             }
-            ChunkPayload::Ref(ChunkRef { id, offset: 0, length: len })
+            ChunkPayload::Ref(ChunkRef {
+                id,
+                offset: 0,
+                length: len,
+            })
         };
         session
             .write()
@@ -340,7 +366,11 @@ pub struct CasStore {
 impl CasStore {
     /// Wrap `session` (shared with the transaction) and `writer`.
     pub fn new(session: Arc<RwLock<Session>>, writer: Arc<CasWriter>) -> Self {
-        CasStore { inner: AsyncIcechunkStore::from(Arc::clone(&session)), session, writer }
+        CasStore {
+            inner: AsyncIcechunkStore::from(Arc::clone(&session)),
+            session,
+            writer,
+        }
     }
 
     /// The session behind the store.
@@ -405,7 +435,12 @@ impl AsyncWritableStorageTraits for CasStore {
         if let Some((array, coords)) = parse_chunk_key(key.as_str()) {
             // erasing an absent chunk is not a change
             let path = Path::new(&array).map_err(|e| ZStorageError::Other(e.to_string()))?;
-            let existing = self.session.read().await.get_chunk_ref(&path, &ChunkIndices(coords)).await;
+            let existing = self
+                .session
+                .read()
+                .await
+                .get_chunk_ref(&path, &ChunkIndices(coords))
+                .await;
             if matches!(existing, Ok(None)) {
                 return Ok(());
             }
@@ -508,32 +543,35 @@ pub async fn verify(
         report.nodes += 1;
         let mut h = node_leaf(&node);
         if matches!(node.node_data, NodeData::Array { .. }) {
-            let chunks = array_chunks(&session, &node).await.map_err(|e| e.to_string())?;
+            let chunks = array_chunks(&session, &node)
+                .await
+                .map_err(|e| e.to_string())?;
             // fetch the chunk objects a few at a time
-            let fetched: Vec<_> = futures::stream::iter(chunks.into_iter().map(|(coord, payload)| {
-                let storage = Arc::clone(storage);
-                let ctx = ctx.clone();
-                async move {
-                    let data = match &payload {
-                        ChunkPayload::Ref(r) => {
-                            let key = chunk_key(&r.id);
-                            let range = r.offset..r.offset + r.length;
-                            let res = async {
-                                let (stream, _) = storage.get_object_range(&ctx, &key, Some(&range)).await?;
-                                let parts: Vec<Bytes> = stream.try_collect().await?;
-                                Ok::<_, icechunk::StorageError>(parts.concat())
+            let fetched: Vec<_> =
+                futures::stream::iter(chunks.into_iter().map(|(coord, payload)| {
+                    let storage = Arc::clone(storage);
+                    async move {
+                        let data = match &payload {
+                            ChunkPayload::Ref(r) => {
+                                let key = chunk_key(&r.id);
+                                let range = r.offset..r.offset + r.length;
+                                let res = async {
+                                    let (stream, _) =
+                                        storage.get_object_range(&ctx, &key, Some(&range)).await?;
+                                    let parts: Vec<Bytes> = stream.try_collect().await?;
+                                    Ok::<_, icechunk::StorageError>(parts.concat())
+                                }
+                                .await;
+                                Some(res.map_err(|e| e.to_string()))
                             }
-                            .await;
-                            Some(res.map_err(|e| e.to_string()))
-                        }
-                        _ => None,
-                    };
-                    (coord, payload, data)
-                }
-            }))
-            .buffered(16)
-            .collect()
-            .await;
+                            _ => None,
+                        };
+                        (coord, payload, data)
+                    }
+                }))
+                .buffered(16)
+                .collect()
+                .await;
             for (coord, payload, data) in fetched {
                 report.chunks += 1;
                 progress(1);
@@ -584,7 +622,9 @@ pub async fn verify(
     }
     report.computed_digest = root_of(nodes);
     report.ok = report.bad_chunks.is_empty()
-        && recorded_digest.as_deref().is_none_or(|d| d == report.computed_digest);
+        && recorded_digest
+            .as_deref()
+            .is_none_or(|d| d == report.computed_digest);
     Ok(report)
 }
 
@@ -594,7 +634,10 @@ mod tests {
 
     #[test]
     fn chunk_keys() {
-        assert_eq!(parse_chunk_key("a/b/c/0/12"), Some(("/a/b".into(), vec![0, 12])));
+        assert_eq!(
+            parse_chunk_key("a/b/c/0/12"),
+            Some(("/a/b".into(), vec![0, 12]))
+        );
         assert_eq!(parse_chunk_key("x/c"), Some(("/x".into(), vec![])));
         assert_eq!(parse_chunk_key("a/c/c/3"), Some(("/a/c".into(), vec![3])));
         assert_eq!(parse_chunk_key("a/zarr.json"), None);

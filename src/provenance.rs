@@ -66,10 +66,12 @@ pub fn validate_author(s: &str) -> Result<String, ProvenanceError> {
         let (name, rest) = s.split_once('<')?;
         let email = rest.strip_suffix('>')?;
         let (user, host) = email.split_once('@')?;
-        let clean = |x: &str| !x.is_empty() && !x.contains(char::is_whitespace) && !x.contains(['<', '>']);
+        let clean =
+            |x: &str| !x.is_empty() && !x.contains(char::is_whitespace) && !x.contains(['<', '>']);
         (!name.trim().is_empty() && clean(user) && clean(host)).then_some(())
     })();
-    ok.map(|_| s.to_string()).ok_or_else(|| ProvenanceError::BadAuthor(s.to_string()))
+    ok.map(|_| s.to_string())
+        .ok_or_else(|| ProvenanceError::BadAuthor(s.to_string()))
 }
 
 /// The author from `--author`, else `ZF_AUTHOR`, else git's `user.name`/`user.email`.
@@ -147,16 +149,34 @@ impl Provenance {
     }
 
     /// The snapshot properties to commit, given the content digest and side-record key.
-    pub fn to_properties(&self, content_digest: &str, record: Option<&str>) -> BTreeMap<String, Value> {
+    pub fn to_properties(
+        &self,
+        content_digest: &str,
+        record: Option<&str>,
+    ) -> BTreeMap<String, Value> {
         let mut p = BTreeMap::new();
         let time = self.time.unwrap_or_else(Utc::now);
         p.insert(keys::AUTHOR.into(), json!(self.author));
         p.insert(keys::OPERATION.into(), json!(self.operation));
         p.insert(keys::TOOL.into(), json!(TOOL));
-        p.insert(keys::TIME.into(), json!(time.to_rfc3339_opts(SecondsFormat::Micros, true)));
-        p.insert(keys::SOURCE.into(), self.source.as_ref().map_or(Value::Null, |s| json!(s)));
-        p.insert(keys::INPUT_BLAKE3.into(), self.input_blake3.as_ref().map_or(Value::Null, |s| json!(s)));
-        p.insert(keys::SCHEMA_BLAKE3.into(), self.schema_blake3.as_ref().map_or(Value::Null, |s| json!(s)));
+        p.insert(
+            keys::TIME.into(),
+            json!(time.to_rfc3339_opts(SecondsFormat::Micros, true)),
+        );
+        p.insert(
+            keys::SOURCE.into(),
+            self.source.as_ref().map_or(Value::Null, |s| json!(s)),
+        );
+        p.insert(
+            keys::INPUT_BLAKE3.into(),
+            self.input_blake3.as_ref().map_or(Value::Null, |s| json!(s)),
+        );
+        p.insert(
+            keys::SCHEMA_BLAKE3.into(),
+            self.schema_blake3
+                .as_ref()
+                .map_or(Value::Null, |s| json!(s)),
+        );
         p.insert(keys::COUNTS.into(), json!(self.counts));
         p.insert(keys::META.into(), json!(self.meta));
         p.insert(keys::CONTENT_DIGEST.into(), json!(content_digest));
@@ -177,7 +197,11 @@ pub fn prop_str(props: &BTreeMap<String, Value>, key: &str) -> Option<String> {
 
 /// The `meta` map of a commit.
 pub fn prop_meta(props: &BTreeMap<String, Value>) -> Map<String, Value> {
-    props.get(keys::META).and_then(|v| v.as_object()).cloned().unwrap_or_default()
+    props
+        .get(keys::META)
+        .and_then(|v| v.as_object())
+        .cloned()
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -21,7 +21,14 @@ fn child(location: &str, start: u64) {
         let mut seed = start;
         loop {
             seed += 1;
-            let out = write(&repo, "main", &["a", "b"], seed as f64, &format!("seed {seed}")).await;
+            let out = write(
+                &repo,
+                "main",
+                &["a", "b"],
+                seed as f64,
+                &format!("seed {seed}"),
+            )
+            .await;
             if let Some(id) = out.commit {
                 println!("\nZFACK {id} {seed}");
             }
@@ -31,7 +38,9 @@ fn child(location: &str, start: u64) {
 
 #[test]
 fn sigkill_child() {
-    let Ok(spec) = std::env::var("ZF_KILL_CHILD") else { return };
+    let Ok(spec) = std::env::var("ZF_KILL_CHILD") else {
+        return;
+    };
     let (loc, start) = spec.split_once('|').expect("spec");
     child(loc, start.parse().expect("start"));
 }
@@ -50,12 +59,21 @@ fn campaign(location: Location) {
         init(&location).await;
     });
     let exe = std::env::current_exe().expect("test binary");
-    let mut rng = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(7) | 1;
+    let mut rng = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(7)
+        | 1;
     eprintln!("kill-delay seed {rng}");
     let mut acked: Vec<(String, u64)> = Vec::new();
     for kill in 0..KILLS {
         let mut child = Command::new(&exe)
-            .args(["--exact", "sigkill_child", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "sigkill_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("ZF_KILL_CHILD", format!("{location}|{}", kill * 1_000_000))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -74,25 +92,40 @@ fn campaign(location: Location) {
             }
         }
         rt.block_on(async {
-            let repo = Repo::open(&location).await.unwrap_or_else(|e| panic!("kill {kill}: repository does not open: {e}"));
+            let repo = Repo::open(&location)
+                .await
+                .unwrap_or_else(|e| panic!("kill {kill}: repository does not open: {e}"));
             let report = repo.verify("main", &|_| {}).await.expect("verify runs");
             assert!(report.ok, "kill {kill}: verify failed: {report:?}");
             let log = repo.log("main", None).await.expect("log");
             let ids: std::collections::HashSet<&str> = log.iter().map(|c| c.id.as_str()).collect();
             for (id, _) in &acked {
-                assert!(ids.contains(id.as_str()), "kill {kill}: acknowledged commit {id} lost");
+                assert!(
+                    ids.contains(id.as_str()),
+                    "kill {kill}: acknowledged commit {id} lost"
+                );
             }
             // no partial commit: both arrays always hold the same seed
             let a = read(&repo, "main", "a").await;
             let b = read(&repo, "main", "b").await;
             assert_eq!(a.is_some(), b.is_some());
             if let (Some(a), Some(b)) = (a, b) {
-                assert!(same(&a, &b), "kill {kill}: arrays a and b disagree: a partial contribution is visible");
+                assert!(
+                    same(&a, &b),
+                    "kill {kill}: arrays a and b disagree: a partial contribution is visible"
+                );
             }
         });
     }
-    eprintln!("{location}: {KILLS} kills survived, {} acknowledged commits all present", acked.len());
-    assert!(acked.len() >= KILLS / 2, "the child committed too little to test anything ({})", acked.len());
+    eprintln!(
+        "{location}: {KILLS} kills survived, {} acknowledged commits all present",
+        acked.len()
+    );
+    assert!(
+        acked.len() >= KILLS / 2,
+        "the child committed too little to test anything ({})",
+        acked.len()
+    );
 }
 
 #[test]

@@ -256,7 +256,12 @@ pub enum CliError {
     Other(String),
 }
 
-fn provenance(author: Option<&str>, operation: &str, message: Option<String>, meta: &[String]) -> Result<Provenance, CliError> {
+fn provenance(
+    author: Option<&str>,
+    operation: &str,
+    message: Option<String>,
+    meta: &[String],
+) -> Result<Provenance, CliError> {
     let author = resolve_author(author).map_err(RepoError::from)?;
     let mut p = Provenance::new(author, operation, message.unwrap_or_default());
     p.meta = parse_meta(meta).map_err(RepoError::from)?;
@@ -265,7 +270,8 @@ fn provenance(author: Option<&str>, operation: &str, message: Option<String>, me
 
 /// Parse `7d`, `12h`, `30m`, `0s`, or anything humantime accepts.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, CliError> {
-    humantime::parse_duration(s).map_err(|e| CliError::Other(format!("--older-than '{s}': {e} (e.g. 7d, 12h, 0s)")))
+    humantime::parse_duration(s)
+        .map_err(|e| CliError::Other(format!("--older-than '{s}': {e} (e.g. 7d, 12h, 0s)")))
 }
 
 async fn open(repo: &str) -> Result<Repo, CliError> {
@@ -277,7 +283,9 @@ fn progress_bar(len: u64, what: &str) -> Option<indicatif::ProgressBar> {
         return None;
     }
     let pb = indicatif::ProgressBar::new(len);
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {elapsed}") {
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {elapsed}")
+    {
         pb.set_style(style);
     }
     pb.set_message(what.to_string());
@@ -301,11 +309,28 @@ fn print_write(json: bool, commit: &Option<String>, extra: serde_json::Value) {
 
 async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
-        Command::Init { repo, schema, author, json } => {
-            let bytes = std::fs::read(&schema).map_err(|source| CliError::Read { path: schema.clone(), source })?;
-            let text = String::from_utf8(bytes.clone())
-                .map_err(|_| CliError::Other(format!("{}: the schema is not UTF-8 text", schema.display())))?;
-            let mut prov = provenance(author.as_deref(), "init", Some("Initialise repository".into()), &[])?;
+        Command::Init {
+            repo,
+            schema,
+            author,
+            json,
+        } => {
+            let bytes = std::fs::read(&schema).map_err(|source| CliError::Read {
+                path: schema.clone(),
+                source,
+            })?;
+            let text = String::from_utf8(bytes.clone()).map_err(|_| {
+                CliError::Other(format!(
+                    "{}: the schema is not UTF-8 text",
+                    schema.display()
+                ))
+            })?;
+            let mut prov = provenance(
+                author.as_deref(),
+                "init",
+                Some("Initialise repository".into()),
+                &[],
+            )?;
             let location = Location::parse(&repo).map_err(RepoError::from)?;
             let r = Repo::init(&location).await?;
             let digest = blake3::hash(&bytes).to_hex().to_string();
@@ -317,7 +342,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 "node_type": "group",
                 "attributes": {"zarr_fuse": {"schema_yaml": text, "schema_blake3": digest}}
             });
-            let key = zarrs_storage::StoreKey::new("zarr.json").map_err(|e| CliError::Other(e.to_string()))?;
+            let key = zarrs_storage::StoreKey::new("zarr.json")
+                .map_err(|e| CliError::Other(e.to_string()))?;
             tx.store()
                 .set(&key, root.to_string().into_bytes().into())
                 .await
@@ -325,7 +351,12 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let out = tx.commit(prov).await?;
             print_write(json, &out.commit, json!({}));
         }
-        Command::Log { repo, rev, max_count, json } => {
+        Command::Log {
+            repo,
+            rev,
+            max_count,
+            json,
+        } => {
             let r = open(&repo).await?;
             let log = r.log(rev.as_deref().unwrap_or("main"), max_count).await?;
             output::log(&log, json);
@@ -336,14 +367,20 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let info = r.commit_info(&res.id).await?;
             let diff = match info.parents.first() {
                 Some(p) => {
-                    let p = icechunk::format::SnapshotId::try_from(p.as_str()).map_err(|e| CliError::Other(e.to_string()))?;
+                    let p = icechunk::format::SnapshotId::try_from(p.as_str())
+                        .map_err(|e| CliError::Other(e.to_string()))?;
                     Some(r.diff_ids(&p, &res.id).await?)
                 }
                 None => None,
             };
             output::show(&info, diff.as_ref(), json);
         }
-        Command::Diff { repo, rev_a, rev_b, json } => {
+        Command::Diff {
+            repo,
+            rev_a,
+            rev_b,
+            json,
+        } => {
             let r = open(&repo).await?;
             let d = r.diff(&rev_a, &rev_b).await?;
             output::diff(&d, json);
@@ -372,7 +409,13 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 TagAction::List { json } => output::refs(&r.tags().await?, json),
             }
         }
-        Command::Reset { repo, branch, rev, force, json } => {
+        Command::Reset {
+            repo,
+            branch,
+            rev,
+            force,
+            json,
+        } => {
             let r = open(&repo).await?;
             let id = r.reset(&branch, &rev, force).await?;
             if json {
@@ -381,17 +424,41 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 println!("{id}");
             }
         }
-        Command::Revert { repo, commit, w, strategy } => {
+        Command::Revert {
+            repo,
+            commit,
+            w,
+            strategy,
+        } => {
             let prov = provenance(w.author.as_deref(), "revert", w.message, &w.meta)?;
             let r = open(&repo).await?;
-            let strategy = if strategy.as_deref() == Some("theirs") { Strategy::Theirs } else { Strategy::Fail };
+            let strategy = if strategy.as_deref() == Some("theirs") {
+                Strategy::Theirs
+            } else {
+                Strategy::Fail
+            };
             let (out, kept) = r.revert(&commit, &w.branch, strategy, prov).await?;
             if !kept.is_empty() && !w.json {
-                eprintln!("kept the later state of {} conflicting chunk(s)", kept.len());
+                eprintln!(
+                    "kept the later state of {} conflicting chunk(s)",
+                    kept.len()
+                );
             }
-            print_write(w.json, &out.commit, json!({"branch": w.branch, "kept_later": kept}));
+            print_write(
+                w.json,
+                &out.commit,
+                json!({"branch": w.branch, "kept_later": kept}),
+            );
         }
-        Command::Merge { repo, source, into, author, message, meta, json } => {
+        Command::Merge {
+            repo,
+            source,
+            into,
+            author,
+            message,
+            meta,
+            json,
+        } => {
             let prov = provenance(author.as_deref(), "merge", message, &meta)?;
             let r = open(&repo).await?;
             let out = r.merge(&source, &into, prov).await?;
@@ -422,7 +489,11 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                     "verify failed for {}: {} bad chunk(s){}",
                     report.commit,
                     report.bad_chunks.len(),
-                    if report.recorded_digest.as_deref().is_some_and(|d| d != report.computed_digest) {
+                    if report
+                        .recorded_digest
+                        .as_deref()
+                        .is_some_and(|d| d != report.computed_digest)
+                    {
                         ", content digest differs from the recorded one"
                     } else {
                         ""
@@ -430,10 +501,16 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 )));
             }
         }
-        Command::Gc { repo, older_than, dry_run, json } => {
+        Command::Gc {
+            repo,
+            older_than,
+            dry_run,
+            json,
+        } => {
             let d = parse_duration(&older_than)?;
             let cutoff = chrono::Utc::now()
-                - chrono::Duration::from_std(d).map_err(|e| CliError::Other(format!("--older-than: {e}")))?;
+                - chrono::Duration::from_std(d)
+                    .map_err(|e| CliError::Other(format!("--older-than: {e}")))?;
             let r = open(&repo).await?;
             let pb = progress_bar(1, "collecting garbage");
             let report = r.gc(cutoff, dry_run).await?;
@@ -456,7 +533,10 @@ pub fn main() -> i32 {
             return code;
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("zarr-fuse: cannot start the async runtime: {e}");

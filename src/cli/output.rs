@@ -41,7 +41,10 @@ fn commit_text(c: &CommitInfo) {
     if c.parents.len() > 1 {
         println!("Merge:  {}", c.parents.join(" "));
     }
-    println!("Author: {}", c.author.as_deref().unwrap_or("(not recorded)"));
+    println!(
+        "Author: {}",
+        c.author.as_deref().unwrap_or("(not recorded)")
+    );
     println!("Date:   {}", c.time);
     if let Some(op) = &c.operation {
         println!("Op:     {op}");
@@ -50,7 +53,11 @@ fn commit_text(c: &CommitInfo) {
         println!("Source: {s}");
     }
     if !c.meta.is_empty() {
-        let pairs: Vec<String> = c.meta.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(&v.to_string()))).collect();
+        let pairs: Vec<String> = c
+            .meta
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(&v.to_string())))
+            .collect();
         println!("Meta:   {}", pairs.join(" "));
     }
     println!();
@@ -97,7 +104,11 @@ fn diff_text(d: &DiffReport) {
         println!("- group  {p}");
     }
     for c in &d.groups_changed {
-        println!("~ group  {} attributes: {}", c.path, c.attributes.join(", "));
+        println!(
+            "~ group  {} attributes: {}",
+            c.path,
+            c.attributes.join(", ")
+        );
     }
     for p in &d.arrays_added {
         println!("+ array  {p}");
@@ -106,12 +117,28 @@ fn diff_text(d: &DiffReport) {
         println!("- array  {p}");
     }
     for c in &d.arrays_changed {
-        println!("~ array  {} metadata{}", c.path, if c.attributes.is_empty() { String::new() } else { format!(" (attributes: {})", c.attributes.join(", ")) });
+        println!(
+            "~ array  {} metadata{}",
+            c.path,
+            if c.attributes.is_empty() {
+                String::new()
+            } else {
+                format!(" (attributes: {})", c.attributes.join(", "))
+            }
+        );
     }
     for (path, coords) in &d.chunks {
         let shown: Vec<String> = coords.iter().take(10).map(|c| format!("{c:?}")).collect();
-        let more = if coords.len() > 10 { format!(" … (+{})", coords.len() - 10) } else { String::new() };
-        println!("  chunks {path}: {} changed {}{more}", coords.len(), shown.join(" "));
+        let more = if coords.len() > 10 {
+            format!(" … (+{})", coords.len() - 10)
+        } else {
+            String::new()
+        };
+        println!(
+            "  chunks {path}: {} changed {}{more}",
+            coords.len(),
+            shown.join(" ")
+        );
     }
 }
 
@@ -151,7 +178,10 @@ pub fn verify(r: &VerifyReport, json: bool) {
         None => println!("no recorded digest (commit not made by zarr-fuse)"),
     }
     for b in &r.bad_chunks {
-        println!("BAD {} chunk {:?} ({}): {}", b.array, b.coords, b.object, b.problem);
+        println!(
+            "BAD {} chunk {:?} ({}): {}",
+            b.array, b.coords, b.object, b.problem
+        );
     }
     println!("{}", if r.ok { "OK" } else { "FAILED" });
 }
@@ -163,10 +193,17 @@ pub fn gc(r: &GcReport, json: bool) {
         return;
     }
     let verb = if r.dry_run { "would expire" } else { "expired" };
-    println!("{verb} {} snapshot(s) older than {}", r.snapshots_expired, r.older_than);
+    println!(
+        "{verb} {} snapshot(s) older than {}",
+        r.snapshots_expired, r.older_than
+    );
     let verb = if r.dry_run { "would delete" } else { "deleted" };
     println!(
         "{verb} {} chunk(s), {} manifest(s), {} snapshot(s), {} transaction log(s): {} bytes",
-        r.chunks_deleted, r.manifests_deleted, r.snapshots_deleted, r.transaction_logs_deleted, r.bytes_deleted
+        r.chunks_deleted,
+        r.manifests_deleted,
+        r.snapshots_deleted,
+        r.transaction_logs_deleted,
+        r.bytes_deleted
     );
 }

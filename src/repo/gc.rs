@@ -49,16 +49,29 @@ impl Repo {
     pub async fn gc(&self, cutoff: DateTime<Utc>, dry_run: bool) -> Result<GcReport> {
         let am = Arc::clone(self.inner.asset_manager());
         let cfg = self.inner.config();
-        let mut report = GcReport { older_than: cutoff.to_rfc3339(), dry_run, ..Default::default() };
+        let mut report = GcReport {
+            older_than: cutoff.to_rfc3339(),
+            dry_run,
+            ..Default::default()
+        };
         if dry_run {
             // what expiry would release: old commits that are not a ref tip and not the root
-            let tips: BTreeSet<String> =
-                self.branches().await?.into_iter().chain(self.tags().await?).map(|r| r.commit).collect();
+            let tips: BTreeSet<String> = self
+                .branches()
+                .await?
+                .into_iter()
+                .chain(self.tags().await?)
+                .map(|r| r.commit)
+                .collect();
             report.snapshots_expired = self
                 .all_commits()
                 .await?
                 .iter()
-                .filter(|c| c.flushed_at < cutoff && c.parent_id.is_some() && !tips.contains(&c.id.to_string()))
+                .filter(|c| {
+                    c.flushed_at < cutoff
+                        && c.parent_id.is_some()
+                        && !tips.contains(&c.id.to_string())
+                })
                 .count();
         } else {
             let res = expire(
@@ -86,9 +99,14 @@ impl Repo {
             None,
             dry_run,
         );
-        let summary = garbage_collect(am, &gc_cfg, Some(cfg.repo_update_retries()), cfg.num_updates_per_repo_info_file())
-            .await
-            .map_err(engine("collecting garbage"))?;
+        let summary = garbage_collect(
+            am,
+            &gc_cfg,
+            Some(cfg.repo_update_retries()),
+            cfg.num_updates_per_repo_info_file(),
+        )
+        .await
+        .map_err(engine("collecting garbage"))?;
         report.snapshots_deleted = summary.snapshots_deleted;
         report.manifests_deleted = summary.manifests_deleted;
         report.chunks_deleted = summary.chunks_deleted;

@@ -70,7 +70,9 @@ impl CommitInfo {
         CommitInfo {
             id: info.id.to_string(),
             parents,
-            time: info.flushed_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            time: info
+                .flushed_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
             author: prop_str(p, keys::AUTHOR),
             message: info.message.clone(),
             operation: prop_str(p, keys::OPERATION),
@@ -78,7 +80,11 @@ impl CommitInfo {
             input_blake3: prop_str(p, keys::INPUT_BLAKE3),
             schema_blake3: prop_str(p, keys::SCHEMA_BLAKE3),
             content_digest: prop_str(p, keys::CONTENT_DIGEST),
-            counts: p.get(keys::COUNTS).and_then(|v| v.as_object()).cloned().unwrap_or_default(),
+            counts: p
+                .get(keys::COUNTS)
+                .and_then(|v| v.as_object())
+                .cloned()
+                .unwrap_or_default(),
             meta: prop_meta(p),
             extra,
         }
@@ -132,13 +138,16 @@ impl DiffReport {
     }
 }
 
+/// Changed chunks of one array: (before, after) by coordinates.
+pub(crate) type ChunkChanges = BTreeMap<ChunkIndices, (Option<ChunkPayload>, Option<ChunkPayload>)>;
+
 /// Node-level and chunk-level differences between two sessions.
 #[derive(Default)]
 pub(crate) struct Changes {
     /// Nodes added, removed or with different metadata: (before, after).
     pub nodes: BTreeMap<Path, (Option<NodeSnapshot>, Option<NodeSnapshot>)>,
     /// Changed chunks of arrays present on both sides: (before, after).
-    pub chunks: BTreeMap<Path, BTreeMap<ChunkIndices, (Option<ChunkPayload>, Option<ChunkPayload>)>>,
+    pub chunks: BTreeMap<Path, ChunkChanges>,
 }
 
 /// Node metadata as compared: kind and the Zarr metadata document.
@@ -149,7 +158,11 @@ pub(crate) fn same_metadata(a: &NodeSnapshot, b: &NodeSnapshot) -> bool {
 
 fn shape_of(n: &NodeSnapshot) -> Option<String> {
     match &n.node_data {
-        NodeData::Array { shape, dimension_names, .. } => Some(format!("{shape:?}{dimension_names:?}")),
+        NodeData::Array {
+            shape,
+            dimension_names,
+            ..
+        } => Some(format!("{shape:?}{dimension_names:?}")),
         NodeData::Group => None,
     }
 }
@@ -163,10 +176,18 @@ fn same_manifests(a: &NodeSnapshot, b: &NodeSnapshot) -> bool {
 
 /// Compare two sessions. Arrays whose manifests are identical are not read.
 pub(crate) async fn changes(a: &Session, b: &Session) -> Result<Changes> {
-    let na: BTreeMap<Path, NodeSnapshot> =
-        cas::list_nodes(a).await.map_err(engine("listing nodes"))?.into_iter().map(|n| (n.path.clone(), n)).collect();
-    let nb: BTreeMap<Path, NodeSnapshot> =
-        cas::list_nodes(b).await.map_err(engine("listing nodes"))?.into_iter().map(|n| (n.path.clone(), n)).collect();
+    let na: BTreeMap<Path, NodeSnapshot> = cas::list_nodes(a)
+        .await
+        .map_err(engine("listing nodes"))?
+        .into_iter()
+        .map(|n| (n.path.clone(), n))
+        .collect();
+    let nb: BTreeMap<Path, NodeSnapshot> = cas::list_nodes(b)
+        .await
+        .map_err(engine("listing nodes"))?
+        .into_iter()
+        .map(|n| (n.path.clone(), n))
+        .collect();
     let mut out = Changes::default();
     let paths: BTreeSet<&Path> = na.keys().chain(nb.keys()).collect();
     for path in paths {
@@ -174,13 +195,18 @@ pub(crate) async fn changes(a: &Session, b: &Session) -> Result<Changes> {
         match (x, y) {
             (Some(x), Some(y)) => {
                 if !same_metadata(x, y) {
-                    out.nodes.insert(path.clone(), (Some(x.clone()), Some(y.clone())));
+                    out.nodes
+                        .insert(path.clone(), (Some(x.clone()), Some(y.clone())));
                 }
-                let both_arrays =
-                    matches!(x.node_data, NodeData::Array { .. }) && matches!(y.node_data, NodeData::Array { .. });
+                let both_arrays = matches!(x.node_data, NodeData::Array { .. })
+                    && matches!(y.node_data, NodeData::Array { .. });
                 if both_arrays && !(x.id == y.id && same_manifests(x, y)) {
-                    let ca = cas::array_chunks(a, x).await.map_err(engine(format!("reading chunks of {path}")))?;
-                    let cb = cas::array_chunks(b, y).await.map_err(engine(format!("reading chunks of {path}")))?;
+                    let ca = cas::array_chunks(a, x)
+                        .await
+                        .map_err(engine(format!("reading chunks of {path}")))?;
+                    let cb = cas::array_chunks(b, y)
+                        .await
+                        .map_err(engine(format!("reading chunks of {path}")))?;
                     let coords: BTreeSet<&ChunkIndices> = ca.keys().chain(cb.keys()).collect();
                     let mut changed = BTreeMap::new();
                     for c in coords {
@@ -212,14 +238,22 @@ fn attributes(n: &NodeSnapshot) -> Map<String, Value> {
 fn changed_attributes(a: &NodeSnapshot, b: &NodeSnapshot) -> Vec<String> {
     let (x, y) = (attributes(a), attributes(b));
     let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
-    keys.into_iter().filter(|k| x.get(*k) != y.get(*k)).cloned().collect()
+    keys.into_iter()
+        .filter(|k| x.get(*k) != y.get(*k))
+        .cloned()
+        .collect()
 }
 
 impl Repo {
     /// The history ending at `rev`, newest first (at most `limit` commits).
     pub async fn log(&self, rev: &str, limit: Option<usize>) -> Result<Vec<CommitInfo>> {
         let r = self.resolve(rev).await?;
-        let mut out: Vec<CommitInfo> = self.ancestry(&r.id).await?.iter().map(CommitInfo::from_snapshot).collect();
+        let mut out: Vec<CommitInfo> = self
+            .ancestry(&r.id)
+            .await?
+            .iter()
+            .map(CommitInfo::from_snapshot)
+            .collect();
         if let Some(n) = limit {
             out.truncate(n);
         }
@@ -237,7 +271,10 @@ impl Repo {
         match futures::StreamExt::next(&mut info).await {
             Some(Ok(i)) => Ok(CommitInfo::from_snapshot(&i)),
             Some(Err(e)) => Err(engine(format!("reading commit {id}"))(e)),
-            None => Err(super::RepoError::RevNotFound { rev: id.to_string(), hint: "no such commit".into() }),
+            None => Err(super::RepoError::RevNotFound {
+                rev: id.to_string(),
+                hint: "no such commit".into(),
+            }),
         }
     }
 
@@ -246,7 +283,11 @@ impl Repo {
         let a = self.session_at(from).await?;
         let b = self.session_at(to).await?;
         let ch = changes(&a, &b).await?;
-        let mut r = DiffReport { from: from.to_string(), to: to.to_string(), ..Default::default() };
+        let mut r = DiffReport {
+            from: from.to_string(),
+            to: to.to_string(),
+            ..Default::default()
+        };
         for (path, (x, y)) in &ch.nodes {
             let p = path.to_string();
             let is_array = |n: &NodeSnapshot| matches!(n.node_data, NodeData::Array { .. });
@@ -256,7 +297,10 @@ impl Repo {
                 (Some(x), None) if is_array(x) => r.arrays_removed.push(p),
                 (Some(_), None) => r.groups_removed.push(p),
                 (Some(x), Some(y)) => {
-                    let change = NodeChange { path: p, attributes: changed_attributes(x, y) };
+                    let change = NodeChange {
+                        path: p,
+                        attributes: changed_attributes(x, y),
+                    };
                     if is_array(y) {
                         r.arrays_changed.push(change)
                     } else {
@@ -275,7 +319,9 @@ impl Repo {
         for p in r.arrays_added.clone() {
             if let Ok(path) = Path::new(&p) {
                 if let Ok(node) = b.get_array(&path).await {
-                    let c = cas::array_chunks(&b, &node).await.map_err(engine(format!("reading chunks of {p}")))?;
+                    let c = cas::array_chunks(&b, &node)
+                        .await
+                        .map_err(engine(format!("reading chunks of {p}")))?;
                     if !c.is_empty() {
                         r.chunk_counts.insert(p.clone(), c.len());
                         r.chunks.insert(p, c.keys().map(|k| k.0.clone()).collect());

@@ -31,7 +31,9 @@ pub enum RepoError {
     #[error(transparent)]
     Storage(#[from] StorageError),
     /// There is no repository at the location.
-    #[error("'{0}' is not a zarr-fuse repository (create one with `zarr-fuse init {0} --schema FILE`)")]
+    #[error(
+        "'{0}' is not a zarr-fuse repository (create one with `zarr-fuse init {0} --schema FILE`)"
+    )]
     NotARepository(String),
     /// `init` on a location that already holds something.
     #[error("'{0}' already exists and is not empty; choose a new location")]
@@ -59,7 +61,9 @@ pub enum RepoError {
     #[error("branch '{0}' already exists")]
     BranchExists(String),
     /// A tag that exists or existed.
-    #[error("tag '{0}' already exists or existed; tags are immutable and their names are never reused")]
+    #[error(
+        "tag '{0}' already exists or existed; tags are immutable and their names are never reused"
+    )]
     TagExists(String),
     /// A name that is not allowed for a branch or tag.
     #[error("invalid {kind} name '{name}': {reason}")]
@@ -117,7 +121,10 @@ pub type Result<T> = std::result::Result<T, RepoError>;
 /// Wrap an engine error with the operation that failed.
 pub(crate) fn engine<E: std::fmt::Display>(op: impl Into<String>) -> impl FnOnce(E) -> RepoError {
     let op = op.into();
-    move |e| RepoError::Engine { op, message: e.to_string() }
+    move |e| RepoError::Engine {
+        op,
+        message: e.to_string(),
+    }
 }
 
 /// A zarr-fuse repository.
@@ -141,7 +148,11 @@ impl Repo {
             return Err(RepoError::AlreadyExists(location.to_string()));
         }
         if let Location::Local(path) = location {
-            if path.read_dir().map(|mut d| d.next().is_some()).unwrap_or(false) {
+            if path
+                .read_dir()
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(false)
+            {
                 return Err(RepoError::AlreadyExists(location.to_string()));
             }
         }
@@ -150,7 +161,10 @@ impl Repo {
             .execute()
             .await
             .map_err(engine(format!("creating repository at {location}")))?;
-        Ok(Repo { location: location.clone(), inner: Arc::new(repo) })
+        Ok(Repo {
+            location: location.clone(),
+            inner: Arc::new(repo),
+        })
     }
 
     /// Open an existing repository.
@@ -172,7 +186,10 @@ impl Repo {
             .execute()
             .await
             .map_err(engine(format!("opening {location}")))?;
-        Ok(Repo { location: location.clone(), inner: Arc::new(repo) })
+        Ok(Repo {
+            location: location.clone(),
+            inner: Arc::new(repo),
+        })
     }
 
     /// Open a repository from a location string.
@@ -206,18 +223,30 @@ impl Repo {
 
 impl Repo {
     /// Verify the commit `rev`: recompute its content digest from the stored bytes.
-    pub async fn verify(&self, rev: &str, progress: &(dyn Fn(u64) + Sync)) -> Result<crate::cas::VerifyReport> {
+    pub async fn verify(
+        &self,
+        rev: &str,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<crate::cas::VerifyReport> {
         let r = self.resolve(rev).await?;
         let info = self.commit_info(&r.id).await?;
         crate::cas::verify(&self.inner, &r.id, info.content_digest, progress)
             .await
-            .map_err(|message| RepoError::Engine { op: format!("verifying {}", r.id), message })
+            .map_err(|message| RepoError::Engine {
+                op: format!("verifying {}", r.id),
+                message,
+            })
     }
 }
 
 impl Repo {
     /// A read-only zarrs store at a resolved commit (open arrays with `zarrs::array::Array::async_open`).
-    pub async fn read_store(&self, id: &SnapshotId) -> Result<Arc<zarrs_icechunk::AsyncIcechunkStore>> {
-        Ok(Arc::new(zarrs_icechunk::AsyncIcechunkStore::new(self.session_at(id).await?)))
+    pub async fn read_store(
+        &self,
+        id: &SnapshotId,
+    ) -> Result<Arc<zarrs_icechunk::AsyncIcechunkStore>> {
+        Ok(Arc::new(zarrs_icechunk::AsyncIcechunkStore::new(
+            self.session_at(id).await?,
+        )))
     }
 }

@@ -41,17 +41,29 @@ pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.with_timezone(&Utc));
     }
-    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"] {
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
             return Some(t.and_utc());
         }
     }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc())
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
 }
 
 /// Check a branch or tag name.
 pub fn validate_ref_name(kind: &'static str, name: &str) -> Result<()> {
-    let bad = |reason: &str| RepoError::InvalidName { kind, name: name.to_string(), reason: reason.to_string() };
+    let bad = |reason: &str| RepoError::InvalidName {
+        kind,
+        name: name.to_string(),
+        reason: reason.to_string(),
+    };
     if name.is_empty() {
         return Err(bad("empty"));
     }
@@ -61,13 +73,21 @@ pub fn validate_ref_name(kind: &'static str, name: &str) -> Result<()> {
     if name.contains("..") || name.contains('@') {
         return Err(bad("must not contain '..' or '@'"));
     }
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || "._-/".contains(*c))) {
-        return Err(bad(&format!("character '{c}' is not allowed (use letters, digits, '.', '_', '-', '/')")));
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "._-/".contains(*c)))
+    {
+        return Err(bad(&format!(
+            "character '{c}' is not allowed (use letters, digits, '.', '_', '-', '/')"
+        )));
     }
     Ok(())
 }
 
-fn is_kind(err: &icechunk::repository::RepositoryError, f: impl Fn(&RepositoryErrorKind) -> bool) -> bool {
+fn is_kind(
+    err: &icechunk::repository::RepositoryError,
+    f: impl Fn(&RepositoryErrorKind) -> bool,
+) -> bool {
     f(err.kind())
 }
 
@@ -85,22 +105,44 @@ impl Repo {
 
     /// All branches, sorted by name.
     pub async fn branches(&self) -> Result<Vec<RefInfo>> {
-        let names = self.inner.list_branches().await.map_err(engine("listing branches"))?;
+        let names = self
+            .inner
+            .list_branches()
+            .await
+            .map_err(engine("listing branches"))?;
         let mut out = Vec::new();
         for name in names {
-            let id = self.inner.lookup_branch(&name).await.map_err(engine(format!("branch '{name}'")))?;
-            out.push(RefInfo { name, commit: id.to_string() });
+            let id = self
+                .inner
+                .lookup_branch(&name)
+                .await
+                .map_err(engine(format!("branch '{name}'")))?;
+            out.push(RefInfo {
+                name,
+                commit: id.to_string(),
+            });
         }
         Ok(out)
     }
 
     /// All tags, sorted by name.
     pub async fn tags(&self) -> Result<Vec<RefInfo>> {
-        let names = self.inner.list_tags().await.map_err(engine("listing tags"))?;
+        let names = self
+            .inner
+            .list_tags()
+            .await
+            .map_err(engine("listing tags"))?;
         let mut out = Vec::new();
         for name in names {
-            let id = self.inner.lookup_tag(&name).await.map_err(engine(format!("tag '{name}'")))?;
-            out.push(RefInfo { name, commit: id.to_string() });
+            let id = self
+                .inner
+                .lookup_tag(&name)
+                .await
+                .map_err(engine(format!("tag '{name}'")))?;
+            out.push(RefInfo {
+                name,
+                commit: id.to_string(),
+            });
         }
         Ok(out)
     }
@@ -111,7 +153,8 @@ impl Repo {
         let mut out = Vec::new();
         let refs = self.branches().await?.into_iter().chain(self.tags().await?);
         for r in refs {
-            let id = SnapshotId::try_from(r.commit.as_str()).map_err(|e| RepoError::Invalid(e.to_string()))?;
+            let id = SnapshotId::try_from(r.commit.as_str())
+                .map_err(|e| RepoError::Invalid(e.to_string()))?;
             for info in self.ancestry(&id).await? {
                 if !seen.insert(info.id.to_string()) {
                     break;
@@ -139,15 +182,24 @@ impl Repo {
         if rev.is_empty() {
             return Err(RepoError::Invalid("empty revision".into()));
         }
-        let branches = self.inner.list_branches().await.map_err(engine("listing branches"))?;
+        let branches = self
+            .inner
+            .list_branches()
+            .await
+            .map_err(engine("listing branches"))?;
         if branches.contains(rev) {
-            return Ok(Resolved { id: self.branch_tip(rev).await?, label: format!("branch {rev}") });
+            return Ok(Resolved {
+                id: self.branch_tip(rev).await?,
+                label: format!("branch {rev}"),
+            });
         }
         if let Some((branch, time)) = rev.rsplit_once('@') {
             let Some(at) = parse_time(time) else {
                 return Err(RepoError::RevNotFound {
                     rev: rev.into(),
-                    hint: format!("'{time}' is not an ISO-8601 time (e.g. {branch}@2026-01-31T12:00:00Z)"),
+                    hint: format!(
+                        "'{time}' is not an ISO-8601 time (e.g. {branch}@2026-01-31T12:00:00Z)"
+                    ),
                 });
             };
             if !branches.contains(branch) {
@@ -155,22 +207,44 @@ impl Repo {
             }
             // the newest commit on the branch made at or before `at`
             let tip = self.branch_tip(branch).await?;
-            let found = self.ancestry(&tip).await?.into_iter().find(|c| c.flushed_at <= at);
+            let found = self
+                .ancestry(&tip)
+                .await?
+                .into_iter()
+                .find(|c| c.flushed_at <= at);
             return match found {
-                Some(c) => Ok(Resolved { id: c.id, label: format!("{branch} at {}", at.to_rfc3339()) }),
+                Some(c) => Ok(Resolved {
+                    id: c.id,
+                    label: format!("{branch} at {}", at.to_rfc3339()),
+                }),
                 None => Err(RepoError::RevNotFound {
                     rev: rev.into(),
-                    hint: format!("branch '{branch}' has no commit at or before {}", at.to_rfc3339()),
+                    hint: format!(
+                        "branch '{branch}' has no commit at or before {}",
+                        at.to_rfc3339()
+                    ),
                 }),
             };
         }
-        let tags = self.inner.list_tags().await.map_err(engine("listing tags"))?;
+        let tags = self
+            .inner
+            .list_tags()
+            .await
+            .map_err(engine("listing tags"))?;
         if tags.contains(rev) {
-            let id = self.inner.lookup_tag(rev).await.map_err(engine(format!("tag '{rev}'")))?;
-            return Ok(Resolved { id, label: format!("tag {rev}") });
+            let id = self
+                .inner
+                .lookup_tag(rev)
+                .await
+                .map_err(engine(format!("tag '{rev}'")))?;
+            return Ok(Resolved {
+                id,
+                label: format!("tag {rev}"),
+            });
         }
         let upper = rev.to_ascii_uppercase();
-        let looks_like_id = upper.len() >= MIN_PREFIX && upper.chars().all(|c| c.is_ascii_alphanumeric());
+        let looks_like_id =
+            upper.len() >= MIN_PREFIX && upper.chars().all(|c| c.is_ascii_alphanumeric());
         if looks_like_id {
             let matches: BTreeSet<String> = self
                 .all_commits()
@@ -182,43 +256,72 @@ impl Repo {
             match matches.len() {
                 1 => {
                     let id = matches.into_iter().next().unwrap_or_default();
-                    let sid = SnapshotId::try_from(id.as_str()).map_err(|e| RepoError::Invalid(e.to_string()))?;
-                    return Ok(Resolved { id: sid, label: format!("commit {id}") });
+                    let sid = SnapshotId::try_from(id.as_str())
+                        .map_err(|e| RepoError::Invalid(e.to_string()))?;
+                    return Ok(Resolved {
+                        id: sid,
+                        label: format!("commit {id}"),
+                    });
                 }
                 0 => {}
-                _ => return Err(RepoError::AmbiguousRev { rev: rev.into(), candidates: matches.into_iter().collect() }),
+                _ => {
+                    return Err(RepoError::AmbiguousRev {
+                        rev: rev.into(),
+                        candidates: matches.into_iter().collect(),
+                    })
+                }
             }
             // an exact id of a commit no ref reaches (e.g. after reset) is still readable
             if let Ok(sid) = SnapshotId::try_from(upper.as_str()) {
                 if self.ancestry(&sid).await.is_ok() {
-                    return Ok(Resolved { id: sid, label: format!("commit {upper}") });
+                    return Ok(Resolved {
+                        id: sid,
+                        label: format!("commit {upper}"),
+                    });
                 }
             }
         }
-        let mut hint = format!("no branch, tag or commit of that name; branches: {}", join(&branches));
+        let mut hint = format!(
+            "no branch, tag or commit of that name; branches: {}",
+            join(&branches)
+        );
         if !tags.is_empty() {
             hint.push_str(&format!("; tags: {}", join(&tags)));
         }
         if upper.len() < MIN_PREFIX && upper.chars().all(|c| c.is_ascii_alphanumeric()) {
-            hint.push_str(&format!("; commit-id prefixes need at least {MIN_PREFIX} characters"));
+            hint.push_str(&format!(
+                "; commit-id prefixes need at least {MIN_PREFIX} characters"
+            ));
         }
-        Err(RepoError::RevNotFound { rev: rev.into(), hint })
+        Err(RepoError::RevNotFound {
+            rev: rev.into(),
+            hint,
+        })
     }
 
     /// Create branch `name` at `from`.
     pub async fn create_branch(&self, name: &str, from: &str) -> Result<SnapshotId> {
         validate_ref_name("branch", name)?;
         let target = self.resolve(from).await?;
-        if self.inner.list_branches().await.map_err(engine("listing branches"))?.contains(name) {
+        if self
+            .inner
+            .list_branches()
+            .await
+            .map_err(engine("listing branches"))?
+            .contains(name)
+        {
             return Err(RepoError::BranchExists(name.into()));
         }
-        self.inner.create_branch(name, &target.id).await.map_err(|e| {
-            if e.to_string().to_lowercase().contains("already exists") {
-                RepoError::BranchExists(name.into())
-            } else {
-                engine(format!("creating branch '{name}'"))(e)
-            }
-        })?;
+        self.inner
+            .create_branch(name, &target.id)
+            .await
+            .map_err(|e| {
+                if e.to_string().to_lowercase().contains("already exists") {
+                    RepoError::BranchExists(name.into())
+                } else {
+                    engine(format!("creating branch '{name}'"))(e)
+                }
+            })?;
         Ok(target.id)
     }
 
@@ -228,23 +331,38 @@ impl Repo {
             return Err(RepoError::Invalid("branch 'main' cannot be deleted".into()));
         }
         self.branch_tip(name).await?;
-        self.inner.delete_branch(name).await.map_err(engine(format!("deleting branch '{name}'")))
+        self.inner
+            .delete_branch(name)
+            .await
+            .map_err(engine(format!("deleting branch '{name}'")))
     }
 
     /// Create the immutable tag `name` at `at`, with an optional message.
     ///
     /// Every tag name ever created is recorded in the repository metadata, so a tag that was
     /// deleted (by us or another tool) cannot be created again under the same name.
-    pub async fn create_tag(&self, name: &str, at: &str, message: Option<&str>) -> Result<SnapshotId> {
+    pub async fn create_tag(
+        &self,
+        name: &str,
+        at: &str,
+        message: Option<&str>,
+    ) -> Result<SnapshotId> {
         validate_ref_name("tag", name)?;
         let target = self.resolve(at).await?;
-        let meta = self.inner.get_metadata().await.map_err(engine("reading repository metadata"))?;
+        let meta = self
+            .inner
+            .get_metadata()
+            .await
+            .map_err(engine("reading repository metadata"))?;
         if meta.contains_key(&tag_key(name)) {
             return Err(RepoError::TagExists(name.into()));
         }
         match self.inner.create_tag(name, &target.id).await {
             Ok(()) => {}
-            Err(e) if is_kind(&e, |k| matches!(k, RepositoryErrorKind::Ref(_))) || e.to_string().contains("exist") => {
+            Err(e)
+                if is_kind(&e, |k| matches!(k, RepositoryErrorKind::Ref(_)))
+                    || e.to_string().contains("exist") =>
+            {
                 return Err(RepoError::TagExists(name.into()))
             }
             Err(e) => return Err(engine(format!("creating tag '{name}'"))(e)),
@@ -254,19 +372,33 @@ impl Repo {
             tag_key(name),
             json!({"commit": target.id.to_string(), "message": message, "time": chrono::Utc::now().to_rfc3339()}),
         );
-        self.inner.update_metadata(&props).await.map_err(engine(format!("recording tag '{name}'")))?;
+        self.inner
+            .update_metadata(&props)
+            .await
+            .map_err(engine(format!("recording tag '{name}'")))?;
         Ok(target.id)
     }
 
     /// Delete tag `name`; its name stays reserved.
     pub async fn delete_tag(&self, name: &str) -> Result<()> {
-        self.inner.delete_tag(name).await.map_err(engine(format!("deleting tag '{name}'")))
+        self.inner
+            .delete_tag(name)
+            .await
+            .map_err(engine(format!("deleting tag '{name}'")))
     }
 
     /// The message given when tag `name` was created.
     pub async fn tag_message(&self, name: &str) -> Result<Option<String>> {
-        let meta = self.inner.get_metadata().await.map_err(engine("reading repository metadata"))?;
-        Ok(meta.get(&tag_key(name)).and_then(|v| v.get("message")).and_then(|v| v.as_str()).map(str::to_string))
+        let meta = self
+            .inner
+            .get_metadata()
+            .await
+            .map_err(engine("reading repository metadata"))?;
+        Ok(meta
+            .get(&tag_key(name))
+            .and_then(|v| v.get("message"))
+            .and_then(|v| v.as_str())
+            .map(str::to_string))
     }
 
     /// Move `branch` back to `rev`. Refused for a commit outside the branch history unless
@@ -275,15 +407,24 @@ impl Repo {
         let tip = self.branch_tip(branch).await?;
         let target = self.resolve(rev).await?;
         if !force && !self.ancestry(&tip).await?.iter().any(|c| c.id == target.id) {
-            return Err(RepoError::NotInHistory { commit: target.id.to_string(), branch: branch.into() });
+            return Err(RepoError::NotInHistory {
+                commit: target.id.to_string(),
+                branch: branch.into(),
+            });
         }
-        self.inner.reset_branch(branch, &target.id, Some(&tip)).await.map_err(|e| {
-            if is_kind(&e, |k| matches!(k, RepositoryErrorKind::Conflict { .. })) {
-                RepoError::Conflict { branch: branch.into(), detail: "another writer moved the branch".into() }
-            } else {
-                engine(format!("resetting '{branch}'"))(e)
-            }
-        })?;
+        self.inner
+            .reset_branch(branch, &target.id, Some(&tip))
+            .await
+            .map_err(|e| {
+                if is_kind(&e, |k| matches!(k, RepositoryErrorKind::Conflict { .. })) {
+                    RepoError::Conflict {
+                        branch: branch.into(),
+                        detail: "another writer moved the branch".into(),
+                    }
+                } else {
+                    engine(format!("resetting '{branch}'"))(e)
+                }
+            })?;
         Ok(target.id)
     }
 }
@@ -305,7 +446,10 @@ mod tests {
     fn times() {
         assert!(parse_time("2026-01-02T03:04:05Z").is_some());
         assert!(parse_time("2026-01-02T03:04:05+01:00").is_some());
-        assert_eq!(parse_time("2026-01-02").map(|t| t.to_rfc3339()), Some("2026-01-02T00:00:00+00:00".into()));
+        assert_eq!(
+            parse_time("2026-01-02").map(|t| t.to_rfc3339()),
+            Some("2026-01-02T00:00:00+00:00".into())
+        );
         assert!(parse_time("yesterday").is_none());
     }
 

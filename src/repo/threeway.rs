@@ -86,7 +86,14 @@ fn same_state(a: Option<&NodeSnapshot>, b: Option<&NodeSnapshot>) -> bool {
 async fn node_in(session: &Session, path: &Path) -> Result<Option<NodeSnapshot>> {
     match session.get_node(path).await {
         Ok(n) => Ok(Some(n)),
-        Err(e) if matches!(e.kind(), icechunk::session::SessionErrorKind::NodeNotFound { .. }) => Ok(None),
+        Err(e)
+            if matches!(
+                e.kind(),
+                icechunk::session::SessionErrorKind::NodeNotFound { .. }
+            ) =>
+        {
+            Ok(None)
+        }
         Err(e) => Err(engine(format!("reading node {path}"))(e)),
     }
 }
@@ -105,7 +112,12 @@ struct Plan {
     conflicts: Vec<ChunkConflict>,
 }
 
-async fn plan(base: &Session, theirs: &Session, ours: &Session, strategy: Strategy) -> Result<Plan> {
+async fn plan(
+    base: &Session,
+    theirs: &Session,
+    ours: &Session,
+    strategy: Strategy,
+) -> Result<Plan> {
     let ch = changes(base, theirs).await?;
     let mut p = Plan::default();
     let mut structural: BTreeSet<Path> = BTreeSet::new();
@@ -117,10 +129,18 @@ async fn plan(base: &Session, theirs: &Session, ours: &Session, strategy: Strate
                     // deleting: ours must not hold chunk changes of its own for that array
                     if let (Some(b), Some(o)) = (b, &o) {
                         if is_array(o) {
-                            let cb = cas::array_chunks(base, b).await.map_err(engine("reading chunks"))?;
-                            let co = cas::array_chunks(ours, o).await.map_err(engine("reading chunks"))?;
+                            let cb = cas::array_chunks(base, b)
+                                .await
+                                .map_err(engine("reading chunks"))?;
+                            let co = cas::array_chunks(ours, o)
+                                .await
+                                .map_err(engine("reading chunks"))?;
                             if cb != co {
-                                p.conflicts.push(ChunkConflict { array: path.to_string(), coords: None, later_commits: vec![] });
+                                p.conflicts.push(ChunkConflict {
+                                    array: path.to_string(),
+                                    coords: None,
+                                    later_commits: vec![],
+                                });
                                 continue;
                             }
                         }
@@ -130,7 +150,9 @@ async fn plan(base: &Session, theirs: &Session, ours: &Session, strategy: Strate
                 }
                 (None, Some(t)) => {
                     let chunks = if is_array(t) {
-                        cas::array_chunks(theirs, t).await.map_err(engine("reading chunks"))?
+                        cas::array_chunks(theirs, t)
+                            .await
+                            .map_err(engine("reading chunks"))?
                     } else {
                         BTreeMap::new()
                     };
@@ -144,7 +166,11 @@ async fn plan(base: &Session, theirs: &Session, ours: &Session, strategy: Strate
                 structural.insert(path.clone());
             }
         } else {
-            p.conflicts.push(ChunkConflict { array: path.to_string(), coords: None, later_commits: vec![] });
+            p.conflicts.push(ChunkConflict {
+                array: path.to_string(),
+                coords: None,
+                later_commits: vec![],
+            });
             structural.insert(path.clone());
         }
     }
@@ -153,10 +179,16 @@ async fn plan(base: &Session, theirs: &Session, ours: &Session, strategy: Strate
             continue;
         }
         let Some(o) = node_in(ours, path).await? else {
-            p.conflicts.push(ChunkConflict { array: path.to_string(), coords: None, later_commits: vec![] });
+            p.conflicts.push(ChunkConflict {
+                array: path.to_string(),
+                coords: None,
+                later_commits: vec![],
+            });
             continue;
         };
-        let ours_chunks = cas::array_chunks(ours, &o).await.map_err(engine("reading chunks"))?;
+        let ours_chunks = cas::array_chunks(ours, &o)
+            .await
+            .map_err(engine("reading chunks"))?;
         for (coord, (bp, tp)) in chunks {
             let op = ours_chunks.get(coord);
             if op == bp.as_ref() {
@@ -164,15 +196,23 @@ async fn plan(base: &Session, theirs: &Session, ours: &Session, strategy: Strate
             } else if op == tp.as_ref() {
                 // already there (identical content address)
             } else {
-                p.conflicts.push(ChunkConflict { array: path.to_string(), coords: Some(coord.0.clone()), later_commits: vec![] });
+                p.conflicts.push(ChunkConflict {
+                    array: path.to_string(),
+                    coords: Some(coord.0.clone()),
+                    later_commits: vec![],
+                });
             }
         }
     }
     if strategy == Strategy::Theirs {
         // keep ours for the conflicting entries, apply the rest
-        let conflicted: BTreeSet<(String, Option<Vec<u32>>)> =
-            p.conflicts.iter().map(|c| (c.array.clone(), c.coords.clone())).collect();
-        p.chunks.retain(|(path, c, _)| !conflicted.contains(&(path.to_string(), Some(c.0.clone()))));
+        let conflicted: BTreeSet<(String, Option<Vec<u32>>)> = p
+            .conflicts
+            .iter()
+            .map(|c| (c.array.clone(), c.coords.clone()))
+            .collect();
+        p.chunks
+            .retain(|(path, c, _)| !conflicted.contains(&(path.to_string(), Some(c.0.clone()))));
     }
     p.add.sort_by(|a, b| a.0.path.cmp(&b.0.path));
     p.delete.sort_by(|a, b| b.path.cmp(&a.path));
@@ -181,12 +221,19 @@ async fn plan(base: &Session, theirs: &Session, ours: &Session, strategy: Strate
 
 async fn apply(plan: &Plan, session: &mut Session) -> Result<()> {
     let shape_dims = |n: &NodeSnapshot| match &n.node_data {
-        NodeData::Array { shape, dimension_names, .. } => Some((shape.clone(), dimension_names.clone())),
+        NodeData::Array {
+            shape,
+            dimension_names,
+            ..
+        } => Some((shape.clone(), dimension_names.clone())),
         NodeData::Group => None,
     };
     // chunk removals first: they must be in bounds of the current (possibly larger) shape
     for (path, coord, payload) in plan.chunks.iter().filter(|c| c.2.is_none()) {
-        session.set_chunk_ref(path.clone(), coord.clone(), payload.clone()).await.map_err(engine(format!("updating {path}")))?;
+        session
+            .set_chunk_ref(path.clone(), coord.clone(), payload.clone())
+            .await
+            .map_err(engine(format!("updating {path}")))?;
     }
     for node in &plan.delete {
         let r = if is_array(node) {
@@ -198,15 +245,31 @@ async fn apply(plan: &Plan, session: &mut Session) -> Result<()> {
     }
     for node in &plan.update {
         let r = match shape_dims(node) {
-            Some((shape, dims)) => session.update_array(&node.path, shape, dims, node.user_data.clone()).await,
-            None => session.update_group(&node.path, node.user_data.clone()).await,
+            Some((shape, dims)) => {
+                session
+                    .update_array(&node.path, shape, dims, node.user_data.clone())
+                    .await
+            }
+            None => {
+                session
+                    .update_group(&node.path, node.user_data.clone())
+                    .await
+            }
         };
         r.map_err(engine(format!("updating metadata of {}", node.path)))?;
     }
     for (node, chunks) in &plan.add {
         let r = match shape_dims(node) {
-            Some((shape, dims)) => session.add_array(node.path.clone(), shape, dims, node.user_data.clone()).await,
-            None => session.add_group(node.path.clone(), node.user_data.clone()).await,
+            Some((shape, dims)) => {
+                session
+                    .add_array(node.path.clone(), shape, dims, node.user_data.clone())
+                    .await
+            }
+            None => {
+                session
+                    .add_group(node.path.clone(), node.user_data.clone())
+                    .await
+            }
         };
         r.map_err(engine(format!("creating {}", node.path)))?;
         for (coord, payload) in chunks {
@@ -217,7 +280,10 @@ async fn apply(plan: &Plan, session: &mut Session) -> Result<()> {
         }
     }
     for (path, coord, payload) in plan.chunks.iter().filter(|c| c.2.is_some()) {
-        session.set_chunk_ref(path.clone(), coord.clone(), payload.clone()).await.map_err(engine(format!("updating {path}")))?;
+        session
+            .set_chunk_ref(path.clone(), coord.clone(), payload.clone())
+            .await
+            .map_err(engine(format!("updating {path}")))?;
     }
     Ok(())
 }
@@ -240,7 +306,10 @@ impl Repo {
         let mut guard = session.write().await;
         let plan = plan(&base_s, &theirs_s, &guard, strategy).await?;
         if !plan.conflicts.is_empty() && strategy == Strategy::Fail {
-            return Err(RepoError::Conflicts { operation, conflicts: plan.conflicts });
+            return Err(RepoError::Conflicts {
+                operation,
+                conflicts: plan.conflicts,
+            });
         }
         apply(&plan, &mut guard).await?;
         drop(guard);
@@ -249,31 +318,55 @@ impl Repo {
     }
 
     /// Revert `commit` on `branch` as a new commit.
-    pub async fn revert(&self, commit: &str, branch: &str, strategy: Strategy, mut prov: Provenance) -> Result<(CommitOutcome, Vec<ChunkConflict>)> {
+    pub async fn revert(
+        &self,
+        commit: &str,
+        branch: &str,
+        strategy: Strategy,
+        mut prov: Provenance,
+    ) -> Result<(CommitOutcome, Vec<ChunkConflict>)> {
         let c = self.resolve(commit).await?;
         let tip = self.branch_tip(branch).await?;
         let history = self.ancestry(&tip).await?;
         let Some(pos) = history.iter().position(|i| i.id == c.id) else {
-            return Err(RepoError::NotInHistory { commit: c.id.to_string(), branch: branch.into() });
+            return Err(RepoError::NotInHistory {
+                commit: c.id.to_string(),
+                branch: branch.into(),
+            });
         };
         let Some(parent) = history[pos].parent_id.clone() else {
-            return Err(RepoError::Invalid(format!("commit {} is the repository's first commit and cannot be reverted", c.id)));
+            return Err(RepoError::Invalid(format!(
+                "commit {} is the repository's first commit and cannot be reverted",
+                c.id
+            )));
         };
         if prov.message.is_empty() {
             prov.message = format!("Revert \"{}\"", history[pos].message);
         }
         prov.refs.insert(keys::REVERTS.into(), c.id.to_string());
-        match self.three_way("revert", branch, &c.id, &parent, strategy, prov).await {
-            Err(RepoError::Conflicts { operation, mut conflicts }) => {
+        match self
+            .three_way("revert", branch, &c.id, &parent, strategy, prov)
+            .await
+        {
+            Err(RepoError::Conflicts {
+                operation,
+                mut conflicts,
+            }) => {
                 // name the later commits that touched each conflicting chunk
                 for later in history[..pos].iter() {
                     let Some(p) = &later.parent_id else { continue };
                     let d = self.diff_ids(p, &later.id).await?;
                     for conflict in conflicts.iter_mut() {
                         let hit = match &conflict.coords {
-                            Some(k) => d.chunks.get(&conflict.array).is_some_and(|cs| cs.contains(k)),
+                            Some(k) => d
+                                .chunks
+                                .get(&conflict.array)
+                                .is_some_and(|cs| cs.contains(k)),
                             None => {
-                                d.arrays_changed.iter().chain(d.groups_changed.iter()).any(|n| n.path == conflict.array)
+                                d.arrays_changed
+                                    .iter()
+                                    .chain(d.groups_changed.iter())
+                                    .any(|n| n.path == conflict.array)
                                     || d.arrays_added.contains(&conflict.array)
                                     || d.arrays_removed.contains(&conflict.array)
                             }
@@ -283,7 +376,10 @@ impl Repo {
                         }
                     }
                 }
-                Err(RepoError::Conflicts { operation, conflicts })
+                Err(RepoError::Conflicts {
+                    operation,
+                    conflicts,
+                })
             }
             other => other,
         }
@@ -291,42 +387,79 @@ impl Repo {
 
     /// The newest commit that is an ancestor of both `a` and `b`.
     pub async fn merge_base(&self, a: &SnapshotId, b: &SnapshotId) -> Result<Option<SnapshotId>> {
-        let ours: BTreeSet<String> = self.ancestry(a).await?.iter().map(|i| i.id.to_string()).collect();
-        Ok(self.ancestry(b).await?.into_iter().find(|i| ours.contains(&i.id.to_string())).map(|i| i.id))
+        let ours: BTreeSet<String> = self
+            .ancestry(a)
+            .await?
+            .iter()
+            .map(|i| i.id.to_string())
+            .collect();
+        Ok(self
+            .ancestry(b)
+            .await?
+            .into_iter()
+            .find(|i| ours.contains(&i.id.to_string()))
+            .map(|i| i.id))
     }
 
     /// Merge `source` (a REV) into branch `into`.
-    pub async fn merge(&self, source: &str, into: &str, mut prov: Provenance) -> Result<CommitOutcome> {
+    pub async fn merge(
+        &self,
+        source: &str,
+        into: &str,
+        mut prov: Provenance,
+    ) -> Result<CommitOutcome> {
         let src = self.resolve(source).await?;
         let tip = self.branch_tip(into).await?;
-        let base = self
-            .merge_base(&tip, &src.id)
-            .await?
-            .ok_or_else(|| RepoError::Invalid(format!("'{source}' and '{into}' have no common ancestor")))?;
+        let base = self.merge_base(&tip, &src.id).await?.ok_or_else(|| {
+            RepoError::Invalid(format!("'{source}' and '{into}' have no common ancestor"))
+        })?;
         if prov.message.is_empty() {
             prov.message = format!("Merge {source} into {into}");
         }
-        prov.refs.insert(keys::MERGED_FROM.into(), src.id.to_string());
+        prov.refs
+            .insert(keys::MERGED_FROM.into(), src.id.to_string());
         prov.refs.insert(keys::MERGE_BASE.into(), base.to_string());
         if base == src.id {
             // source is already contained in the target
-            return Ok(CommitOutcome { commit: None, branch: into.into(), stats: Default::default(), content_digest: None, rebases: 0 });
+            return Ok(CommitOutcome {
+                commit: None,
+                branch: into.into(),
+                stats: Default::default(),
+                content_digest: None,
+                rebases: 0,
+            });
         }
-        Ok(self.three_way("merge", into, &base, &src.id, Strategy::Fail, prov).await?.0)
+        Ok(self
+            .three_way("merge", into, &base, &src.id, Strategy::Fail, prov)
+            .await?
+            .0)
     }
 
     /// Apply one commit's changes onto `branch`.
-    pub async fn cherry_pick(&self, commit: &str, branch: &str, mut prov: Provenance) -> Result<CommitOutcome> {
+    pub async fn cherry_pick(
+        &self,
+        commit: &str,
+        branch: &str,
+        mut prov: Provenance,
+    ) -> Result<CommitOutcome> {
         let c = self.resolve(commit).await?;
         let info = self.commit_info(&c.id).await?;
         let Some(parent) = info.parents.first() else {
-            return Err(RepoError::Invalid(format!("commit {} has no parent to compare with", c.id)));
+            return Err(RepoError::Invalid(format!(
+                "commit {} has no parent to compare with",
+                c.id
+            )));
         };
-        let parent = SnapshotId::try_from(parent.as_str()).map_err(|e| RepoError::Invalid(e.to_string()))?;
+        let parent =
+            SnapshotId::try_from(parent.as_str()).map_err(|e| RepoError::Invalid(e.to_string()))?;
         if prov.message.is_empty() {
             prov.message = info.message.clone();
         }
-        prov.refs.insert(keys::CHERRY_PICKED.into(), c.id.to_string());
-        Ok(self.three_way("cherry-pick", branch, &parent, &c.id, Strategy::Fail, prov).await?.0)
+        prov.refs
+            .insert(keys::CHERRY_PICKED.into(), c.id.to_string());
+        Ok(self
+            .three_way("cherry-pick", branch, &parent, &c.id, Strategy::Fail, prov)
+            .await?
+            .0)
     }
 }

@@ -81,7 +81,10 @@ impl Transaction {
 
     /// A zarrs store over the staged state (reads see staged changes).
     pub fn store(&self) -> Arc<CasStore> {
-        Arc::new(CasStore::new(Arc::clone(&self.session), Arc::clone(&self.writer)))
+        Arc::new(CasStore::new(
+            Arc::clone(&self.session),
+            Arc::clone(&self.writer),
+        ))
     }
 
     /// The icechunk session (for operations that work on chunk references directly).
@@ -96,11 +99,20 @@ impl Transaction {
 
     /// Store one encoded chunk content-addressed (for writers that encode chunks themselves).
     pub async fn write_chunk(&self, array: &str, coords: Vec<u32>, bytes: Bytes) -> Result<()> {
-        let path = icechunk::format::Path::new(array).map_err(|e| RepoError::Invalid(format!("array path '{array}': {e}")))?;
+        let path = icechunk::format::Path::new(array)
+            .map_err(|e| RepoError::Invalid(format!("array path '{array}': {e}")))?;
         self.writer
-            .write_chunk(&self.session, path, icechunk::format::ChunkIndices(coords), bytes)
+            .write_chunk(
+                &self.session,
+                path,
+                icechunk::format::ChunkIndices(coords),
+                bytes,
+            )
             .await
-            .map_err(|message| RepoError::Engine { op: format!("writing a chunk of {array}"), message })
+            .map_err(|message| RepoError::Engine {
+                op: format!("writing a chunk of {array}"),
+                message,
+            })
     }
 
     /// Whether anything is staged.
@@ -122,7 +134,10 @@ impl Transaction {
         if !session.has_uncommitted_changes() {
             return Ok(outcome);
         }
-        let status = session.status().await.map_err(engine("computing the change set"))?;
+        let status = session
+            .status()
+            .await
+            .map_err(engine("computing the change set"))?;
         if status.new_groups.is_empty()
             && status.new_arrays.is_empty()
             && status.deleted_groups.is_empty()
@@ -148,16 +163,25 @@ impl Transaction {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let digest = cas::content_digest(&session).await.map_err(engine("computing the content digest"))?;
+            let digest = cas::content_digest(&session)
+                .await
+                .map_err(engine("computing the content digest"))?;
             let props = prov.to_properties(&digest, record.as_deref());
-            let res = session.commit(message.clone()).properties(props).execute().await;
+            let res = session
+                .commit(message.clone())
+                .properties(props)
+                .execute()
+                .await;
             match res {
                 Ok(id) => {
                     outcome.commit = Some(id.to_string());
                     outcome.content_digest = Some(digest);
                     return Ok(outcome);
                 }
-                Err(e) if matches!(e.kind(), SessionErrorKind::Conflict { .. }) && attempt < MAX_COMMIT_ATTEMPTS => {
+                Err(e)
+                    if matches!(e.kind(), SessionErrorKind::Conflict { .. })
+                        && attempt < MAX_COMMIT_ATTEMPTS =>
+                {
                     // another writer moved the branch: rebase onto its tip if the changes are disjoint
                     match session.rebase(&ConflictDetector).await {
                         Ok(()) => {
@@ -165,7 +189,10 @@ impl Transaction {
                             tokio::time::sleep(backoff(attempt)).await;
                         }
                         Err(e) => {
-                            return Err(RepoError::Conflict { branch: self.branch.clone(), detail: rebase_detail(&e) })
+                            return Err(RepoError::Conflict {
+                                branch: self.branch.clone(),
+                                detail: rebase_detail(&e),
+                            })
                         }
                     }
                 }
@@ -190,8 +217,15 @@ fn backoff(attempt: u32) -> Duration {
 fn rebase_detail(e: &icechunk::session::SessionError) -> String {
     match e.kind() {
         SessionErrorKind::RebaseFailed { conflicts, .. } => {
-            let parts: Vec<String> = conflicts.iter().take(10).map(|c| format!("{c:?}")).collect();
-            format!("another writer changed the same data ({})", parts.join("; "))
+            let parts: Vec<String> = conflicts
+                .iter()
+                .take(10)
+                .map(|c| format!("{c:?}"))
+                .collect();
+            format!(
+                "another writer changed the same data ({})",
+                parts.join("; ")
+            )
         }
         _ => e.to_string(),
     }

@@ -63,7 +63,9 @@ struct Writer {
 
 impl fmt::Debug for DurableLocalStorage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DurableLocalStorage").field("root", &self.root).finish()
+        f.debug_struct("DurableLocalStorage")
+            .field("root", &self.root)
+            .finish()
     }
 }
 
@@ -93,7 +95,10 @@ fn etag_of(meta: &fs::Metadata) -> String {
 
 fn version_of(path: &Path) -> std::io::Result<VersionInfo> {
     let meta = fs::metadata(path)?;
-    Ok(VersionInfo { etag: Some(ETag(etag_of(&meta))), generation: None })
+    Ok(VersionInfo {
+        etag: Some(ETag(etag_of(&meta))),
+        generation: None,
+    })
 }
 
 fn same_etag(a: &str, b: &str) -> bool {
@@ -136,7 +141,10 @@ impl DurableLocalStorage {
     }
 
     fn writer(&self) -> Writer {
-        Writer { root: self.root.clone(), dirty_dirs: Arc::clone(&self.dirty_dirs) }
+        Writer {
+            root: self.root.clone(),
+            dirty_dirs: Arc::clone(&self.dirty_dirs),
+        }
     }
 
     /// The repository directory.
@@ -147,9 +155,8 @@ impl DurableLocalStorage {
     async fn inner(&self) -> StorageResult<&Arc<dyn Storage + Send + Sync>> {
         self.inner
             .get_or_try_init(|| async {
-                let storage: Arc<dyn Storage + Send + Sync> = Arc::new(
-                    icechunk::ObjectStorage::new_local_filesystem(&self.root).await?,
-                );
+                let storage: Arc<dyn Storage + Send + Sync> =
+                    Arc::new(icechunk::ObjectStorage::new_local_filesystem(&self.root).await?);
                 Ok(storage)
             })
             .await
@@ -190,7 +197,10 @@ impl Writer {
         if !tmp_dir.exists() {
             fs::create_dir_all(&tmp_dir)?;
         }
-        let name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("object");
+        let name = dest
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("object");
         let tmp = tmp_dir.join(format!(
             ".{name}.zf-tmp-{}-{}",
             std::process::id(),
@@ -215,7 +225,9 @@ impl Writer {
             None => {
                 fs::rename(&tmp, &dest)?;
                 self.mark_dirty(&dir);
-                VersionedUpdateResult::Updated { new_version: version_of(&dest)? }
+                VersionedUpdateResult::Updated {
+                    new_version: version_of(&dest)?,
+                }
             }
             Some(prev) if prev.is_create() => {
                 // create-if-absent: link(2) fails atomically when the name exists
@@ -227,7 +239,9 @@ impl Writer {
                         if key == "repo" {
                             self.flush_dirty_dirs()?;
                         }
-                        VersionedUpdateResult::Updated { new_version: version_of(&dest)? }
+                        VersionedUpdateResult::Updated {
+                            new_version: version_of(&dest)?,
+                        }
                     }
                     Err(e) if e.kind() == ErrorKind::AlreadyExists => {
                         VersionedUpdateResult::NotOnLatestVersion
@@ -257,7 +271,9 @@ impl Writer {
                 self.flush_dirty_dirs()?;
                 fs::rename(&tmp, &dest)?;
                 fsync_dir(&dir)?;
-                VersionedUpdateResult::Updated { new_version: version_of(&dest)? }
+                VersionedUpdateResult::Updated {
+                    new_version: version_of(&dest)?,
+                }
             }
         };
         Ok(result)
@@ -288,7 +304,9 @@ impl Writer {
         let tmp = self.write_temp(&dest, &bytes)?;
         fs::rename(&tmp, &dest)?;
         self.mark_dirty(dest.parent().unwrap_or(&self.root));
-        Ok(VersionedUpdateResult::Updated { new_version: version_of(&dest)? })
+        Ok(VersionedUpdateResult::Updated {
+            new_version: version_of(&dest)?,
+        })
     }
 }
 
@@ -383,7 +401,10 @@ impl Storage for DurableLocalStorage {
         ctx: &StorageContext<'_>,
         path: &str,
     ) -> StorageResult<DateTime<Utc>> {
-        self.inner().await?.get_object_last_modified(ctx, path).await
+        self.inner()
+            .await?
+            .get_object_last_modified(ctx, path)
+            .await
     }
 
     async fn get_object_conditional(
@@ -392,7 +413,10 @@ impl Storage for DurableLocalStorage {
         path: &str,
         previous_version: Option<&VersionInfo>,
     ) -> StorageResult<GetModifiedResult> {
-        self.inner().await?.get_object_conditional(ctx, path, previous_version).await
+        self.inner()
+            .await?
+            .get_object_conditional(ctx, path, previous_version)
+            .await
     }
 }
 

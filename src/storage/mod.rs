@@ -88,7 +88,10 @@ impl Location {
                 return Err(bad("the bucket name must have at least 3 characters"));
             }
             let prefix = prefix.trim_matches('/').to_string();
-            return Ok(Location::S3 { bucket: bucket.to_string(), prefix });
+            return Ok(Location::S3 {
+                bucket: bucket.to_string(),
+                prefix,
+            });
         }
         if let Some(name) = s.strip_prefix("memory://") {
             return Ok(Location::Memory(name.to_string()));
@@ -108,18 +111,24 @@ impl Location {
     pub async fn open_storage(&self) -> Result<Arc<dyn Storage + Send + Sync>, StorageError> {
         match self {
             Location::Local(path) => Ok(Arc::new(DurableLocalStorage::new(path.clone()))),
-            Location::Memory(name) => memory_storage(name).await.map_err(|e| {
-                StorageError::Backend { location: self.to_string(), source: Box::new(e) }
-            }),
+            Location::Memory(name) => {
+                memory_storage(name)
+                    .await
+                    .map_err(|e| StorageError::Backend {
+                        location: self.to_string(),
+                        source: Box::new(e),
+                    })
+            }
             Location::S3 { bucket, prefix } => {
                 let cfg = S3Config::from_env().map_err(|reason| StorageError::S3Config {
                     location: self.to_string(),
                     reason,
                 })?;
-                cfg.storage(bucket, prefix).map_err(|e| StorageError::Backend {
-                    location: self.to_string(),
-                    source: Box::new(e),
-                })
+                cfg.storage(bucket, prefix)
+                    .map_err(|e| StorageError::Backend {
+                        location: self.to_string(),
+                        source: Box::new(e),
+                    })
             }
         }
     }
@@ -127,7 +136,9 @@ impl Location {
 
 type MemoryRegistry = Mutex<HashMap<String, Arc<dyn Storage + Send + Sync>>>;
 
-async fn memory_storage(name: &str) -> Result<Arc<dyn Storage + Send + Sync>, icechunk::StorageError> {
+async fn memory_storage(
+    name: &str,
+) -> Result<Arc<dyn Storage + Send + Sync>, icechunk::StorageError> {
     static REGISTRY: OnceLock<MemoryRegistry> = OnceLock::new();
     let registry = REGISTRY.get_or_init(|| Mutex::new(HashMap::new()));
     if let Some(s) = registry.lock().ok().and_then(|r| r.get(name).cloned()) {
@@ -146,12 +157,21 @@ mod tests {
 
     #[test]
     fn parses_locations() {
-        assert_eq!(Location::parse("./r").unwrap(), Location::Local("./r".into()));
+        assert_eq!(
+            Location::parse("./r").unwrap(),
+            Location::Local("./r".into())
+        );
         assert_eq!(
             Location::parse("s3://bucket/a/b/").unwrap(),
-            Location::S3 { bucket: "bucket".into(), prefix: "a/b".into() }
+            Location::S3 {
+                bucket: "bucket".into(),
+                prefix: "a/b".into()
+            }
         );
-        assert_eq!(Location::parse("memory://x").unwrap(), Location::Memory("x".into()));
+        assert_eq!(
+            Location::parse("memory://x").unwrap(),
+            Location::Memory("x".into())
+        );
         assert!(Location::parse("gs://x/y").is_err());
         assert!(Location::parse("s3://ab").is_err());
         assert!(Location::parse("").is_err());

@@ -31,7 +31,9 @@ pub struct S3Config {
 }
 
 fn var(names: &[&str]) -> Option<String> {
-    names.iter().find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
+    names
+        .iter()
+        .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
 }
 
 fn flag(name: &str, default: bool) -> Result<bool, String> {
@@ -49,7 +51,11 @@ fn flag(name: &str, default: bool) -> Result<bool, String> {
 impl S3Config {
     /// Read the settings from the environment.
     pub fn from_env() -> Result<S3Config, String> {
-        let endpoint_url = var(&["ZF_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]);
+        let endpoint_url = var(&[
+            "ZF_S3_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_S3",
+            "AWS_ENDPOINT_URL",
+        ]);
         if let Some(url) = &endpoint_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(format!(
@@ -72,7 +78,9 @@ impl S3Config {
             }
         };
         let has_endpoint = endpoint_url.is_some();
-        let is_http = endpoint_url.as_deref().is_some_and(|u| u.starts_with("http://"));
+        let is_http = endpoint_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("http://"));
         Ok(S3Config {
             endpoint_url,
             region,
@@ -104,6 +112,14 @@ impl S3Config {
             })
         });
         let prefix = (!prefix.is_empty()).then(|| prefix.to_string());
-        icechunk::new_s3_storage(opts, bucket.to_string(), prefix, creds, vec![], vec![], None)
+        icechunk::new_s3_storage(
+            opts,
+            bucket.to_string(),
+            prefix,
+            creds,
+            vec![],
+            vec![],
+            None,
+        )
     }
 }

@@ -18,7 +18,10 @@ pub fn fresh_location(backend: &str, dir: &std::path::Path, name: &str) -> Optio
         "memory" => Some(Location::Memory(format!("{name}-{}", unique()))),
         "s3" => {
             let bucket = std::env::var("ZF_TEST_S3_BUCKET").ok()?;
-            Some(Location::S3 { bucket, prefix: format!("t/{name}-{}", unique()) })
+            Some(Location::S3 {
+                bucket,
+                prefix: format!("t/{name}-{}", unique()),
+            })
         }
         _ => None,
     }
@@ -27,8 +30,16 @@ pub fn fresh_location(backend: &str, dir: &std::path::Path, name: &str) -> Optio
 pub fn unique() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    format!("{}-{}-{}", std::process::id(), nanos % 1_000_000_000, N.fetch_add(1, Ordering::Relaxed))
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{}-{}-{}",
+        std::process::id(),
+        nanos % 1_000_000_000,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Backends to run a test on: local and memory always, S3 when the test server is configured.
@@ -67,7 +78,12 @@ pub async fn ensure_array(tx: &Transaction, name: &str) -> Array<zarr_fuse::cas:
     if let Ok(a) = Array::async_open(store.clone(), &path).await {
         return a;
     }
-    let mut b = ArrayBuilder::new(SHAPE.to_vec(), SHAPE.to_vec(), data_type::float64(), f64::NAN);
+    let mut b = ArrayBuilder::new(
+        SHAPE.to_vec(),
+        SHAPE.to_vec(),
+        data_type::float64(),
+        f64::NAN,
+    );
     b.dimension_names(Some(["time", "site"]));
     let a = b.build(store, &path).expect("build array");
     a.async_store_metadata().await.expect("array metadata");
@@ -76,15 +92,25 @@ pub async fn ensure_array(tx: &Transaction, name: &str) -> Array<zarr_fuse::cas:
 
 /// Values of a chunk derived from a seed.
 pub fn values(seed: f64) -> Vec<f64> {
-    (0..SHAPE[0] * SHAPE[1]).map(|i| seed + i as f64 * 0.5).collect()
+    (0..SHAPE[0] * SHAPE[1])
+        .map(|i| seed + i as f64 * 0.5)
+        .collect()
 }
 
 /// Write chunk [0,0] of each named array with `values(seed)` and commit.
-pub async fn write(repo: &Repo, branch: &str, names: &[&str], seed: f64, msg: &str) -> CommitOutcome {
+pub async fn write(
+    repo: &Repo,
+    branch: &str,
+    names: &[&str],
+    seed: f64,
+    msg: &str,
+) -> CommitOutcome {
     let tx = repo.transaction(branch).await.expect("tx");
     for n in names {
         let a = ensure_array(&tx, n).await;
-        a.async_store_chunk(&[0, 0], values(seed)).await.expect("store chunk");
+        a.async_store_chunk(&[0, 0], values(seed))
+            .await
+            .expect("store chunk");
     }
     tx.commit(prov(msg)).await.expect("commit")
 }
@@ -94,11 +120,18 @@ pub async fn read(repo: &Repo, rev: &str, name: &str) -> Option<Vec<f64>> {
     let id = repo.resolve(rev).await.expect("resolve").id;
     let store = repo.read_store(&id).await.expect("store");
     let a = Array::async_open(store, &format!("/{name}")).await.ok()?;
-    Some(a.async_retrieve_chunk::<Vec<f64>>(&[0, 0]).await.expect("read chunk"))
+    Some(
+        a.async_retrieve_chunk::<Vec<f64>>(&[0, 0])
+            .await
+            .expect("read chunk"),
+    )
 }
 
 pub fn same(a: &[f64], b: &[f64]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y || (x.is_nan() && y.is_nan()))
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x == y || (x.is_nan() && y.is_nan()))
 }
 
 pub fn dir_size(path: &std::path::Path, sub: &str) -> u64 {
@@ -112,7 +145,10 @@ pub fn dir_size(path: &std::path::Path, sub: &str) -> u64 {
 }
 
 pub fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
 
 pub fn arc<T>(t: T) -> Arc<T> {

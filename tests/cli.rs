@@ -1,0 +1,223 @@
+//! The CLI contract other tools script against: commands, JSON fields, exit codes, errors.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::*;
+use serde_json::Value;
+use zarr_fuse::Location;
+
+fn zf(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_zarr-fuse"))
+        .args(args)
+        .env("ZF_AUTHOR", AUTHOR)
+        .output()
+        .expect("run zarr-fuse")
+}
+
+fn ok_json(args: &[&str]) -> Value {
+    let out = zf(args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{args:?}: not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+fn ok_text(args: &[&str]) -> String {
+    let out = zf(args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn fails(args: &[&str], code: i32, needle: &str) {
+    let out = zf(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{args:?}: stderr {err}");
+    assert!(
+        err.contains(needle),
+        "{args:?}: stderr does not mention '{needle}': {err}"
+    );
+    if code == 1 {
+        assert_eq!(
+            err.trim().lines().count(),
+            1,
+            "one-line error expected: {err}"
+        );
+    }
+}
+
+fn setup(dir: &Path) -> (String, Vec<String>) {
+    let repo = dir.join("repo");
+    let schema = dir.join("schema.yaml");
+    std::fs::write(&schema, "VARS: {}\n").unwrap();
+    let r = repo.to_str().unwrap().to_string();
+    let init = ok_json(&["init", &r, "--schema", schema.to_str().unwrap(), "--json"]);
+    let mut ids = vec![init["commit"].as_str().unwrap().to_string()];
+    // data commits through the library (the `update` command comes with the schema layer)
+    rt().block_on(async {
+        let repo = zarr_fuse::Repo::open(&Location::Local(repo.clone()))
+            .await
+            .unwrap();
+        ids.push(
+            write(&repo, "main", &["a"], 1.0, "one")
+                .await
+                .commit
+                .unwrap(),
+        );
+        ids.push(
+            write(&repo, "main", &["a", "b"], 2.0, "two")
+                .await
+                .commit
+                .unwrap(),
+        );
+    });
+    (r, ids)
+}
+
+#[test]
+fn log_show_diff_json_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, ids) = setup(dir.path());
+    let log = ok_json(&["log", &r, "--json"]);
+    let arr = log.as_array().unwrap();
+    assert_eq!(arr.len(), 4, "root + init + 2");
+    assert_eq!(arr[0]["id"], ids[2].as_str(), "newest first");
+    for key in [
+        "id",
+        "parents",
+        "time",
+        "author",
+        "message",
+        "source",
+        "input_blake3",
+        "schema_blake3",
+        "content_digest",
+        "meta",
+    ] {
+        assert!(arr[0].get(key).is_some(), "log --json lacks '{key}'");
+    }
+    assert_eq!(arr[0]["author"], AUTHOR);
+    assert_eq!(arr[0]["parents"][0], ids[1].as_str());
+    assert!(
+        arr[2]["schema_blake3"]
+            .as_str()
+            .is_some_and(|s| s.len() == 64),
+        "init records the schema digest"
+    );
+    let text = ok_text(&["log", &r, "-n", "1"]);
+    assert!(text.contains(&ids[2]) && text.contains("two"));
+
+    let show = ok_json(&["show", &r, &ids[2][..8], "--json"]);
+    assert_eq!(show["id"], ids[2].as_str());
+    assert_eq!(show["changes"]["arrays_added"][0], "/b");
+    assert_eq!(show["changes"]["chunk_counts"]["/a"], 1);
+
+    let diff = ok_json(&["diff", &r, &ids[1], &ids[2], "--json"]);
+    assert_eq!(diff["chunk_counts"]["/a"], 1);
+    assert_eq!(diff["arrays_added"][0], "/b");
+    assert!(ok_text(&["diff", &r, "main", "main"]).contains("no differences"));
+}
+
+#[test]
+fn branches_tags_reset_revert_merge_verify_gc() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, ids) = setup(dir.path());
+    ok_text(&["branch", &r, "create", "kalman", "--from", &ids[1]]);
+    let branches = ok_json(&["branch", &r, "list", "--json"]);
+    assert_eq!(branches[0]["name"], "kalman");
+    assert_eq!(branches[0]["commit"], ids[1].as_str());
+    ok_text(&["tag", &r, "create", "v1.0", "--at", "main", "-m", "first"]);
+    let tags = ok_json(&["tag", &r, "list", "--json"]);
+    assert_eq!(tags[0]["name"], "v1.0");
+    assert_eq!(tags[0]["commit"], ids[2].as_str());
+    fails(&["tag", &r, "create", "v1.0"], 1, "immutable");
+
+    let rev = ok_json(&["revert", &r, &ids[2], "--json", "-m", "undo two"]);
+    let rc = rev["commit"].as_str().unwrap().to_string();
+    let log = ok_json(&["log", &r, "--json", "-n", "1"]);
+    assert_eq!(log[0]["id"], rc.as_str());
+    assert_eq!(log[0]["reverts"], ids[2].as_str());
+    let diff = ok_json(&["diff", &r, &ids[1], "main", "--json"]);
+    assert!(
+        diff["arrays_added"].as_array().unwrap().is_empty()
+            && diff["chunk_counts"].as_object().unwrap().is_empty(),
+        "{diff}"
+    );
+
+    let merged = ok_json(&["merge", &r, "kalman", "--into", "main", "--json"]);
+    assert!(
+        merged["commit"].is_null(),
+        "kalman is contained in main: nothing to merge"
+    );
+    let cp = ok_json(&["cherry-pick", &r, &ids[2], "--branch", "kalman", "--json"]);
+    assert!(cp["commit"].is_string());
+
+    let v = ok_json(&["verify", &r, "--json"]);
+    assert_eq!(v["ok"], true);
+    let reset = ok_json(&["reset", &r, "--branch", "main", &ids[1], "--json"]);
+    assert_eq!(reset["commit"], ids[1].as_str());
+    let gc = ok_json(&["gc", &r, "--older-than", "0s", "--dry-run", "--json"]);
+    assert_eq!(gc["dry_run"], true);
+    ok_text(&["gc", &r, "--older-than", "0s"]);
+    assert_eq!(ok_json(&["verify", &r, "kalman", "--json"])["ok"], true);
+    ok_text(&["branch", &r, "delete", "kalman"]);
+}
+
+#[test]
+fn errors_are_one_line_with_exit_1_and_usage_is_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, ids) = setup(dir.path());
+    let nothing = dir.path().join("nothing");
+    fails(
+        &["log", nothing.to_str().unwrap()],
+        1,
+        "not a zarr-fuse repository",
+    );
+    fails(&["log", &r, "nosuch"], 1, "branches: main");
+    fails(&["show", &r, "ABC"], 1, "at least 6");
+    fails(&["branch", &r, "create", "main"], 1, "already exists");
+    fails(&["branch", &r, "delete", "ghost"], 1, "does not exist");
+    fails(
+        &["reset", &r, "--branch", "ghost", "main"],
+        1,
+        "does not exist",
+    );
+    fails(
+        &["revert", &r, &ids[0], "--author", "nobody"],
+        1,
+        "Name <email>",
+    );
+    fails(&["gc", &r, "--older-than", "soon"], 1, "older-than");
+    fails(&["log", "s3://x"], 1, "at least 3 characters");
+    fails(&["log", "ftp://host/x"], 1, "unsupported scheme");
+    fails(
+        &[
+            "init",
+            dir.path().join("new").to_str().unwrap(),
+            "--schema",
+            "/no/such/schema.yaml",
+        ],
+        1,
+        "/no/such/schema.yaml",
+    );
+    fails(&["frobnicate"], 2, "unrecognized subcommand");
+    fails(&["log"], 2, "REPO");
+    fails(&["revert", &r, &ids[2], "--strategy", "ours"], 2, "theirs");
+    // a refused write leaves the repository as it was
+    let before = ok_json(&["log", &r, "--json"]);
+    fails(&["tag", &r, "create", "bad name"], 1, "not allowed");
+    assert_eq!(ok_json(&["log", &r, "--json"]), before);
+}

@@ -1,0 +1,118 @@
+//! Cross-reader test: icechunk-python 2.3 + xarray open what we wrote (branch, tag, old commit,
+//! commit metadata), on local storage and on S3.
+//!
+//! Needs the reader environment from `scripts/python-reader-env.sh` (Python ≥ 3.12); skipped with a
+//! message where it is absent. The same readback is checked in Rust by `engine.rs`
+//! (`branches_tags_and_time_travel`).
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::*;
+use serde_json::json;
+use zarr_fuse::{Location, Repo};
+
+fn python() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("ZF_TEST_PYTHON") {
+        return Some(PathBuf::from(p));
+    }
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv-ic/bin/python");
+    let ok = p.exists()
+        && Command::new(&p)
+            .args(["-c", "import icechunk, xarray"])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+    ok.then_some(p)
+}
+
+fn stats(seed: f64) -> serde_json::Value {
+    let v = values(seed);
+    json!([v.iter().sum::<f64>(), v.len()])
+}
+
+fn check(location: Location, storage: serde_json::Value) {
+    let Some(py) = python() else {
+        eprintln!("SKIPPED: no Python >= 3.12 reader environment (run scripts/python-reader-env.sh; needs Python 3.12+)");
+        return;
+    };
+    let rt = rt();
+    let expected = rt.block_on(async {
+        let repo = init(&location).await;
+        let c1 = write(&repo, "main", &["a"], 1.0, "first").await.commit.unwrap();
+        repo.create_tag("v1", &c1, Some("release 1")).await.unwrap();
+        repo.create_branch("dev", &c1).await.unwrap();
+        write(&repo, "dev", &["a"], 3.0, "dev edit").await;
+        write(&repo, "main", &["a", "b"], 2.0, "second").await;
+        let repo = Repo::open(&location).await.unwrap();
+        let log: Vec<_> = repo
+            .log("main", None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| json!({"id": c.id, "author": c.author, "message": c.message, "content_digest": c.content_digest}))
+            .collect();
+        json!({
+            "storage": storage,
+            "refs": [
+                {"branch": "main", "arrays": {"a": stats(2.0), "b": stats(2.0)}},
+                {"tag": "v1", "arrays": {"a": stats(1.0), "b": null}},
+                {"snapshot_id": c1, "arrays": {"a": stats(1.0), "b": null}},
+                {"branch": "dev", "arrays": {"a": stats(3.0), "b": null}},
+            ],
+            "log": log,
+        })
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let exp = dir.path().join("expected.json");
+    std::fs::write(&exp, expected.to_string()).unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/read_repo.py");
+    let out = Command::new(py)
+        .arg(script)
+        .arg(&exp)
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "python reader failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let res: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or("{}")).unwrap();
+    assert_eq!(res["ok"], true);
+    assert_eq!(res["arrays_checked"], 5);
+    assert_eq!(res["branches"], json!(["dev", "main"]));
+    assert_eq!(res["tags"], json!(["v1"]));
+    eprintln!("python reader: {res}");
+}
+
+#[test]
+fn python_reads_local_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("py-local");
+    check(
+        Location::Local(path.clone()),
+        json!({"kind": "local", "path": path}),
+    );
+}
+
+#[test]
+fn python_reads_s3_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(Location::S3 { bucket, prefix }) = fresh_location("s3", dir.path(), "py") else {
+        eprintln!("skipped: ZF_TEST_S3_BUCKET not set (.ci/run starts a local S3 server)");
+        return;
+    };
+    let endpoint = std::env::var("ZF_S3_ENDPOINT_URL").unwrap_or_default();
+    let loc = Location::S3 {
+        bucket: bucket.clone(),
+        prefix: prefix.clone(),
+    };
+    check(
+        loc,
+        json!({"kind": "s3", "bucket": bucket, "prefix": prefix, "endpoint": endpoint}),
+    );
+}
