@@ -17,6 +17,15 @@ fn zf(args: &[&str]) -> Output {
         .expect("run zarr-fuse")
 }
 
+fn zf_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_zarr-fuse"));
+    c.args(args).env("ZF_AUTHOR", AUTHOR);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run zarr-fuse")
+}
+
 fn ok_json(args: &[&str]) -> Value {
     let out = zf(args);
     assert!(
@@ -117,6 +126,10 @@ fn log_show_diff_json_fields() {
             .is_some_and(|s| s.len() == 64),
         "init records the schema digest"
     );
+    assert_eq!(
+        ok_json(&["log", &r, "--at", &ids[1], "--json"])[0]["id"],
+        ids[1].as_str()
+    );
     let text = ok_text(&["log", &r, "-n", "1"]);
     assert!(text.contains(&ids[2]) && text.contains("two"));
 
@@ -214,6 +227,30 @@ fn errors_are_one_line_with_exit_1_and_usage_is_exit_2() {
         "/no/such/schema.yaml",
     );
     fails(&["frobnicate"], 2, "unrecognized subcommand");
+    // an unreachable S3 endpoint: a quick one-line error that says what to check
+    let t = std::time::Instant::now();
+    let out = zf_env(
+        &["log", "s3://bucket/prefix"],
+        &[
+            ("ZF_S3_ENDPOINT_URL", "http://127.0.0.1:1"),
+            ("ZF_S3_ACCESS_KEY", "k"),
+            ("ZF_S3_SECRET_KEY", "s"),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("ZF_S3_ENDPOINT_URL"), "{err}");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(30),
+        "took {:?}",
+        t.elapsed()
+    );
+    let out = zf_env(
+        &["log", "s3://bucket/prefix"],
+        &[("ZF_S3_ENDPOINT_URL", "ftp://x")],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must start with http"));
     fails(&["log"], 2, "REPO");
     fails(&["revert", &r, &ids[2], "--strategy", "ours"], 2, "theirs");
     // a refused write leaves the repository as it was

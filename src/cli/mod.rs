@@ -45,6 +45,9 @@ enum Command {
         repo: String,
         /// Revision (default: main).
         rev: Option<String>,
+        /// Revision, as an option (same as REV).
+        #[arg(long = "at", conflicts_with = "rev")]
+        at: Option<String>,
         /// At most N commits.
         #[arg(short = 'n', long)]
         max_count: Option<usize>,
@@ -153,6 +156,9 @@ enum Command {
         repo: String,
         /// Revision (default: main).
         rev: Option<String>,
+        /// Revision, as an option (same as REV).
+        #[arg(long = "at", conflicts_with = "rev")]
+        at: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -354,11 +360,14 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Log {
             repo,
             rev,
+            at,
             max_count,
             json,
         } => {
             let r = open(&repo).await?;
-            let log = r.log(rev.as_deref().unwrap_or("main"), max_count).await?;
+            let log = r
+                .log(rev.or(at).as_deref().unwrap_or("main"), max_count)
+                .await?;
             output::log(&log, json);
         }
         Command::Show { repo, rev, json } => {
@@ -470,7 +479,13 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let out = r.cherry_pick(&commit, &w.branch, prov).await?;
             print_write(w.json, &out.commit, json!({"branch": w.branch}));
         }
-        Command::Verify { repo, rev, json } => {
+        Command::Verify {
+            repo,
+            rev,
+            at,
+            json,
+        } => {
+            let rev = rev.or(at);
             let r = open(&repo).await?;
             let pb = progress_bar(0, "verifying chunks");
             let tick = |n: u64| {
@@ -546,7 +561,10 @@ pub fn main() -> i32 {
     match rt.block_on(run(cli)) {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("zarr-fuse: error: {e}");
+            eprintln!(
+                "zarr-fuse: error: {}",
+                crate::repo::one_line(&e.to_string())
+            );
             1
         }
     }

@@ -118,13 +118,52 @@ pub enum RepoError {
 /// Result of repository operations.
 pub type Result<T> = std::result::Result<T, RepoError>;
 
-/// Wrap an engine error with the operation that failed.
+/// Wrap an engine error with the operation that failed, as one line.
 pub(crate) fn engine<E: std::fmt::Display>(op: impl Into<String>) -> impl FnOnce(E) -> RepoError {
     let op = op.into();
     move |e| RepoError::Engine {
         op,
-        message: e.to_string(),
+        message: one_line(&e.to_string()),
     }
+}
+
+/// icechunk errors carry a multi-line span trace after "context:"; keep the message, on one
+/// line, and add what to do for the S3 failures users meet most.
+pub(crate) fn one_line(msg: &str) -> String {
+    let head = msg.split("\ncontext:").next().unwrap_or(msg);
+    let mut line = head.split_whitespace().collect::<Vec<_>>().join(" ");
+    let lower = line.to_lowercase();
+    let hint = if [
+        "dispatch failure",
+        "connection refused",
+        "dns error",
+        "timed out",
+    ]
+    .iter()
+    .any(|k| lower.contains(k))
+    {
+        Some("cannot reach the S3 endpoint; check ZF_S3_ENDPOINT_URL and the network")
+    } else if [
+        "invalidaccesskeyid",
+        "signaturedoesnotmatch",
+        "accessdenied",
+        "forbidden",
+    ]
+    .iter()
+    .any(|k| lower.contains(k))
+    {
+        Some("access denied; check ZF_S3_ACCESS_KEY and ZF_S3_SECRET_KEY")
+    } else if lower.contains("nosuchbucket") {
+        Some("the bucket does not exist; create it first")
+    } else {
+        None
+    };
+    if let Some(h) = hint {
+        line.push_str(" (");
+        line.push_str(h);
+        line.push(')');
+    }
+    line
 }
 
 /// A zarr-fuse repository.
@@ -133,15 +172,18 @@ pub struct Repo {
     inner: Arc<Repository>,
 }
 
-fn config() -> RepositoryConfig {
-    RepositoryConfig::default()
+fn config(location: &Location) -> RepositoryConfig {
+    RepositoryConfig {
+        storage: location.storage_settings(),
+        ..RepositoryConfig::default()
+    }
 }
 
 impl Repo {
     /// Create a new, empty repository (one root commit on `main`).
     pub async fn init(location: &Location) -> Result<Repo> {
         let storage = location.open_storage().await?;
-        let exists = Repository::exists(Arc::clone(&storage), None)
+        let exists = Repository::exists(Arc::clone(&storage), location.storage_settings())
             .await
             .map_err(engine(format!("checking {location}")))?;
         if exists {
@@ -157,7 +199,7 @@ impl Repo {
             }
         }
         let repo = Repository::create(storage)
-            .config(config())
+            .config(config(location))
             .execute()
             .await
             .map_err(engine(format!("creating repository at {location}")))?;
@@ -175,14 +217,14 @@ impl Repo {
             }
         }
         let storage = location.open_storage().await?;
-        let exists = Repository::exists(Arc::clone(&storage), None)
+        let exists = Repository::exists(Arc::clone(&storage), location.storage_settings())
             .await
             .map_err(engine(format!("opening {location}")))?;
         if !exists {
             return Err(RepoError::NotARepository(location.to_string()));
         }
         let repo = Repository::open(storage)
-            .config(config())
+            .config(config(location))
             .execute()
             .await
             .map_err(engine(format!("opening {location}")))?;

@@ -107,6 +107,29 @@ impl Location {
         Ok(Location::Local(PathBuf::from(s)))
     }
 
+    /// Storage settings for this location: bounded retries and timeouts on S3, so that an
+    /// unreachable endpoint fails within seconds instead of retrying for minutes.
+    pub fn storage_settings(&self) -> Option<icechunk::storage::Settings> {
+        use icechunk::storage::{RetriesSettings, Settings, TimeoutSettings};
+        match self {
+            Location::S3 { .. } => Some(Settings {
+                retries: Some(RetriesSettings {
+                    max_tries: std::num::NonZeroU16::new(4),
+                    initial_backoff_ms: Some(100),
+                    max_backoff_ms: Some(1_000),
+                }),
+                timeouts: Some(TimeoutSettings {
+                    connect_timeout_ms: Some(3_000),
+                    read_timeout_ms: Some(30_000),
+                    operation_timeout_ms: None,
+                    operation_attempt_timeout_ms: None,
+                }),
+                ..Settings::default()
+            }),
+            _ => None,
+        }
+    }
+
     /// Open the icechunk storage for this location (does not check that a repository exists).
     pub async fn open_storage(&self) -> Result<Arc<dyn Storage + Send + Sync>, StorageError> {
         match self {

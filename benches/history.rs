@@ -1,0 +1,160 @@
+//! Measures that are not latencies of one call: history-length scaling of `log`, `diff` and
+//! `revert` (a branch of N vs 10×N commits), and dedup (chunk bytes added by re-committing the
+//! same data and a reverted commit's data).
+//!
+//! `cargo bench --bench history` runs N = 1 000 and 10 000 on local storage (ZF_BENCH_BACKEND=memory
+//! to use memory); under `cargo test` it runs a smoke version (N = 20, 200).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use zarr_fuse::repo::Strategy;
+use zarr_fuse::Location;
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn time<F: std::future::Future<Output = ()>>(
+    rt: &tokio::runtime::Runtime,
+    reps: usize,
+    mut f: impl FnMut() -> F,
+) -> Duration {
+    median(
+        (0..reps)
+            .map(|_| {
+                let t = Instant::now();
+                rt.block_on(f());
+                t.elapsed()
+            })
+            .collect(),
+    )
+}
+
+struct Row {
+    commits: usize,
+    build: Duration,
+    log: Duration,
+    diff: Duration,
+    revert: Duration,
+}
+
+fn history(rt: &tokio::runtime::Runtime, loc: Location, n: usize) -> Row {
+    let t = Instant::now();
+    let repo = rt.block_on(async {
+        let repo = init(&loc).await;
+        // n commits, each changing one chunk of one of 4 arrays
+        for i in 0..n {
+            let name = ["a", "b", "c", "d"][i % 4];
+            write(&repo, "main", &[name], i as f64, &format!("c{i}")).await;
+        }
+        repo
+    });
+    let build = t.elapsed();
+    let log = time(rt, 5, || async {
+        assert!(repo.log("main", None).await.unwrap().len() > n)
+    });
+    let ids: Vec<String> = rt
+        .block_on(repo.log("main", Some(10)))
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    let diff = time(rt, 5, || async {
+        assert!(!repo.diff(&ids[1], &ids[0]).await.unwrap().is_empty())
+    });
+    // revert the 4th-newest commit (the 3 later ones touch the 3 other arrays), then undo it
+    let target = ids[3].clone();
+    let revert = time(rt, 5, || async {
+        let tip = repo.branch_tip("main").await.unwrap().to_string();
+        repo.revert(&target, "main", Strategy::Fail, prov(""))
+            .await
+            .unwrap();
+        repo.reset("main", &tip, false).await.unwrap();
+    });
+    Row {
+        commits: n,
+        build,
+        log,
+        diff,
+        revert,
+    }
+}
+
+fn dedup(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> (u64, u64) {
+    let path = dir.join("dedup");
+    rt.block_on(async {
+        let repo = init(&Location::Local(path.clone())).await;
+        write(&repo, "main", &["a", "b", "c"], 1.0, "v1").await;
+        let bad = write(&repo, "main", &["a", "b", "c"], 2.0, "v2")
+            .await
+            .commit
+            .unwrap();
+        let before = dir_size(&path, "chunks");
+        // same data as the tip again, in a new array too
+        write(&repo, "main", &["a", "b", "c", "d"], 2.0, "same again").await;
+        let same_again = dir_size(&path, "chunks") - before;
+        repo.revert(&bad, "main", Strategy::Fail, prov(""))
+            .await
+            .unwrap();
+        let before = dir_size(&path, "chunks");
+        write(
+            &repo,
+            "main",
+            &["a", "b", "c"],
+            2.0,
+            "re-commit reverted data",
+        )
+        .await;
+        let reverted_again = dir_size(&path, "chunks") - before;
+        (same_again, reverted_again)
+    })
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let sizes = if full { [1_000, 10_000] } else { [20, 200] };
+    let memory = std::env::var("ZF_BENCH_BACKEND").as_deref() == Ok("memory");
+    let rt = rt();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rows: Vec<Row> = sizes
+        .iter()
+        .map(|&n| {
+            let loc = if memory {
+                Location::Memory(format!("hist-{n}"))
+            } else {
+                Location::Local(dir.path().join(format!("h{n}")))
+            };
+            history(&rt, loc, n)
+        })
+        .collect();
+    println!(
+        "backend: {}",
+        if memory { "memory" } else { "local (durable)" }
+    );
+    println!(
+        "{:>8} {:>12} {:>12} {:>12} {:>12}",
+        "commits", "build", "log", "diff(1)", "revert(1)"
+    );
+    for r in &rows {
+        println!(
+            "{:>8} {:>12.2?} {:>12.2?} {:>12.2?} {:>12.2?}",
+            r.commits, r.build, r.log, r.diff, r.revert
+        );
+    }
+    let ratio = |f: fn(&Row) -> Duration| f(&rows[1]).as_secs_f64() / f(&rows[0]).as_secs_f64();
+    println!(
+        "growth {}→{} commits: log {:.2}×, diff {:.2}×, revert {:.2}×",
+        rows[0].commits,
+        rows[1].commits,
+        ratio(|r| r.log),
+        ratio(|r| r.diff),
+        ratio(|r| r.revert)
+    );
+    let (same, reverted) = dedup(&rt, dir.path());
+    println!("dedup: chunk bytes added re-committing the same data: {same}; re-committing a reverted commit's data: {reverted}");
+}
