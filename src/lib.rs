@@ -18,7 +18,10 @@ pub mod cas;
 pub mod cli;
 pub mod provenance;
 pub mod repo;
+pub mod schema;
 pub mod storage;
+pub mod time;
+pub mod units;
 
 pub use repo::{Repo, RepoError};
 pub use storage::Location;

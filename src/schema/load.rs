@@ -1,0 +1,972 @@
+//! YAML → [`Schema`], strict, with positions.
+
+use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
+use marked_yaml::{LoaderOptions, Node, Span};
+use serde_json::{Map, Value};
+
+use super::*;
+use crate::units::Unit;
+
+const NODE_KEYS: [&str; 3] = ["ATTRS", "VARS", "COORDS"];
+const VAR_KEYS: [&str; 9] = [
+    "coords",
+    "unit",
+    "type",
+    "na_value",
+    "range",
+    "description",
+    "df_col",
+    "source_unit",
+    "attrs",
+];
+const COORD_KEYS: [&str; 5] = [
+    "composed",
+    "sorted",
+    "chunk_size",
+    "step_limits",
+    "interpolate",
+];
+
+struct Ctx {
+    file: String,
+    warnings: Vec<String>,
+}
+
+fn pos(span: &Span) -> (usize, usize) {
+    span.start()
+        .map(|m| (m.line(), m.column()))
+        .unwrap_or((0, 0))
+}
+
+impl Ctx {
+    fn err(&self, span: &Span, path: &str, message: impl Into<String>) -> SchemaError {
+        let (line, column) = pos(span);
+        SchemaError {
+            file: self.file.clone(),
+            line,
+            column,
+            path: path.to_string(),
+            message: message.into(),
+        }
+    }
+
+    fn warn(&mut self, span: &Span, path: &str, message: impl Into<String>) {
+        let (line, column) = pos(span);
+        self.warnings.push(format!(
+            "{}:{line}:{column}: {path}: warning: {}",
+            self.file,
+            message.into()
+        ));
+    }
+}
+
+/// Levenshtein distance, for "did you mean" suggestions.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(!ca.eq_ignore_ascii_case(cb));
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// `(did you mean 'x'?)` for the closest of `candidates`, if close enough.
+pub(crate) fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    let best = candidates.into_iter().map(|c| (distance(word, c), c)).min();
+    match best {
+        Some((d, c)) if d <= 2.max(word.len() * 2 / 5) && d > 0 => {
+            format!(" (did you mean '{c}'?)")
+        }
+        _ => String::new(),
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}/{key}")
+    }
+}
+
+/// A scalar as JSON (quoted scalars stay strings).
+fn scalar_json(s: &MarkedScalarNode) -> Value {
+    let t = s.as_str();
+    if !s.may_coerce() {
+        return Value::String(t.to_string());
+    }
+    match t {
+        "null" | "~" | "" => return Value::Null,
+        "true" | "True" => return Value::Bool(true),
+        "false" | "False" => return Value::Bool(false),
+        _ => {}
+    }
+    if let Ok(i) = t.parse::<i64>() {
+        return Value::from(i);
+    }
+    if let Ok(f) = t.parse::<f64>() {
+        if f.is_finite() {
+            return Value::from(f);
+        }
+    }
+    Value::String(t.to_string())
+}
+
+fn to_json(n: &Node) -> Value {
+    match n {
+        Node::Scalar(s) => scalar_json(s),
+        Node::Sequence(seq) => Value::Array(seq.iter().map(to_json).collect()),
+        Node::Mapping(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.as_str().to_string(), to_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+fn is_null(n: &Node) -> bool {
+    matches!(n, Node::Scalar(s) if s.may_coerce() && matches!(s.as_str(), "null" | "~" | ""))
+}
+
+fn kind(n: &Node) -> &'static str {
+    match n {
+        Node::Scalar(_) => "a scalar",
+        Node::Sequence(_) => "a list",
+        Node::Mapping(_) => "a mapping",
+    }
+}
+
+fn string(ctx: &Ctx, n: &Node, path: &str) -> Result<String, SchemaError> {
+    match n {
+        Node::Scalar(s) => Ok(s.as_str().to_string()),
+        other => Err(ctx.err(
+            other.span(),
+            path,
+            format!("expected a string, found {}", kind(other)),
+        )),
+    }
+}
+
+fn string_list(ctx: &Ctx, n: &Node, path: &str) -> Result<Vec<String>, SchemaError> {
+    match n {
+        Node::Scalar(s) => Ok(vec![s.as_str().to_string()]),
+        Node::Sequence(seq) => seq.iter().map(|x| string(ctx, x, path)).collect(),
+        Node::Mapping(m) => Err(ctx.err(
+            m.span(),
+            path,
+            "expected a name or a list of names, found a mapping",
+        )),
+    }
+}
+
+fn number(ctx: &Ctx, n: &Node, path: &str) -> Result<f64, SchemaError> {
+    match n {
+        Node::Scalar(s) => s
+            .as_str()
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .ok_or_else(|| ctx.err(s.span(), path, format!("'{}' is not a number", s.as_str()))),
+        other => Err(ctx.err(
+            other.span(),
+            path,
+            format!("expected a number, found {}", kind(other)),
+        )),
+    }
+}
+
+fn mapping<'a>(ctx: &Ctx, n: &'a Node, path: &str) -> Result<&'a MarkedMappingNode, SchemaError> {
+    n.as_mapping().ok_or_else(|| {
+        ctx.err(
+            n.span(),
+            path,
+            format!("expected a mapping, found {}", kind(n)),
+        )
+    })
+}
+
+fn unit_spec(ctx: &Ctx, n: &Node, path: &str) -> Result<UnitSpec, SchemaError> {
+    match n {
+        _ if is_null(n) => Ok(UnitSpec::None),
+        Node::Scalar(s) => Unit::parse(s.as_str())
+            .map(UnitSpec::Physical)
+            .map_err(|e| ctx.err(s.span(), path, format!("{e} (e.g. K, degC, m/s, hPa, %)"))),
+        Node::Mapping(m) => {
+            for (k, _) in m.iter() {
+                if !["tick", "tz", "dayfirst", "yearfirst"].contains(&k.as_str()) {
+                    return Err(ctx.err(
+                        k.span(),
+                        &join(path, k.as_str()),
+                        format!(
+                            "unknown key '{}'{}",
+                            k.as_str(),
+                            suggest(k.as_str(), ["tick", "tz"])
+                        ),
+                    ));
+                }
+            }
+            let tick_node = m.get_node("tick").ok_or_else(|| {
+                ctx.err(
+                    m.span(),
+                    path,
+                    "a datetime unit needs 'tick' (e.g. {tick: s, tz: null})",
+                )
+            })?;
+            let tick_text = string(ctx, tick_node, &join(path, "tick"))?;
+            let tick = Tick::parse(&tick_text).ok_or_else(|| {
+                ctx.err(
+                    tick_node.span(),
+                    &join(path, "tick"),
+                    format!("tick '{tick_text}' is not one of D, h, m, s, ms, us, ns"),
+                )
+            })?;
+            let (tz, tz_text) = match m.get_node("tz") {
+                None => (Zone::utc(), None),
+                Some(t) if is_null(t) => (Zone::utc(), None),
+                Some(t) => {
+                    let text = string(ctx, t, &join(path, "tz"))?;
+                    let z = Zone::parse(Some(&text))
+                        .map_err(|e| ctx.err(t.span(), &join(path, "tz"), e))?;
+                    (z, Some(text))
+                }
+            };
+            Ok(UnitSpec::Time { tick, tz, tz_text })
+        }
+        Node::Sequence(s) => Err(ctx.err(
+            s.span(),
+            path,
+            "a unit is a string (e.g. 'K') or {tick, tz}",
+        )),
+    }
+}
+
+fn dtype(ctx: &Ctx, n: &Node, path: &str) -> Result<DType, SchemaError> {
+    let t = string(ctx, n, path)?;
+    let d = match t.as_str() {
+        "bool" => DType::Bool,
+        "int" | "int64" => DType::Int(64),
+        "int8" => DType::Int(8),
+        "int16" => DType::Int(16),
+        "int32" => DType::Int(32),
+        "uint" | "uint64" => DType::UInt(64),
+        "uint8" => DType::UInt(8),
+        "uint16" => DType::UInt(16),
+        "uint32" => DType::UInt(32),
+        "float" | "float64" => DType::F64,
+        "float32" => DType::F32,
+        "str" => DType::Str(32),
+        other => {
+            if let Some(n) = other
+                .strip_prefix("str[")
+                .and_then(|r| r.strip_suffix(']'))
+                .and_then(|n| n.parse().ok())
+            {
+                DType::Str(n)
+            } else if let Some(tick) = other
+                .strip_prefix("datetime64[")
+                .and_then(|r| r.strip_suffix(']'))
+                .and_then(Tick::parse)
+            {
+                DType::DateTime(tick)
+            } else {
+                let known = [
+                    "bool",
+                    "int",
+                    "int8",
+                    "int16",
+                    "int32",
+                    "int64",
+                    "uint",
+                    "uint8",
+                    "uint16",
+                    "uint32",
+                    "uint64",
+                    "float",
+                    "float32",
+                    "float64",
+                    "str[N]",
+                    "datetime64[s]",
+                ];
+                return Err(ctx.err(
+                    n.span(),
+                    path,
+                    format!(
+                        "unknown type '{other}'{}; use one of {}",
+                        suggest(other, known),
+                        known.join(", ")
+                    ),
+                ));
+            }
+        }
+    };
+    Ok(d)
+}
+
+/// Where to point at for a unit problem: source_unit, else unit, else the entry.
+fn unit_span(m: &MarkedMappingNode) -> Span {
+    m.get_node("source_unit")
+        .or_else(|| m.get_node("unit"))
+        .map(|n| n.span().clone())
+        .unwrap_or_else(|| m.span().clone())
+}
+
+fn variable(
+    ctx: &mut Ctx,
+    name: &str,
+    m: &MarkedMappingNode,
+    path: &str,
+    is_coord: bool,
+) -> Result<Variable, SchemaError> {
+    for (k, _) in m.iter() {
+        let key = k.as_str();
+        let allowed =
+            VAR_KEYS.contains(&key) || (is_coord && (COORD_KEYS.contains(&key) || key == "merge"));
+        if !allowed {
+            let cands: Vec<&str> = if is_coord {
+                VAR_KEYS.iter().chain(COORD_KEYS.iter()).copied().collect()
+            } else {
+                VAR_KEYS.to_vec()
+            };
+            let hint = if !is_coord && COORD_KEYS.contains(&key) {
+                " (that key belongs to COORDS entries)".to_string()
+            } else {
+                suggest(key, cands)
+            };
+            return Err(ctx.err(
+                k.span(),
+                &join(path, key),
+                format!("unknown key '{key}'{hint}"),
+            ));
+        }
+    }
+    let coords = match m.get_node("coords") {
+        Some(c) => string_list(ctx, c, &join(path, "coords"))?,
+        None if is_coord => vec![name.to_string()],
+        None => {
+            return Err(ctx.err(
+                m.span(),
+                path,
+                format!("variable '{name}' needs 'coords' (the dimensions it is indexed by)"),
+            ))
+        }
+    };
+    let unit = match m.get_node("unit") {
+        Some(u) => unit_spec(ctx, u, &join(path, "unit"))?,
+        None => UnitSpec::None,
+    };
+    let source_unit = match m.get_node("source_unit") {
+        Some(u) => unit_spec(ctx, u, &join(path, "source_unit"))?,
+        None => unit.clone(),
+    };
+    match (&source_unit, &unit) {
+        (UnitSpec::Physical(s), UnitSpec::Physical(t)) => {
+            if let Err(e) = s.converter(t) {
+                return Err(ctx.err(&unit_span(m), &join(path, "source_unit"), e.to_string()));
+            }
+        }
+        (UnitSpec::Time { .. }, UnitSpec::Time { .. }) | (UnitSpec::None, UnitSpec::None) => {}
+        (UnitSpec::None, UnitSpec::Physical(_)) => {}
+        (s, t) => {
+            let k = |u: &UnitSpec| match u {
+                UnitSpec::None => "no unit",
+                UnitSpec::Physical(_) => "a physical unit",
+                UnitSpec::Time { .. } => "a datetime unit",
+            };
+            return Err(ctx.err(
+                &unit_span(m),
+                &join(path, "source_unit"),
+                format!(
+                    "source_unit is {} but unit is {}; they must convert",
+                    k(s),
+                    k(t)
+                ),
+            ));
+        }
+    }
+    let mut dt = match m.get_node("type") {
+        Some(t) => Some(dtype(ctx, t, &join(path, "type"))?),
+        None => None,
+    };
+    match (&unit, dt) {
+        (UnitSpec::Time { tick, .. }, None) => dt = Some(DType::DateTime(*tick)),
+        (UnitSpec::Time { .. }, Some(DType::DateTime(_))) => {}
+        (UnitSpec::Time { .. }, Some(other)) => {
+            let t = m
+                .get_node("type")
+                .map(|n| n.span().clone())
+                .unwrap_or_else(Span::new_blank);
+            return Err(ctx.err(
+                &t,
+                &join(path, "type"),
+                format!(
+                    "type {} does not fit a datetime unit; use datetime64[tick] or leave type out",
+                    other.name()
+                ),
+            ));
+        }
+        (UnitSpec::Physical(_), None) => dt = Some(DType::F64),
+        (UnitSpec::Physical(_), Some(DType::Str(_) | DType::DateTime(_))) => {
+            let t = m
+                .get_node("type")
+                .map(|n| n.span().clone())
+                .unwrap_or_else(Span::new_blank);
+            return Err(ctx.err(
+                &t,
+                &join(path, "type"),
+                "a physical unit needs a numeric type",
+            ));
+        }
+        _ => {}
+    }
+    let na_value = m.get_node("na_value").map(to_json);
+    let range = match m.get_node("range") {
+        None => Range::Any,
+        Some(r) if is_null(r) => Range::Any,
+        Some(r) => {
+            let rp = join(path, "range");
+            let rm = mapping(ctx, r, &rp)?;
+            let mut out = Range::Any;
+            for (k, v) in rm.iter() {
+                match k.as_str() {
+                    "discrete" => match v {
+                        Node::Sequence(s) => out = Range::Discrete(s.iter().map(to_json).collect()),
+                        other => {
+                            return Err(ctx.err(
+                                other.span(),
+                                &join(&rp, "discrete"),
+                                "expected a list of allowed values",
+                            ))
+                        }
+                    },
+                    "interval" => {
+                        let ip = join(&rp, "interval");
+                        let s = v.as_sequence().ok_or_else(|| {
+                            ctx.err(v.span(), &ip, "expected [min, max] or [min, max, unit]")
+                        })?;
+                        if s.len() < 2 || s.len() > 3 {
+                            return Err(ctx.err(
+                                s.span(),
+                                &ip,
+                                "expected [min, max] or [min, max, unit]",
+                            ));
+                        }
+                        let (mut a, mut b) = (number(ctx, &s[0], &ip)?, number(ctx, &s[1], &ip)?);
+                        if let Some(u) = s.get(2) {
+                            let from = Unit::parse(&string(ctx, u, &ip)?)
+                                .map_err(|e| ctx.err(u.span(), &ip, e.to_string()))?;
+                            if let UnitSpec::Physical(to) = &unit {
+                                let f = from
+                                    .converter(to)
+                                    .map_err(|e| ctx.err(u.span(), &ip, e.to_string()))?;
+                                (a, b) = (f(a), f(b));
+                            }
+                        }
+                        if a > b {
+                            return Err(ctx.err(
+                                s.span(),
+                                &ip,
+                                format!("min {a} is greater than max {b}"),
+                            ));
+                        }
+                        out = Range::Interval(a, b);
+                    }
+                    other => {
+                        return Err(ctx.err(
+                            k.span(),
+                            &join(&rp, other),
+                            format!(
+                                "unknown key '{other}'{}",
+                                suggest(other, ["discrete", "interval"])
+                            ),
+                        ))
+                    }
+                }
+            }
+            out
+        }
+    };
+    let description = match m.get_node("description") {
+        Some(d) => Some(string(ctx, d, &join(path, "description"))?),
+        None => None,
+    };
+    let df_col = match m.get_node("df_col") {
+        Some(d) => string(ctx, d, &join(path, "df_col"))?,
+        None => name.to_string(),
+    };
+    let attrs = match m.get_node("attrs") {
+        Some(a) => match to_json(a) {
+            Value::Object(o) => o,
+            Value::Null => Map::new(),
+            _ => {
+                return Err(ctx.err(
+                    a.span(),
+                    &join(path, "attrs"),
+                    "expected a mapping of attributes",
+                ))
+            }
+        },
+        None => Map::new(),
+    };
+    Ok(Variable {
+        name: name.to_string(),
+        coords,
+        unit,
+        source_unit,
+        dtype: dt,
+        na_value,
+        range,
+        description,
+        df_col,
+        attrs,
+    })
+}
+
+fn step_limits(
+    ctx: &mut Ctx,
+    n: &Node,
+    path: &str,
+    unit: &UnitSpec,
+) -> Result<StepLimits, SchemaError> {
+    if is_null(n) {
+        ctx.warn(
+            n.span(),
+            path,
+            "step_limits: null is the obsolete spelling of no_new",
+        );
+        return Ok(StepLimits::NoNew);
+    }
+    match n {
+        Node::Scalar(s) => match s.as_str() {
+            "any_new" => Ok(StepLimits::AnyNew),
+            "no_new" => Ok(StepLimits::NoNew),
+            other => Err(ctx.err(
+                s.span(),
+                path,
+                format!(
+                    "'{other}' is not any_new, no_new or [min, max, unit]{}",
+                    suggest(other, ["any_new", "no_new"])
+                ),
+            )),
+        },
+        Node::Sequence(seq) if seq.is_empty() => Ok(StepLimits::AnyNew),
+        Node::Sequence(seq) if seq.len() == 2 || seq.len() == 3 => {
+            let (a, b) = (number(ctx, &seq[0], path)?, number(ctx, &seq[1], path)?);
+            let scale = match seq.get(2) {
+                None => 1.0,
+                Some(u) => {
+                    let from = Unit::parse(&string(ctx, u, path)?)
+                        .map_err(|e| ctx.err(u.span(), path, e.to_string()))?;
+                    let to = match unit {
+                        UnitSpec::Physical(p) => p.clone(),
+                        UnitSpec::Time { tick, .. } => Unit::parse(match tick {
+                            Tick::Day => "day",
+                            Tick::Hour => "h",
+                            Tick::Minute => "min",
+                            Tick::Second => "s",
+                            Tick::Milli => "ms",
+                            Tick::Micro => "us",
+                            Tick::Nano => "ns",
+                        })
+                        .map_err(|e| ctx.err(u.span(), path, e.to_string()))?,
+                        UnitSpec::None => from.clone(),
+                    };
+                    let f = from
+                        .converter(&to)
+                        .map_err(|e| ctx.err(u.span(), path, e.to_string()))?;
+                    f(1.0)
+                }
+            };
+            if a < 0.0 || b <= 0.0 || a > b {
+                return Err(ctx.err(
+                    seq.span(),
+                    path,
+                    format!("need 0 <= min <= max and max > 0, got [{a}, {b}]"),
+                ));
+            }
+            Ok(StepLimits::Bounds(a * scale, b * scale))
+        }
+        Node::Mapping(m) => {
+            let get = |k: &str| m.get_node(k);
+            match (get("start"), get("end")) {
+                (Some(s), Some(e)) => {
+                    let mut items = vec![s.clone(), e.clone()];
+                    if let Some(u) = get("unit") {
+                        items.push(u.clone());
+                    }
+                    let seq = Node::Sequence(marked_yaml::types::MarkedSequenceNode::new(
+                        m.span().clone(),
+                        items,
+                    ));
+                    step_limits(ctx, &seq, path, unit)
+                }
+                _ => Err(ctx.err(m.span(), path, "expected {start, end, unit}")),
+            }
+        }
+        other => Err(ctx.err(
+            other.span(),
+            path,
+            "expected any_new, no_new or [min, max, unit]",
+        )),
+    }
+}
+
+fn coord(
+    ctx: &mut Ctx,
+    name: &str,
+    m: &MarkedMappingNode,
+    path: &str,
+) -> Result<Coord, SchemaError> {
+    let var = variable(ctx, name, m, path, true)?;
+    if var.coords != [name.to_string()] {
+        let span = m
+            .get_node("coords")
+            .map(|n| n.span().clone())
+            .unwrap_or_else(Span::new_blank);
+        return Err(ctx.err(
+            &span,
+            &join(path, "coords"),
+            format!("a coordinate is indexed by itself; coords must be [{name}]"),
+        ));
+    }
+    let composed = match m.get_node("composed") {
+        Some(c) => string_list(ctx, c, &join(path, "composed"))?,
+        None => vec![],
+    };
+    let sorted = match m.get_node("sorted") {
+        None => composed.is_empty(),
+        Some(Node::Scalar(s)) => match s.as_str() {
+            "true" | "True" | "yes" => true,
+            "false" | "False" | "no" => false,
+            "None" | "null" | "~" => {
+                ctx.warn(
+                    s.span(),
+                    &join(path, "sorted"),
+                    "obsolete value: use true or false (taken as true)",
+                );
+                true
+            }
+            other => {
+                return Err(ctx.err(
+                    s.span(),
+                    &join(path, "sorted"),
+                    format!("'{other}' is not true or false"),
+                ))
+            }
+        },
+        Some(Node::Sequence(s)) if s.is_empty() => {
+            ctx.warn(
+                s.span(),
+                &join(path, "sorted"),
+                "obsolete value []: use false",
+            );
+            false
+        }
+        Some(other) => {
+            return Err(ctx.err(
+                other.span(),
+                &join(path, "sorted"),
+                "expected true or false",
+            ))
+        }
+    };
+    if sorted && !composed.is_empty() {
+        let span = m
+            .get_node("sorted")
+            .map(|n| n.span().clone())
+            .unwrap_or_else(Span::new_blank);
+        return Err(ctx.err(
+            &span,
+            &join(path, "sorted"),
+            "a composed coordinate cannot be sorted",
+        ));
+    }
+    let chunk_size = match m.get_node("chunk_size") {
+        None => 1024,
+        Some(n) => {
+            let v = number(ctx, n, &join(path, "chunk_size"))?;
+            if v < 1.0 || v.fract() != 0.0 {
+                return Err(ctx.err(
+                    n.span(),
+                    &join(path, "chunk_size"),
+                    format!("chunk_size must be a positive integer, got {v}"),
+                ));
+            }
+            v as u64
+        }
+    };
+    let mut limits = StepLimits::AnyNew;
+    if let Some(old) = m.get_node("merge") {
+        let om = mapping(ctx, old, &join(path, "merge"))?;
+        ctx.warn(
+            old.span(),
+            &join(path, "merge"),
+            "obsolete 'merge:' block; put step_limits directly under the coordinate",
+        );
+        if let Some(s) = om.get_node("step_limits") {
+            limits = step_limits(ctx, s, &join(path, "merge/step_limits"), &var.unit)?;
+        }
+    }
+    if let Some(s) = m.get_node("step_limits") {
+        limits = step_limits(ctx, s, &join(path, "step_limits"), &var.unit)?;
+    }
+    let interpolate = match m.get_node("interpolate") {
+        None => None,
+        Some(n) if is_null(n) => None,
+        Some(n) => match string(ctx, n, &join(path, "interpolate"))?.as_str() {
+            "linear" => Some(Interpolate::Linear),
+            "nearest" => Some(Interpolate::Nearest),
+            other => {
+                return Err(ctx.err(
+                    n.span(),
+                    &join(path, "interpolate"),
+                    format!(
+                        "'{other}' is not linear or nearest{}",
+                        suggest(other, ["linear", "nearest"])
+                    ),
+                ))
+            }
+        },
+    };
+    if !sorted && (matches!(limits, StepLimits::Bounds(..)) || interpolate.is_some()) {
+        return Err(ctx.err(
+            m.span(),
+            path,
+            "step bounds and interpolate apply to sorted coordinates only",
+        ));
+    }
+    Ok(Coord {
+        var,
+        composed,
+        sorted,
+        chunk_size,
+        step_limits: limits,
+        interpolate,
+    })
+}
+
+fn node(ctx: &mut Ctx, m: &MarkedMappingNode, path: &str) -> Result<NodeSchema, SchemaError> {
+    let mut out = NodeSchema {
+        path: path.to_string(),
+        attrs: Map::new(),
+        vars: vec![],
+        coords: vec![],
+        children: vec![],
+    };
+    let here = |k: &str| {
+        if path.is_empty() {
+            k.to_string()
+        } else {
+            format!("{path}/{k}")
+        }
+    };
+    if let Some(a) = m.get_node("ATTRS") {
+        out.attrs = match to_json(a) {
+            Value::Object(o) => o,
+            Value::Null => Map::new(),
+            _ => return Err(ctx.err(a.span(), &here("ATTRS"), "ATTRS must be a mapping")),
+        };
+    }
+    let mut var_nodes: Vec<(String, MarkedMappingNode, String)> = vec![];
+    if let Some(v) = m.get_node("VARS") {
+        if !is_null(v) {
+            for (k, vn) in mapping(ctx, v, &here("VARS"))?.iter() {
+                let p = format!("{}/{}", here("VARS"), k.as_str());
+                let vm = mapping(ctx, vn, &p)?;
+                var_nodes.push((k.as_str().to_string(), vm.clone(), p));
+            }
+        }
+    }
+    let mut coord_nodes: Vec<(String, MarkedMappingNode, String)> = vec![];
+    if let Some(c) = m.get_node("COORDS") {
+        if !is_null(c) {
+            for (k, cn) in mapping(ctx, c, &here("COORDS"))?.iter() {
+                let p = format!("{}/{}", here("COORDS"), k.as_str());
+                let cm = if is_null(cn) {
+                    MarkedMappingNode::new_empty(cn.span().clone())
+                } else {
+                    mapping(ctx, cn, &p)?.clone()
+                };
+                coord_nodes.push((k.as_str().to_string(), cm, p));
+            }
+        }
+    }
+    // obsolete: a name in both VARS and COORDS is a coordinate
+    var_nodes.retain(|(name, _, p)| {
+        if coord_nodes.iter().any(|(c, _, _)| c == name) {
+            ctx.warnings.push(format!("{}: {p}: warning: '{name}' is in both VARS and COORDS (obsolete); taken as a coordinate", ctx.file));
+            false
+        } else {
+            true
+        }
+    });
+    for (name, cm, p) in &coord_nodes {
+        out.coords.push(coord(ctx, name, cm, p)?);
+    }
+    for (name, vm, p) in &var_nodes {
+        out.vars.push(variable(ctx, name, vm, p, false)?);
+    }
+    // every dimension must be a coordinate
+    for (v, (_, vm, p)) in out.vars.iter().zip(&var_nodes) {
+        for d in &v.coords {
+            if out.coord(d).is_none() {
+                let span = vm
+                    .get_node("coords")
+                    .map(|n| n.span().clone())
+                    .unwrap_or_else(Span::new_blank);
+                let names: Vec<&str> = out.coords.iter().map(|c| c.name()).collect();
+                return Err(ctx.err(
+                    &span,
+                    &join(p, "coords"),
+                    format!(
+                        "coordinate '{d}' does not exist in COORDS{}",
+                        suggest(d, names)
+                    ),
+                ));
+            }
+        }
+    }
+    // composed components: variables along exactly that coordinate
+    for (c, (_, cm, p)) in out.coords.iter().zip(&coord_nodes) {
+        for comp in &c.composed {
+            let span = cm
+                .get_node("composed")
+                .map(|n| n.span().clone())
+                .unwrap_or_else(Span::new_blank);
+            match out.var(comp) {
+                None => {
+                    let names: Vec<&str> = out.vars.iter().map(|v| v.name.as_str()).collect();
+                    return Err(ctx.err(
+                        &span,
+                        &join(p, "composed"),
+                        format!(
+                            "component '{comp}' is not a variable in VARS{}",
+                            suggest(comp, names)
+                        ),
+                    ));
+                }
+                Some(v) if v.coords != [c.name().to_string()] => {
+                    return Err(ctx.err(
+                        &span,
+                        &join(p, "composed"),
+                        format!(
+                            "component '{comp}' must have coords [{}], not {:?}",
+                            c.name(),
+                            v.coords
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    for (k, child) in m.iter() {
+        let key = k.as_str();
+        if NODE_KEYS.contains(&key) {
+            continue;
+        }
+        let cp = here(key);
+        match child {
+            Node::Mapping(cm) => out.children.push(node(ctx, cm, &cp)?),
+            other => {
+                return Err(ctx.err(
+                    k.span(),
+                    &cp,
+                    format!("'{key}' is not ATTRS, VARS or COORDS, so it names a child node, which must be a mapping (found {}){}", kind(other), suggest(key, NODE_KEYS)),
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Load a schema from YAML text; `file` names it in errors.
+pub fn load_str(text: &str, file: &str) -> Result<Schema, SchemaError> {
+    let mut ctx = Ctx {
+        file: file.to_string(),
+        warnings: vec![],
+    };
+    if text.trim().is_empty() {
+        return Err(SchemaError {
+            file: file.into(),
+            line: 1,
+            column: 1,
+            path: String::new(),
+            message: "the schema is empty".into(),
+        });
+    }
+    let root = marked_yaml::parse_yaml_with_options(
+        0,
+        text,
+        LoaderOptions::default().error_on_duplicate_keys(true),
+    )
+    .map_err(|e| {
+        let msg = e.to_string();
+        // "line L column C: message" → position + message
+        let (line, column) = yaml_error_position(&e);
+        SchemaError {
+            file: file.into(),
+            line,
+            column,
+            path: String::new(),
+            message: format!("invalid YAML: {}", strip_marker(&msg)),
+        }
+    })?;
+    let m = root
+        .as_mapping()
+        .ok_or_else(|| ctx.err(root.span(), "", "the top level must be a mapping"))?;
+    let root = node(&mut ctx, m, "")?;
+    Ok(Schema {
+        file: file.into(),
+        root,
+        warnings: ctx.warnings,
+    })
+}
+
+fn yaml_error_position(e: &marked_yaml::LoadError) -> (usize, usize) {
+    use marked_yaml::LoadError::*;
+    let m = match e {
+        TopLevelMustBeMapping(m)
+        | TopLevelMustBeSequence(m)
+        | UnexpectedAnchor(m)
+        | MappingKeyMustBeScalar(m)
+        | UnexpectedTag(m)
+        | ScanError(m, _) => Some(*m),
+        DuplicateKey(inner) => inner.key.span().start().copied(),
+    };
+    m.map(|m| (m.line(), m.column())).unwrap_or((0, 0))
+}
+
+fn strip_marker(msg: &str) -> String {
+    // marked-yaml prefixes "<source>:<line>:<col>: "; we print our own position
+    match msg.split_once(": ") {
+        Some((head, rest)) if head.chars().all(|c| c.is_ascii_digit() || c == ':') => {
+            rest.to_string()
+        }
+        _ => msg.to_string(),
+    }
+}
+
+/// Load a schema file.
+pub fn load_file(path: &std::path::Path) -> Result<Schema, SchemaError> {
+    let file = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| SchemaError {
+        file: file.clone(),
+        line: 0,
+        column: 0,
+        path: String::new(),
+        message: format!("cannot read: {e}"),
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| SchemaError {
+        file: file.clone(),
+        line: 0,
+        column: 0,
+        path: String::new(),
+        message: format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
+    })?;
+    load_str(&text, &file)
+}
