@@ -16,6 +16,8 @@
 
 pub mod cas;
 pub mod cli;
+pub mod ingest;
+pub mod merge;
 pub mod provenance;
 pub mod repo;
 pub mod schema;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use serde_json::json;
-use zarrs_storage::AsyncWritableStorageTraits;
+use zarrs_storage::AsyncReadableStorageTraits;
 
 use crate::provenance::{parse_meta, resolve_author, Provenance};
 use crate::repo::{Repo, RepoError, Strategy};
@@ -35,6 +35,49 @@ enum Command {
         /// Author of the initial commit.
         #[arg(long)]
         author: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a schema file, or show the schema stored in a repository.
+    Schema {
+        #[command(subcommand)]
+        action: SchemaAction,
+    },
+    /// Convert and merge CSV tables into the dataset as one commit.
+    Update {
+        /// Repository location.
+        repo: String,
+        /// Input files, or NODE=FILE pairs for several nodes.
+        #[arg(required = true)]
+        inputs: Vec<String>,
+        /// Node the files go to (`/`-separated; root = `/` or empty).
+        #[arg(long)]
+        node: Option<String>,
+        /// Branch.
+        #[arg(long, default_value = "main")]
+        branch: String,
+        /// Author.
+        #[arg(long)]
+        author: Option<String>,
+        /// Commit message.
+        #[arg(short = 'm', long)]
+        message: Option<String>,
+        /// Source (URI or name) recorded with the commit (default: the file names).
+        #[arg(long)]
+        source: Option<String>,
+        /// Free metadata key=value.
+        #[arg(long = "meta")]
+        meta: Vec<String>,
+        /// NA cells erase stored values.
+        #[arg(long)]
+        overwrite_na: bool,
+        /// Unusable values: reject the contribution (error) or make them NA (na).
+        #[arg(long, default_value = "error", value_parser = ["error", "na"])]
+        on_invalid: String,
+        /// Report without writing.
+        #[arg(long)]
+        dry_run: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -199,6 +242,23 @@ struct WriteArgs {
 }
 
 #[derive(Subcommand, Debug)]
+enum SchemaAction {
+    /// Validate a schema file without a repository.
+    Check {
+        /// Schema file.
+        file: PathBuf,
+    },
+    /// Print the schema stored in a repository.
+    Show {
+        /// Repository location.
+        repo: String,
+        /// Revision.
+        #[arg(long)]
+        at: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum BranchAction {
     /// Create a branch.
     Create {
@@ -325,13 +385,18 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 path: schema.clone(),
                 source,
             })?;
-            let text = String::from_utf8(bytes.clone()).map_err(|_| {
+            let text = String::from_utf8(bytes).map_err(|_| {
                 CliError::Other(format!(
                     "{}: the schema is not UTF-8 text",
                     schema.display()
                 ))
             })?;
-            let mut prov = provenance(
+            let parsed = crate::schema::load_str(&text, &schema.display().to_string())
+                .map_err(|e| CliError::Other(e.to_string()))?;
+            for w in &parsed.warnings {
+                eprintln!("{w}");
+            }
+            let prov = provenance(
                 author.as_deref(),
                 "init",
                 Some("Initialise repository".into()),
@@ -339,23 +404,117 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             )?;
             let location = Location::parse(&repo).map_err(RepoError::from)?;
             let r = Repo::init(&location).await?;
-            let digest = blake3::hash(&bytes).to_hex().to_string();
-            prov.schema_blake3 = Some(digest.clone());
-            prov.source = Some(schema.display().to_string());
-            let tx = r.transaction("main").await?;
-            let root = json!({
-                "zarr_format": 3,
-                "node_type": "group",
-                "attributes": {"zarr_fuse": {"schema_yaml": text, "schema_blake3": digest}}
-            });
-            let key = zarrs_storage::StoreKey::new("zarr.json")
-                .map_err(|e| CliError::Other(e.to_string()))?;
-            tx.store()
-                .set(&key, root.to_string().into_bytes().into())
+            let out = crate::merge::init_dataset(&r, &text, &schema.display().to_string(), prov)
                 .await
-                .map_err(|e| CliError::Other(format!("writing the root group: {e}")))?;
-            let out = tx.commit(prov).await?;
+                .map_err(|e| CliError::Other(e.to_string()))?;
             print_write(json, &out.commit, json!({}));
+        }
+        Command::Schema { action } => match action {
+            SchemaAction::Check { file } => {
+                let s =
+                    crate::schema::load_file(&file).map_err(|e| CliError::Other(e.to_string()))?;
+                for w in &s.warnings {
+                    eprintln!("{w}");
+                }
+                let nodes = s.root.walk().len();
+                println!(
+                    "{}: OK ({nodes} node(s), schema blake3 {})",
+                    file.display(),
+                    s.digest()
+                );
+            }
+            SchemaAction::Show { repo, at } => {
+                let r = open(&repo).await?;
+                let id = r.resolve(at.as_deref().unwrap_or("main")).await?.id;
+                let store: std::sync::Arc<
+                    dyn zarrs_storage::AsyncReadableWritableListableStorageTraits,
+                > = r.read_store(&id).await?;
+                let key = zarrs_storage::StoreKey::new("zarr.json")
+                    .map_err(|e| CliError::Other(e.to_string()))?;
+                let bytes = store
+                    .get(&key)
+                    .await
+                    .map_err(|e| CliError::Other(e.to_string()))?
+                    .unwrap_or_default();
+                let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+                match v
+                    .pointer("/attributes/zarr_fuse/schema_yaml")
+                    .and_then(|y| y.as_str())
+                {
+                    Some(y) => print!("{y}"),
+                    None => {
+                        return Err(CliError::Other(format!(
+                            "{repo}: no zarr-fuse schema stored at {id}"
+                        )))
+                    }
+                }
+            }
+        },
+        Command::Update {
+            repo,
+            inputs,
+            node,
+            branch,
+            author,
+            message,
+            source,
+            meta,
+            overwrite_na,
+            on_invalid,
+            dry_run,
+            json,
+        } => {
+            let mut prov = provenance(author.as_deref(), "update", message, &meta)?;
+            let mut tables = Vec::new();
+            let mut digest = blake3::Hasher::new();
+            for input in &inputs {
+                // `--node a/b=FILE` pairs or plain files for --node
+                let (node_path, file) = match input.split_once('=') {
+                    Some((n, f)) if !std::path::Path::new(input).exists() => {
+                        (n.to_string(), f.to_string())
+                    }
+                    _ => (node.clone().unwrap_or_default(), input.clone()),
+                };
+                let t = crate::ingest::Table::read(std::path::Path::new(&file))
+                    .map_err(|e| CliError::Other(e.to_string()))?;
+                digest.update(t.blake3.as_bytes());
+                tables.push((node_path.trim_matches('/').to_string(), t));
+            }
+            if tables.len() == 1 {
+                prov.input_blake3 = Some(tables[0].1.blake3.clone());
+            } else {
+                prov.input_blake3 = Some(digest.finalize().to_hex().to_string());
+            }
+            prov.source = Some(source.unwrap_or_else(|| inputs.join(" ")));
+            if prov.message.is_empty() {
+                prov.message = format!("Update from {}", prov.source.clone().unwrap_or_default());
+            }
+            let opts = crate::merge::UpdateOptions {
+                overwrite_na,
+                on_invalid: if on_invalid == "na" {
+                    crate::merge::OnInvalid::Na
+                } else {
+                    crate::merge::OnInvalid::Error
+                },
+                dry_run,
+            };
+            let r = open(&repo).await?;
+            let report = crate::merge::update(&r, &branch, &tables, prov, &opts)
+                .await
+                .map_err(|e| CliError::Other(e.to_string()))?;
+            if json {
+                println!("{}", serde_json::to_string(&report).unwrap_or_default());
+            } else {
+                match &report.commit {
+                    Some(c) => println!("{c}"),
+                    None if dry_run => println!("dry run: nothing written"),
+                    None => println!("nothing changed; no commit made"),
+                }
+                eprintln!(
+                    "rows read {}, dropped {}, duplicates {}, cells written {}, chunks written {} (deduplicated {})",
+                    report.rows_read, report.rows_dropped, report.duplicates, report.cells_written, report.chunks_written, report.chunks_deduplicated
+                );
+            }
         }
         Command::Log {
             repo,
@@ -540,6 +699,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
 
 /// Run the command line; returns the process exit status.
 pub fn main() -> i32 {
+    // The engine's own diagnostics (e.g. icechunk's warning about its local storage, which we do
+    // not use for writing) must not leak into our one-line error contract.
+    let _ = tracing::subscriber::set_global_default(tracing::subscriber::NoSubscriber::default());
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -311,8 +311,8 @@ fn dtype(ctx: &Ctx, n: &Node, path: &str) -> Result<DType, SchemaError> {
 fn unit_span(m: &MarkedMappingNode) -> Span {
     m.get_node("source_unit")
         .or_else(|| m.get_node("unit"))
-        .map(|n| n.span().clone())
-        .unwrap_or_else(|| m.span().clone())
+        .map(|n| *n.span())
+        .unwrap_or_else(|| *m.span())
 }
 
 fn variable(
@@ -398,7 +398,7 @@ fn variable(
         (UnitSpec::Time { .. }, Some(other)) => {
             let t = m
                 .get_node("type")
-                .map(|n| n.span().clone())
+                .map(|n| *n.span())
                 .unwrap_or_else(Span::new_blank);
             return Err(ctx.err(
                 &t,
@@ -413,7 +413,7 @@ fn variable(
         (UnitSpec::Physical(_), Some(DType::Str(_) | DType::DateTime(_))) => {
             let t = m
                 .get_node("type")
-                .map(|n| n.span().clone())
+                .map(|n| *n.span())
                 .unwrap_or_else(Span::new_blank);
             return Err(ctx.err(
                 &t,
@@ -599,7 +599,7 @@ fn step_limits(
                         items.push(u.clone());
                     }
                     let seq = Node::Sequence(marked_yaml::types::MarkedSequenceNode::new(
-                        m.span().clone(),
+                        *m.span(),
                         items,
                     ));
                     step_limits(ctx, &seq, path, unit)
@@ -625,7 +625,7 @@ fn coord(
     if var.coords != [name.to_string()] {
         let span = m
             .get_node("coords")
-            .map(|n| n.span().clone())
+            .map(|n| *n.span())
             .unwrap_or_else(Span::new_blank);
         return Err(ctx.err(
             &span,
@@ -677,7 +677,7 @@ fn coord(
     if sorted && !composed.is_empty() {
         let span = m
             .get_node("sorted")
-            .map(|n| n.span().clone())
+            .map(|n| *n.span())
             .unwrap_or_else(Span::new_blank);
         return Err(ctx.err(
             &span,
@@ -787,7 +787,7 @@ fn node(ctx: &mut Ctx, m: &MarkedMappingNode, path: &str) -> Result<NodeSchema, 
             for (k, cn) in mapping(ctx, c, &here("COORDS"))?.iter() {
                 let p = format!("{}/{}", here("COORDS"), k.as_str());
                 let cm = if is_null(cn) {
-                    MarkedMappingNode::new_empty(cn.span().clone())
+                    MarkedMappingNode::new_empty(*cn.span())
                 } else {
                     mapping(ctx, cn, &p)?.clone()
                 };
@@ -816,7 +816,7 @@ fn node(ctx: &mut Ctx, m: &MarkedMappingNode, path: &str) -> Result<NodeSchema, 
             if out.coord(d).is_none() {
                 let span = vm
                     .get_node("coords")
-                    .map(|n| n.span().clone())
+                    .map(|n| *n.span())
                     .unwrap_or_else(Span::new_blank);
                 let names: Vec<&str> = out.coords.iter().map(|c| c.name()).collect();
                 return Err(ctx.err(
@@ -835,7 +835,7 @@ fn node(ctx: &mut Ctx, m: &MarkedMappingNode, path: &str) -> Result<NodeSchema, 
         for comp in &c.composed {
             let span = cm
                 .get_node("composed")
-                .map(|n| n.span().clone())
+                .map(|n| *n.span())
                 .unwrap_or_else(Span::new_blank);
             match out.var(comp) {
                 None => {
@@ -949,6 +949,13 @@ fn strip_marker(msg: &str) -> String {
         }
         _ => msg.to_string(),
     }
+}
+
+/// Parse any YAML document (mapping at the top) into JSON, scalars coerced as in ATTRS.
+pub fn yaml_to_json(text: &str) -> Result<Value, String> {
+    marked_yaml::parse_yaml(0, text)
+        .map(|n| to_json(&n))
+        .map_err(|e| e.to_string())
 }
 
 /// Load a schema file.

@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 use crate::time::{Tick, Zone};
 use crate::units::Unit;
 
-pub use load::{load_file, load_str};
+pub use load::{load_file, load_str, yaml_to_json};
 
 /// A schema error: where and what.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

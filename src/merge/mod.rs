@@ -1,0 +1,174 @@
+//! Merging contributions into stored nodes (merge-semantics.md §3): plan the new axes, then
+//! read-modify-write only the chunks whose content changes, as one transaction.
+
+// MergeError carries the file, line, column and value of the problem; it is built once per
+// failed update, so its size does not matter on the hot path.
+#![allow(clippy::result_large_err)]
+
+pub mod axis;
+pub mod convert;
+mod node;
+
+use std::cmp::Ordering;
+use std::hash::{Hash, Hasher};
+
+pub use convert::OnInvalid;
+pub use node::{
+    create_node, init_dataset, read_node, stored_schema, update, NodeData, UpdateOptions,
+    UpdateReport,
+};
+
+/// A coordinate value as it is compared and ordered.
+#[derive(Debug, Clone)]
+pub enum Key {
+    /// Integers, datetime ticks, composed keys.
+    I(i64),
+    /// Floats.
+    F(OrdF64),
+    /// Strings.
+    S(String),
+}
+
+/// An f64 with a total order.
+#[derive(Debug, Clone, Copy)]
+pub struct OrdF64(pub f64);
+
+impl Key {
+    /// A float key.
+    pub fn f(x: f64) -> Key {
+        Key::F(OrdF64(if x == 0.0 { 0.0 } else { x }))
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, o: &Self) -> bool {
+        self.cmp(o) == Ordering::Equal
+    }
+}
+impl Eq for Key {}
+impl PartialOrd for Key {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Key {
+    fn cmp(&self, o: &Self) -> Ordering {
+        match (self, o) {
+            (Key::I(a), Key::I(b)) => a.cmp(b),
+            (Key::F(a), Key::F(b)) => a.0.total_cmp(&b.0),
+            (Key::S(a), Key::S(b)) => a.cmp(b),
+            (Key::I(_), _) => Ordering::Less,
+            (Key::F(_), Key::I(_)) => Ordering::Greater,
+            (Key::F(_), Key::S(_)) => Ordering::Less,
+            (Key::S(_), _) => Ordering::Greater,
+        }
+    }
+}
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        match self {
+            Key::I(i) => (0u8, i).hash(h),
+            Key::F(f) => (1u8, f.0.to_bits()).hash(h),
+            Key::S(s) => (2u8, s).hash(h),
+        }
+    }
+}
+
+/// A cell value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scalar {
+    /// Float.
+    F(f64),
+    /// Integer or ticks.
+    I(i64),
+    /// String.
+    S(String),
+    /// Not available.
+    Na,
+}
+
+impl Scalar {
+    /// The coordinate key of this value (`None` for NA).
+    pub fn key(&self) -> Option<Key> {
+        match self {
+            Scalar::F(f) => Some(Key::f(*f)),
+            Scalar::I(i) => Some(Key::I(*i)),
+            Scalar::S(s) => Some(Key::S(s.clone())),
+            Scalar::Na => None,
+        }
+    }
+}
+
+/// Errors converting or merging a contribution. Nothing is written when one occurs.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    /// A column the schema reads is not in the input.
+    #[error("{file}: column '{column}' (variable '{variable}' of node '{node}') is missing; the input has columns: {}", available.join(", "))]
+    MissingColumn {
+        /// Input file.
+        file: String,
+        /// Column expected.
+        column: String,
+        /// Variable reading it.
+        variable: String,
+        /// Node.
+        node: String,
+        /// Columns present.
+        available: Vec<String>,
+    },
+    /// A value that cannot be used; the whole contribution is rejected.
+    #[error("{file}:{line}: column '{column}': value '{value}': {reason} (nothing written; --on-invalid na makes such cells NA)")]
+    BadValue {
+        /// Input file.
+        file: String,
+        /// Input line (header = 1).
+        line: u64,
+        /// Column.
+        column: String,
+        /// The value as written.
+        value: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// A variable that does not use a coordinate varies along it within the contribution.
+    #[error("{file}: variable '{variable}' does not use coordinate(s) {dims:?} but its values differ along them (lines {line_a} and {line_b}: {value_a} vs {value_b})")]
+    VariesAlongUnusedDim {
+        /// Input file.
+        file: String,
+        /// The variable.
+        variable: String,
+        /// The dimensions it does not use.
+        dims: Vec<String>,
+        /// First line.
+        line_a: u64,
+        /// Second line.
+        line_b: u64,
+        /// First value.
+        value_a: String,
+        /// Second value.
+        value_b: String,
+    },
+    /// A node path that the schema does not have.
+    #[error("node '{node}' is not in the schema; nodes: {}", nodes.join(", "))]
+    NoSuchNode {
+        /// Given path.
+        node: String,
+        /// Existing nodes.
+        nodes: Vec<String>,
+    },
+    /// The repository has no schema (not initialised by zarr-fuse).
+    #[error("the repository has no zarr-fuse schema at {0}; create it with `zarr-fuse init <REPO> --schema FILE`")]
+    NoSchema(String),
+    /// Stored data does not match what the schema expects.
+    #[error("{0}")]
+    Invalid(String),
+    /// Reading the input.
+    #[error(transparent)]
+    Ingest(#[from] crate::ingest::IngestError),
+    /// Schema problem.
+    #[error(transparent)]
+    Schema(#[from] crate::schema::SchemaError),
+    /// Repository problem.
+    #[error(transparent)]
+    Repo(#[from] crate::repo::RepoError),
+}

@@ -1,0 +1,746 @@
+//! Nodes as Zarr groups and arrays: creating them from the schema, reading them back, and the
+//! `update` transaction (convert → merge axes → rewrite changed chunks → commit).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use zarrs::array::{data_type, Array, ArrayBuilder};
+use zarrs_storage::{AsyncReadableWritableListableStorageTraits, StoreKey};
+
+use super::axis::{merge_axis, AxisMerge};
+use super::convert::{self, Converted, OnInvalid};
+use super::{Key, MergeError, Scalar};
+use crate::ingest::Table;
+use crate::provenance::Provenance;
+use crate::repo::{Repo, RepoError};
+use crate::schema::{self, DType, NodeSchema, Schema, UnitSpec, Variable};
+
+type Store = dyn AsyncReadableWritableListableStorageTraits;
+
+/// How values are held in memory and stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    F64,
+    I64(i64),
+    Str,
+}
+
+fn kind(v: &Variable) -> Kind {
+    match convert::stored_type(v) {
+        DType::F32 | DType::F64 => Kind::F64,
+        DType::Str(_) => Kind::Str,
+        DType::DateTime(_) => Kind::I64(i64::MIN),
+        _ => Kind::I64(
+            v.na_value
+                .as_ref()
+                .and_then(Value::as_i64)
+                .unwrap_or(i64::MIN),
+        ),
+    }
+}
+
+fn array_path(node: &str, name: &str) -> String {
+    if node.is_empty() {
+        format!("/{name}")
+    } else {
+        format!("/{node}/{name}")
+    }
+}
+
+fn group_path(node: &str) -> String {
+    if node.is_empty() {
+        "/".into()
+    } else {
+        format!("/{node}")
+    }
+}
+
+fn zerr(e: impl std::fmt::Display) -> MergeError {
+    MergeError::Invalid(format!("array store: {e}"))
+}
+
+fn var_attrs(v: &Variable) -> Map<String, Value> {
+    let mut a = v.attrs.clone();
+    match &v.unit {
+        UnitSpec::Physical(u) if !u.text.is_empty() => {
+            a.insert("units".into(), json!(u.text));
+        }
+        UnitSpec::Time { tick, .. } => {
+            a.insert("units".into(), json!(tick.cf_units()));
+            a.insert("calendar".into(), json!("proleptic_gregorian"));
+        }
+        _ => {}
+    }
+    if let Some(DType::DateTime(t)) = v.dtype {
+        a.insert("units".into(), json!(t.cf_units()));
+        a.insert("calendar".into(), json!("proleptic_gregorian"));
+    }
+    if let Some(d) = &v.description {
+        a.insert("description".into(), json!(d));
+    }
+    a
+}
+
+fn chunk_of(node: &NodeSchema, dim: &str) -> u64 {
+    node.coord(dim).map(|c| c.chunk_size).unwrap_or(1024)
+}
+
+async fn create_array(
+    store: &Arc<Store>,
+    path: &str,
+    k: Kind,
+    dims: &[String],
+    chunks: Vec<u64>,
+    attrs: Map<String, Value>,
+) -> Result<(), MergeError> {
+    let shape = vec![0u64; dims.len()];
+    let mut b = match k {
+        Kind::F64 => ArrayBuilder::new(shape, chunks, data_type::float64(), f64::NAN),
+        Kind::I64(na) => ArrayBuilder::new(shape, chunks, data_type::int64(), na),
+        Kind::Str => ArrayBuilder::new(shape, chunks, data_type::string(), ""),
+    };
+    b.dimension_names(Some(dims.to_vec()));
+    b.attributes(attrs);
+    b.build(Arc::clone(store), path)
+        .map_err(zerr)?
+        .async_store_metadata()
+        .await
+        .map_err(zerr)
+}
+
+/// Create the group and arrays of `node` (and record its schema in the group attributes).
+pub async fn create_node(
+    store: &Arc<Store>,
+    schema: &Schema,
+    node: &NodeSchema,
+    schema_yaml: Option<&str>,
+) -> Result<(), MergeError> {
+    let mut attrs = node.attrs.clone();
+    let mut zf = Map::new();
+    zf.insert("node_schema".into(), node.to_json());
+    if let Some(y) = schema_yaml {
+        zf.insert("schema_yaml".into(), json!(y));
+        zf.insert("schema_blake3".into(), json!(schema.digest()));
+    }
+    attrs.insert("zarr_fuse".into(), Value::Object(zf));
+    let mut g = zarrs::group::GroupBuilder::new();
+    g.attributes(attrs);
+    g.build(Arc::clone(store), &group_path(&node.path))
+        .map_err(zerr)?
+        .async_store_metadata()
+        .await
+        .map_err(zerr)?;
+    for c in &node.coords {
+        let k = if c.composed.is_empty() {
+            kind(&c.var)
+        } else {
+            Kind::I64(i64::MIN)
+        };
+        let mut attrs = var_attrs(&c.var);
+        if !c.composed.is_empty() {
+            attrs.insert("zarr_fuse_composed".into(), json!(c.composed));
+            attrs.remove("units");
+        }
+        create_array(
+            store,
+            &array_path(&node.path, c.name()),
+            k,
+            &[c.name().to_string()],
+            vec![c.chunk_size],
+            attrs,
+        )
+        .await?;
+    }
+    for v in &node.vars {
+        let chunks = v.coords.iter().map(|d| chunk_of(node, d)).collect();
+        create_array(
+            store,
+            &array_path(&node.path, &v.name),
+            kind(v),
+            &v.coords,
+            chunks,
+            var_attrs(v),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Create the node tree of `schema_text` in a new repository as its first data commit.
+pub async fn init_dataset(
+    repo: &Repo,
+    schema_text: &str,
+    file: &str,
+    mut prov: Provenance,
+) -> Result<crate::repo::CommitOutcome, MergeError> {
+    let parsed = schema::load_str(schema_text, file)?;
+    prov.schema_blake3 = Some(parsed.digest());
+    if prov.source.is_none() {
+        prov.source = Some(file.to_string());
+    }
+    let tx = repo.transaction("main").await?;
+    let store: Arc<Store> = tx.store();
+    for (i, node) in parsed.root.walk().into_iter().enumerate() {
+        create_node(&store, &parsed, node, (i == 0).then_some(schema_text)).await?;
+    }
+    Ok(tx.commit(prov).await?)
+}
+
+/// The schema stored in the repository (root group attributes).
+pub async fn stored_schema(store: &Arc<Store>) -> Result<Schema, MergeError> {
+    let key = StoreKey::new("zarr.json").map_err(zerr)?;
+    let bytes = store
+        .get(&key)
+        .await
+        .map_err(zerr)?
+        .ok_or_else(|| MergeError::NoSchema("/".into()))?;
+    let v: Value = serde_json::from_slice(&bytes).map_err(zerr)?;
+    let yaml = v
+        .pointer("/attributes/zarr_fuse/schema_yaml")
+        .and_then(Value::as_str)
+        .ok_or_else(|| MergeError::NoSchema("/".into()))?;
+    Ok(schema::load_str(yaml, "<stored schema>")?)
+}
+
+/// In-memory dense array.
+#[derive(Clone, Debug)]
+enum Dense {
+    F(Vec<f64>),
+    I(Vec<i64>, i64),
+    S(Vec<String>),
+}
+
+impl Dense {
+    fn na(k: Kind, n: usize) -> Dense {
+        match k {
+            Kind::F64 => Dense::F(vec![f64::NAN; n]),
+            Kind::I64(na) => Dense::I(vec![na; n], na),
+            Kind::Str => Dense::S(vec![String::new(); n]),
+        }
+    }
+    fn get(&self, i: usize) -> Scalar {
+        match self {
+            Dense::F(v) if v[i].is_nan() => Scalar::Na,
+            Dense::F(v) => Scalar::F(v[i]),
+            Dense::I(v, na) if v[i] == *na => Scalar::Na,
+            Dense::I(v, _) => Scalar::I(v[i]),
+            Dense::S(v) if v[i].is_empty() => Scalar::Na,
+            Dense::S(v) => Scalar::S(v[i].clone()),
+        }
+    }
+    fn set(&mut self, i: usize, s: &Scalar) {
+        match (self, s) {
+            (Dense::F(v), Scalar::F(x)) => v[i] = *x,
+            (Dense::F(v), Scalar::I(x)) => v[i] = *x as f64,
+            (Dense::F(v), _) => v[i] = f64::NAN,
+            (Dense::I(v, _), Scalar::I(x)) => v[i] = *x,
+            (Dense::I(v, _), Scalar::F(x)) => v[i] = *x as i64,
+            (Dense::I(v, na), _) => v[i] = *na,
+            (Dense::S(v), Scalar::S(x)) => v[i].clone_from(x),
+            (Dense::S(v), Scalar::Na) => v[i].clear(),
+            (Dense::S(v), other) => v[i] = format!("{other:?}"),
+        }
+    }
+    fn copy_from(&mut self, i: usize, src: &Dense, j: usize) {
+        match (self, src) {
+            (Dense::F(a), Dense::F(b)) => a[i] = b[j],
+            (Dense::I(a, _), Dense::I(b, _)) => a[i] = b[j],
+            (Dense::S(a), Dense::S(b)) => a[i].clone_from(&b[j]),
+            (me, other) => {
+                let s = other.get(j);
+                me.set(i, &s);
+            }
+        }
+    }
+}
+
+async fn read_dense(
+    store: &Arc<Store>,
+    path: &str,
+    k: Kind,
+) -> Result<(Array<Store>, Dense), MergeError> {
+    let arr = Array::async_open(Arc::clone(store), path)
+        .await
+        .map_err(|e| MergeError::Invalid(format!("array {path}: {e}")))?;
+    let all = arr.subset_all();
+    let d = match k {
+        Kind::F64 => Dense::F(
+            arr.async_retrieve_array_subset::<Vec<f64>>(&all)
+                .await
+                .map_err(zerr)?,
+        ),
+        Kind::I64(na) => Dense::I(
+            arr.async_retrieve_array_subset::<Vec<i64>>(&all)
+                .await
+                .map_err(zerr)?,
+            na,
+        ),
+        Kind::Str => Dense::S(
+            arr.async_retrieve_array_subset::<Vec<String>>(&all)
+                .await
+                .map_err(zerr)?,
+        ),
+    };
+    Ok((arr, d))
+}
+
+fn strides(shape: &[u64]) -> Vec<usize> {
+    let mut s = vec![1usize; shape.len()];
+    for d in (0..shape.len().saturating_sub(1)).rev() {
+        s[d] = s[d + 1] * shape[d + 1] as usize;
+    }
+    s
+}
+
+/// Write the chunks of `arr` (resized to `shape`) selected by `dirty`.
+async fn write_dense(
+    arr: &mut Array<Store>,
+    shape: Vec<u64>,
+    data: &Dense,
+    dirty: &dyn Fn(&[u64], &[u64]) -> bool,
+) -> Result<(), MergeError> {
+    if arr.shape() != shape.as_slice() {
+        arr.set_shape(shape.clone()).map_err(zerr)?;
+        arr.async_store_metadata().await.map_err(zerr)?;
+    }
+    if shape.contains(&0) {
+        return Ok(());
+    }
+    let grid = arr.chunk_grid_shape().to_vec();
+    let st = strides(&shape);
+    let n_chunks: u64 = grid.iter().product();
+    for flat in 0..n_chunks {
+        let mut idx = vec![0u64; grid.len()];
+        let mut r = flat;
+        for d in (0..grid.len()).rev() {
+            idx[d] = r % grid[d];
+            r /= grid[d];
+        }
+        let cshape: Vec<u64> = arr
+            .chunk_shape(&idx)
+            .map_err(zerr)?
+            .iter()
+            .map(|x| x.get())
+            .collect();
+        let start: Vec<u64> = idx.iter().zip(&cshape).map(|(i, c)| i * c).collect();
+        if !dirty(&start, &cshape) {
+            continue;
+        }
+        let n: usize = cshape.iter().product::<u64>() as usize;
+        let cst = strides(&cshape);
+        let fill = |k: usize| -> Option<usize> {
+            let mut off = 0usize;
+            for d in 0..cshape.len() {
+                let pos = start[d] + ((k / cst[d]) as u64 % cshape[d]);
+                if pos >= shape[d] {
+                    return None;
+                }
+                off += pos as usize * st[d];
+            }
+            Some(off)
+        };
+        match data {
+            Dense::F(v) => {
+                let c: Vec<f64> = (0..n).map(|k| fill(k).map_or(f64::NAN, |o| v[o])).collect();
+                arr.async_store_chunk(&idx, c).await.map_err(zerr)?;
+            }
+            Dense::I(v, na) => {
+                let c: Vec<i64> = (0..n).map(|k| fill(k).map_or(*na, |o| v[o])).collect();
+                arr.async_store_chunk(&idx, c).await.map_err(zerr)?;
+            }
+            Dense::S(v) => {
+                let c: Vec<String> = (0..n)
+                    .map(|k| fill(k).map_or(String::new(), |o| v[o].clone()))
+                    .collect();
+                arr.async_store_chunk(&idx, c).await.map_err(zerr)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn keys_of(d: &Dense) -> Vec<Key> {
+    match d {
+        Dense::F(v) => v.iter().map(|x| Key::f(*x)).collect(),
+        Dense::I(v, _) => v.iter().map(|x| Key::I(*x)).collect(),
+        Dense::S(v) => v.iter().map(|x| Key::S(x.clone())).collect(),
+    }
+}
+
+fn key_scalar(k: &Key) -> Scalar {
+    match k {
+        Key::I(i) => Scalar::I(*i),
+        Key::F(f) => Scalar::F(f.0),
+        Key::S(s) => Scalar::S(s.clone()),
+    }
+}
+
+/// Options of `update`.
+#[derive(Clone, Debug, Default)]
+pub struct UpdateOptions {
+    /// NA cells erase stored values.
+    pub overwrite_na: bool,
+    /// What to do with unusable values.
+    pub on_invalid: OnInvalid,
+    /// Plan and report without writing.
+    pub dry_run: bool,
+}
+
+/// What an update did (the `--json` output of `zarr-fuse update`).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct UpdateReport {
+    /// New commit, or null.
+    pub commit: Option<String>,
+    /// Branch.
+    pub branch: String,
+    /// Rows read.
+    pub rows_read: u64,
+    /// Rows dropped (NA coordinate, or refused by step limits).
+    pub rows_dropped: u64,
+    /// Rows overwritten by a later duplicate.
+    pub duplicates: u64,
+    /// Cells made NA by --on-invalid na.
+    pub invalid_to_na: u64,
+    /// Cells written.
+    pub cells_written: u64,
+    /// New chunk objects.
+    pub chunks_written: u64,
+    /// Chunks that referenced identical stored bytes.
+    pub chunks_deduplicated: u64,
+    /// New coordinate values per dimension.
+    pub new_coords: BTreeMap<String, u64>,
+}
+
+struct Overlay<'a> {
+    conv: &'a Converted,
+    keep: Vec<bool>,
+    pos: Vec<HashMap<Key, usize>>,
+}
+
+async fn apply_node(
+    store: &Arc<Store>,
+    node: &NodeSchema,
+    conv: &Converted,
+    opts: &UpdateOptions,
+    table: &Table,
+    report: &mut UpdateReport,
+) -> Result<(), MergeError> {
+    // 1. axes
+    let mut merges: Vec<AxisMerge> = Vec::new();
+    let mut old_len = Vec::new();
+    for (ci, c) in node.coords.iter().enumerate() {
+        let k = if c.composed.is_empty() {
+            kind(&c.var)
+        } else {
+            Kind::I64(i64::MIN)
+        };
+        let (_, old) = read_dense(store, &array_path(&node.path, c.name()), k).await?;
+        let old_keys = keys_of(&old);
+        let m = merge_axis(c, &old_keys, &conv.coord_keys[ci]);
+        *report.new_coords.entry(c.name().to_string()).or_default() += m.added as u64;
+        old_len.push(old_keys.len());
+        merges.push(m);
+    }
+    let rows = conv.lines.len();
+    let keep: Vec<bool> = (0..rows)
+        .map(|r| {
+            merges
+                .iter()
+                .zip(&conv.coord_keys)
+                .all(|(m, ks)| !m.dropped.contains(&ks[r]))
+        })
+        .collect();
+    report.rows_dropped += keep.iter().filter(|k| !**k).count() as u64;
+    let pos: Vec<HashMap<Key, usize>> = merges
+        .iter()
+        .map(|m| {
+            m.axis
+                .iter()
+                .cloned()
+                .enumerate()
+                .map(|(i, k)| (k, i))
+                .collect()
+        })
+        .collect();
+    let ov = Overlay { conv, keep, pos };
+    // first position along each dim whose content may differ from before
+    let first_change: Vec<u64> = merges
+        .iter()
+        .zip(&old_len)
+        .map(|(m, &n)| m.first_shift.unwrap_or(n) as u64)
+        .collect();
+    let dim_index = |name: &str| node.coords.iter().position(|c| c.name() == name);
+
+    // 2. coordinate arrays and composed components
+    for (ci, c) in node.coords.iter().enumerate() {
+        let m = &merges[ci];
+        if m.added == 0 {
+            continue;
+        }
+        let k = if c.composed.is_empty() {
+            kind(&c.var)
+        } else {
+            Kind::I64(i64::MIN)
+        };
+        let (mut arr, _) = read_dense(store, &array_path(&node.path, c.name()), k).await?;
+        let mut d = Dense::na(k, m.axis.len());
+        for (i, key) in m.axis.iter().enumerate() {
+            d.set(i, &key_scalar(key));
+        }
+        let fc = first_change[ci];
+        write_dense(&mut arr, vec![m.axis.len() as u64], &d, &|s, c| {
+            s[0] + c[0] > fc
+        })
+        .await?;
+        for comp in &c.composed {
+            let v = node
+                .var(comp)
+                .ok_or_else(|| MergeError::Invalid(format!("component {comp} missing")))?;
+            let (mut arr, old) = read_dense(store, &array_path(&node.path, comp), kind(v)).await?;
+            let mut d = Dense::na(kind(v), m.axis.len());
+            let old_pos: HashMap<&Key, usize> = (0..old_len[ci]).map(|i| (&m.axis[i], i)).collect();
+            let vals = conv.components.get(comp);
+            for (i, key) in m.axis.iter().enumerate() {
+                match old_pos.get(key) {
+                    Some(&j) if j < old_len[ci] => d.copy_from(i, &old, j),
+                    _ => {
+                        if let Some(s) = vals.and_then(|v| v.get(key)) {
+                            d.set(i, s);
+                        }
+                    }
+                }
+            }
+            write_dense(&mut arr, vec![m.axis.len() as u64], &d, &|s, c| {
+                s[0] + c[0] > fc
+            })
+            .await?;
+        }
+    }
+
+    // 3. data variables
+    for (name, values) in &ov.conv.vars {
+        let v = node
+            .var(name)
+            .ok_or_else(|| MergeError::Invalid(format!("variable {name} missing")))?;
+        let dims: Vec<usize> = v
+            .coords
+            .iter()
+            .map(|d| dim_index(d).ok_or_else(|| MergeError::Invalid(format!("dim {d}"))))
+            .collect::<Result<_, _>>()?;
+        let k = kind(v);
+        let (mut arr, old) = read_dense(store, &array_path(&node.path, name), k).await?;
+        let old_shape: Vec<u64> = arr.shape().to_vec();
+        let new_shape: Vec<u64> = dims.iter().map(|&d| merges[d].axis.len() as u64).collect();
+        let nst = strides(&new_shape);
+        let ost = strides(&old_shape);
+        let mut data = Dense::na(k, new_shape.iter().product::<u64>() as usize);
+        // old cells to their new positions
+        let old_total: u64 = old_shape.iter().product();
+        if old_total > 0 {
+            let maps: Vec<Vec<usize>> = dims
+                .iter()
+                .enumerate()
+                .map(|(a, &d)| {
+                    (0..old_shape[a] as usize)
+                        .map(|i| ov.pos[d][&merges[d].old[i]])
+                        .collect()
+                })
+                .collect();
+            for flat in 0..old_total as usize {
+                let mut nf = 0;
+                for a in 0..dims.len() {
+                    nf += maps[a][(flat / ost[a]) % old_shape[a] as usize] * nst[a];
+                }
+                data.copy_from(nf, &old, flat);
+            }
+        }
+        // the contribution's cells
+        let mut written: HashMap<usize, usize> = HashMap::new();
+        let mut touched_chunks = std::collections::HashSet::new();
+        let chunk: Vec<u64> = v.coords.iter().map(|d| chunk_of(node, d)).collect();
+        for r in 0..rows {
+            if !ov.keep[r] {
+                continue;
+            }
+            let s = &values[r];
+            if matches!(s, Scalar::Na) && !opts.overwrite_na {
+                continue;
+            }
+            let mut nf = 0;
+            let mut cidx = Vec::with_capacity(dims.len());
+            for (a, &d) in dims.iter().enumerate() {
+                let p = ov.pos[d][&ov.conv.coord_keys[d][r]];
+                nf += p * nst[a];
+                cidx.push(p as u64 / chunk[a]);
+            }
+            if let Some(&prev) = written.get(&nf) {
+                if values[prev] != *s {
+                    let unused: Vec<String> = node
+                        .coords
+                        .iter()
+                        .map(|c| c.name().to_string())
+                        .filter(|c| !v.coords.contains(c))
+                        .collect();
+                    return Err(MergeError::VariesAlongUnusedDim {
+                        file: table.source.clone(),
+                        variable: name.clone(),
+                        dims: unused,
+                        line_a: conv.lines[prev],
+                        line_b: conv.lines[r],
+                        value_a: format!("{:?}", values[prev]),
+                        value_b: format!("{s:?}"),
+                    });
+                }
+                continue;
+            }
+            written.insert(nf, r);
+            data.set(nf, s);
+            touched_chunks.insert(cidx);
+            report.cells_written += 1;
+        }
+        let fc: Vec<u64> = dims.iter().map(|&d| first_change[d]).collect();
+        let dirty = |start: &[u64], cshape: &[u64]| {
+            let idx: Vec<u64> = start.iter().zip(cshape).map(|(s, c)| s / c).collect();
+            touched_chunks.contains(&idx)
+                || start
+                    .iter()
+                    .zip(cshape)
+                    .zip(&fc)
+                    .any(|((s, c), f)| s + c > *f)
+        };
+        write_dense(&mut arr, new_shape, &data, &dirty).await?;
+    }
+    Ok(())
+}
+
+/// Merge `inputs` (node path, table) into `branch` as one commit, retrying on a newer tip when
+/// another writer committed first.
+pub async fn update(
+    repo: &Repo,
+    branch: &str,
+    inputs: &[(String, Table)],
+    mut prov: Provenance,
+    opts: &UpdateOptions,
+) -> Result<UpdateReport, MergeError> {
+    let max_attempts = 8;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let tx = repo.transaction(branch).await?;
+        let store: Arc<Store> = tx.store();
+        let schema = stored_schema(&store).await?;
+        let mut report = UpdateReport {
+            branch: branch.into(),
+            ..Default::default()
+        };
+        for (path, table) in inputs {
+            let node = schema.node(path).ok_or_else(|| MergeError::NoSuchNode {
+                node: path.clone(),
+                nodes: schema
+                    .root
+                    .walk()
+                    .iter()
+                    .map(|n| {
+                        if n.path.is_empty() {
+                            "/".into()
+                        } else {
+                            n.path.clone()
+                        }
+                    })
+                    .collect(),
+            })?;
+            let conv = convert::convert(table, node, opts.on_invalid)?;
+            report.rows_read += conv.rows_read;
+            report.rows_dropped += conv.rows_dropped;
+            report.duplicates += conv.duplicates;
+            report.invalid_to_na += conv.invalid_to_na;
+            apply_node(&store, node, &conv, opts, table, &mut report).await?;
+        }
+        let stats = tx.stats();
+        report.chunks_written = stats.chunks_written + stats.chunks_inline;
+        report.chunks_deduplicated = stats.chunks_deduplicated;
+        if opts.dry_run {
+            return Ok(report);
+        }
+        let mut p = prov.clone();
+        p.schema_blake3 = Some(schema.digest());
+        for (k, v) in [
+            ("rows_read", report.rows_read),
+            ("rows_dropped", report.rows_dropped),
+            ("duplicates", report.duplicates),
+            ("invalid_to_na", report.invalid_to_na),
+            ("cells_written", report.cells_written),
+        ] {
+            p.counts.insert(k.into(), v);
+        }
+        match tx.commit(p).await {
+            Ok(out) => {
+                report.commit = out.commit;
+                return Ok(report);
+            }
+            Err(RepoError::Conflict { .. }) if attempt < max_attempts => {
+                // another writer changed the same chunks: re-plan on its tip
+                let wait = 10u64 * (1 << attempt.min(6)) + u64::from(std::process::id() % 17);
+                tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                prov.time = Some(chrono::Utc::now());
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// A variable read back: name, dimensions, shape, values in C order.
+pub type VarData = (String, Vec<String>, Vec<u64>, Vec<Scalar>);
+
+/// A node read back: coordinates and variables with their values.
+#[derive(Clone, Debug, Default)]
+pub struct NodeData {
+    /// Coordinate name → values (composed: the keys).
+    pub coords: Vec<(String, Vec<Scalar>)>,
+    /// Variable name → (dims, shape, values in C order).
+    pub vars: Vec<VarData>,
+}
+
+/// Read node `path` at commit `id`.
+pub async fn read_node(
+    repo: &Repo,
+    id: &icechunk::format::SnapshotId,
+    path: &str,
+) -> Result<NodeData, MergeError> {
+    let store: Arc<Store> = repo.read_store(id).await?;
+    let schema = stored_schema(&store).await?;
+    let node = schema.node(path).ok_or_else(|| MergeError::NoSuchNode {
+        node: path.into(),
+        nodes: vec![],
+    })?;
+    let mut out = NodeData::default();
+    for c in &node.coords {
+        let k = if c.composed.is_empty() {
+            kind(&c.var)
+        } else {
+            Kind::I64(i64::MIN)
+        };
+        let (_, d) = read_dense(&store, &array_path(&node.path, c.name()), k).await?;
+        let n = match &d {
+            Dense::F(v) => v.len(),
+            Dense::I(v, _) => v.len(),
+            Dense::S(v) => v.len(),
+        };
+        out.coords
+            .push((c.name().to_string(), (0..n).map(|i| d.get(i)).collect()));
+    }
+    for v in &node.vars {
+        let (arr, d) = read_dense(&store, &array_path(&node.path, &v.name), kind(v)).await?;
+        let shape = arr.shape().to_vec();
+        let n: u64 = shape.iter().product();
+        out.vars.push((
+            v.name.clone(),
+            v.coords.clone(),
+            shape,
+            (0..n as usize).map(|i| d.get(i)).collect(),
+        ));
+    }
+    Ok(out)
+}
