@@ -10,71 +10,8 @@ use std::sync::Arc;
 
 use common::*;
 use criterion::{criterion_group, criterion_main, Criterion};
-use icechunk::{Repository, Storage};
 use zarr_fuse::storage::DurableLocalStorage;
 use zarr_fuse::Location;
-use zarrs::array::{data_type, Array, ArrayBuilder};
-use zarrs_icechunk::AsyncIcechunkStore;
-
-const ARRAYS: [&str; 3] = ["a", "b", "c"];
-
-async fn icechunk_repo(storage: Arc<dyn Storage + Send + Sync>) -> Repository {
-    let repo = Repository::create(storage).execute().await.expect("create");
-    let store = Arc::new(AsyncIcechunkStore::new(
-        repo.writable_session("main").await.expect("session"),
-    ));
-    zarrs::group::GroupBuilder::new()
-        .build(store.clone(), "/")
-        .unwrap()
-        .async_store_metadata()
-        .await
-        .unwrap();
-    for n in ARRAYS {
-        let mut b = ArrayBuilder::new(
-            SHAPE.to_vec(),
-            SHAPE.to_vec(),
-            data_type::float64(),
-            f64::NAN,
-        );
-        b.dimension_names(Some(["time", "site"]));
-        b.build(store.clone(), &format!("/{n}"))
-            .unwrap()
-            .async_store_metadata()
-            .await
-            .unwrap();
-    }
-    store
-        .session()
-        .write()
-        .await
-        .commit("setup")
-        .execute()
-        .await
-        .expect("commit");
-    repo
-}
-
-async fn icechunk_commit(repo: &Repository, seed: f64) {
-    let store = Arc::new(AsyncIcechunkStore::new(
-        repo.writable_session("main").await.expect("session"),
-    ));
-    for n in ARRAYS {
-        let a = Array::async_open(store.clone(), &format!("/{n}"))
-            .await
-            .expect("open");
-        a.async_store_chunk(&[0, 0], values(seed))
-            .await
-            .expect("chunk");
-    }
-    store
-        .session()
-        .write()
-        .await
-        .commit("bench")
-        .execute()
-        .await
-        .expect("commit");
-}
 
 fn bench(c: &mut Criterion) {
     let rt = rt();

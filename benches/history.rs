@@ -115,6 +115,41 @@ fn dedup(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> (u64, u64) {
     })
 }
 
+/// Commit latency measured interleaved (each repository gets the same number of commits, so
+/// history growth affects all alike): zarr-fuse vs icechunk directly, on icechunk's local storage
+/// and on our durable storage.
+fn commit_interleaved(rt: &tokio::runtime::Runtime, dir: &std::path::Path, rounds: usize) {
+    use std::sync::Arc;
+    let zf = rt.block_on(async {
+        let r = init(&Location::Local(dir.join("zf-i"))).await;
+        write(&r, "main", &ARRAYS, 0.0, "setup").await;
+        r
+    });
+    let ic = rt.block_on(async { icechunk_repo(icechunk::new_local_filesystem_storage(&dir.join("ic-i")).await.unwrap()).await });
+    let icd = rt.block_on(async { icechunk_repo(Arc::new(zarr_fuse::storage::DurableLocalStorage::new(dir.join("icd-i")))).await });
+    let (mut a, mut b, mut c) = (vec![], vec![], vec![]);
+    for i in 0..rounds {
+        let seed = i as f64 + 1.0;
+        let t = Instant::now();
+        rt.block_on(write(&zf, "main", &ARRAYS, seed, "bench"));
+        a.push(t.elapsed());
+        let t = Instant::now();
+        rt.block_on(icechunk_commit(&ic, seed));
+        b.push(t.elapsed());
+        let t = Instant::now();
+        rt.block_on(icechunk_commit(&icd, seed));
+        c.push(t.elapsed());
+    }
+    let (a, b, c) = (median(a), median(b), median(c));
+    println!("commit of a small change (3 arrays x one 48x20 f64 chunk), {rounds} interleaved rounds, medians:");
+    println!("  zarr-fuse {a:.2?} | icechunk on its local fs {b:.2?} | icechunk on our durable fs {c:.2?}");
+    println!(
+        "  ratio zarr-fuse/icechunk(its fs) = {:.2}x, zarr-fuse/icechunk(durable fs) = {:.2}x",
+        a.as_secs_f64() / b.as_secs_f64(),
+        a.as_secs_f64() / c.as_secs_f64()
+    );
+}
+
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let sizes = if full { [1_000, 10_000] } else { [20, 200] };
@@ -155,6 +190,7 @@ fn main() {
         ratio(|r| r.diff),
         ratio(|r| r.revert)
     );
+    commit_interleaved(&rt, dir.path(), if full { 300 } else { 10 });
     let (same, reverted) = dedup(&rt, dir.path());
     println!("dedup: chunk bytes added re-committing the same data: {same}; re-committing a reverted commit's data: {reverted}");
 }

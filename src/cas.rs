@@ -193,6 +193,7 @@ pub struct CasWriter {
     base: SnapshotId,
     inline_threshold: usize,
     reachable: OnceCell<HashSet<ChunkId>>,
+    created: Mutex<HashSet<ChunkId>>,
     stats: Mutex<WriteStats>,
 }
 
@@ -205,6 +206,7 @@ impl CasWriter {
             base,
             inline_threshold,
             reachable: OnceCell::new(),
+            created: Mutex::new(HashSet::new()),
             stats: Mutex::new(WriteStats::default()),
         }
     }
@@ -304,12 +306,16 @@ impl CasWriter {
                 .map_err(|e| format!("writing {key}: {e}"))?;
             match created {
                 VersionedUpdateResult::Updated { .. } => self.record(|s| {
+                    if let Ok(mut c) = self.created.lock() {
+                        c.insert(id.clone());
+                    }
                     s.chunks_written += 1;
                     s.bytes_written += len;
                     s.written.push(written(StoredAs::New));
                 }),
                 VersionedUpdateResult::NotOnLatestVersion => {
-                    if !self.reachable().await?.contains(&id) {
+                    let ours = self.created.lock().map(|c| c.contains(&id)).unwrap_or(false);
+                    if !ours && !self.reachable().await?.contains(&id) {
                         // Stored but not reachable from our base: garbage collection may be about to
                         // delete it. Rewrite the same bytes so its age restarts (spec/004).
                         storage

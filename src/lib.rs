@@ -14,6 +14,7 @@
 //!
 //! Modules depend one way: `cli` → `repo` → (`cas`, `provenance`) → `storage`.
 
+pub mod audit;
 pub mod cas;
 pub mod cli;
 pub mod ingest;

@@ -6,6 +6,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod axis;
+pub mod cells;
 pub mod convert;
 mod node;
 
@@ -15,8 +16,7 @@ use std::hash::{Hash, Hasher};
 pub use convert::OnInvalid;
 pub use node::{
     create_node, init_dataset, read_node, stored_schema, update, NodeData, UpdateOptions,
-    UpdateReport,
-};
+    UpdateReport, VarData};
 
 /// A coordinate value as it is compared and ordered.
 #[derive(Debug, Clone)]

@@ -426,6 +426,7 @@ async fn apply_node(
     opts: &UpdateOptions,
     table: &Table,
     report: &mut UpdateReport,
+    cells: &mut Map<String, Value>,
 ) -> Result<(), MergeError> {
     // 1. axes
     let mut merges: Vec<AxisMerge> = Vec::new();
@@ -558,6 +559,7 @@ async fn apply_node(
         }
         // the contribution's cells
         let mut written: HashMap<usize, usize> = HashMap::new();
+        let mut cellset = super::cells::CellSetBuilder::new(v.coords.clone());
         let mut touched_chunks = std::collections::HashSet::new();
         let chunk: Vec<u64> = v.coords.iter().map(|d| chunk_of(node, d)).collect();
         for r in 0..rows {
@@ -596,6 +598,8 @@ async fn apply_node(
                 continue;
             }
             written.insert(nf, r);
+            let cell: Vec<Key> = dims.iter().map(|&d| ov.conv.coord_keys[d][r].clone()).collect();
+            cellset.add(&cell);
             data.set(nf, s);
             touched_chunks.insert(cidx);
             report.cells_written += 1;
@@ -611,6 +615,9 @@ async fn apply_node(
                     .any(|((s, c), f)| s + c > *f)
         };
         write_dense(&mut arr, new_shape, &data, &dirty).await?;
+        if let Some(set) = cellset.finish() {
+            cells.insert(name.clone(), serde_json::to_value(set).map_err(zerr)?);
+        }
     }
     Ok(())
 }
@@ -628,13 +635,14 @@ pub async fn update(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let tx = repo.transaction(branch).await?;
+        let mut tx = repo.transaction(branch).await?;
         let store: Arc<Store> = tx.store();
         let schema = stored_schema(&store).await?;
         let mut report = UpdateReport {
             branch: branch.into(),
             ..Default::default()
         };
+        let mut cells = Map::new();
         for (path, table) in inputs {
             let node = schema.node(path).ok_or_else(|| MergeError::NoSuchNode {
                 node: path.clone(),
@@ -656,8 +664,13 @@ pub async fn update(
             report.rows_dropped += conv.rows_dropped;
             report.duplicates += conv.duplicates;
             report.invalid_to_na += conv.invalid_to_na;
-            apply_node(&store, node, &conv, opts, table, &mut report).await?;
+            let mut node_cells = Map::new();
+            apply_node(&store, node, &conv, opts, table, &mut report, &mut node_cells).await?;
+            if !node_cells.is_empty() {
+                cells.insert(node.path.clone(), Value::Object(node_cells));
+            }
         }
+        tx.set_cells(Value::Object(cells));
         let stats = tx.stats();
         report.chunks_written = stats.chunks_written + stats.chunks_inline;
         report.chunks_deduplicated = stats.chunks_deduplicated;

@@ -278,6 +278,25 @@ impl Repo {
         }
     }
 
+    /// The side record of a commit (chunks written with digests, cells written), if any.
+    pub async fn record(&self, info: &CommitInfo) -> Result<Option<serde_json::Value>> {
+        let Some(key) = info.extra.get(keys::RECORD).and_then(|v| v.as_str()) else {
+            return Ok(None);
+        };
+        let storage = self.inner.storage();
+        let ctx = self.inner.storage_context();
+        let (stream, _) = storage
+            .get_object_range(&ctx, key, None)
+            .await
+            .map_err(engine(format!("reading record {key}")))?;
+        let parts: Vec<bytes::Bytes> = futures::TryStreamExt::try_collect(stream)
+            .await
+            .map_err(engine(format!("reading record {key}")))?;
+        let v: serde_json::Value = serde_json::from_slice(&parts.concat())
+            .map_err(|e| super::RepoError::Invalid(format!("record {key} of commit {}: {e}", info.id)))?;
+        Ok(Some(v))
+    }
+
     /// Differences between two resolved commits.
     pub async fn diff_ids(&self, from: &SnapshotId, to: &SnapshotId) -> Result<DiffReport> {
         let a = self.session_at(from).await?;

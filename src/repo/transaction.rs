@@ -48,6 +48,7 @@ pub struct Transaction {
     base: SnapshotId,
     session: Arc<RwLock<Session>>,
     writer: Arc<CasWriter>,
+    cells: serde_json::Value,
 }
 
 impl Transaction {
@@ -66,6 +67,7 @@ impl Transaction {
             base,
             session: Arc::new(RwLock::new(session)),
             writer,
+            cells: serde_json::Value::Null,
         })
     }
 
@@ -115,6 +117,12 @@ impl Transaction {
             })
     }
 
+    /// Record which cells this transaction writes (node → variable → cell set), for blame.
+    /// Stored in the commit's side record (spec/011).
+    pub fn set_cells(&mut self, cells: serde_json::Value) {
+        self.cells = cells;
+    }
+
     /// Whether anything is staged.
     pub async fn has_changes(&self) -> bool {
         self.session.read().await.has_uncommitted_changes()
@@ -158,7 +166,7 @@ impl Transaction {
         ] {
             prov.counts.entry(k.to_string()).or_insert(v);
         }
-        let record = write_record(&self.repo, &stats).await?;
+        let record = write_record(&self.repo, &stats, &self.cells).await?;
         let message = prov.message.clone();
         let mut attempt = 0;
         loop {
@@ -232,11 +240,12 @@ fn rebase_detail(e: &icechunk::session::SessionError) -> String {
 }
 
 /// Write the side record of the chunks a commit wrote (content-addressed, create-if-absent).
-async fn write_record(repo: &icechunk::Repository, stats: &WriteStats) -> Result<Option<String>> {
-    if stats.written.is_empty() {
+async fn write_record(repo: &icechunk::Repository, stats: &WriteStats, cells: &serde_json::Value) -> Result<Option<String>> {
+    if stats.written.is_empty() && cells.is_null() {
         return Ok(None);
     }
-    let body = serde_json::to_vec(&stats.written).map_err(|e| RepoError::Invalid(e.to_string()))?;
+    let record = serde_json::json!({"format": 1, "chunks": stats.written, "cells": cells});
+    let body = serde_json::to_vec(&record).map_err(|e| RepoError::Invalid(e.to_string()))?;
     let key = format!("{RECORDS_PREFIX}/{}.json", blake3::hash(&body).to_hex());
     let res = repo
         .storage()
@@ -250,6 +259,7 @@ async fn write_record(repo: &icechunk::Repository, stats: &WriteStats) -> Result
         )
         .await
         .map_err(engine(format!("writing {key}")))?;
+    // NotOnLatestVersion: an identical record is already stored, which is the same record
     let _ = matches!(res, VersionedUpdateResult::Updated { .. });
     Ok(Some(key))
 }

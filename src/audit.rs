@@ -1,0 +1,365 @@
+//! Who contributed what: `blame` by coordinate values and `export` of the tidy long table.
+//!
+//! Blame walks the history of a revision newest first and attributes each selected cell to the
+//! first commit whose cell record contains it (spec/011). Merge commits are followed into the
+//! merged branch (so contributions keep their original authors); reverts and cherry-picks are
+//! credited with the cells of the commit they revert or pick.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Write;
+
+use icechunk::format::SnapshotId;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use crate::merge::cells::CellMatcher;
+use crate::merge::{read_node, Key, MergeError, NodeData, Scalar};
+use crate::provenance::keys;
+use crate::repo::{CommitInfo, Repo};
+use crate::schema::{DType, NodeSchema, Schema};
+use crate::time::{format_ticks, parse_instant, to_ticks, Zone};
+
+/// One `--where DIM=VALUE` or `DIM=FROM..TO` filter.
+#[derive(Clone, Debug)]
+pub struct Where {
+    /// Dimension.
+    pub dim: String,
+    /// Lower (or only) value, as text.
+    pub from: String,
+    /// Upper value for a range.
+    pub to: Option<String>,
+}
+
+impl Where {
+    /// Parse `DIM=VALUE` or `DIM=FROM..TO`.
+    pub fn parse(s: &str) -> Result<Where, MergeError> {
+        let (dim, v) = s
+            .split_once('=')
+            .ok_or_else(|| MergeError::Invalid(format!("--where '{s}' is not DIM=VALUE or DIM=FROM..TO")))?;
+        let (from, to) = match v.split_once("..") {
+            Some((a, b)) => (a.to_string(), Some(b.to_string())),
+            None => (v.to_string(), None),
+        };
+        Ok(Where { dim: dim.trim().to_string(), from, to })
+    }
+}
+
+/// Parse a coordinate value given on the command line into a key of that coordinate.
+fn key_of(node: &NodeSchema, dim: &str, text: &str) -> Result<Key, MergeError> {
+    let c = node.coord(dim).ok_or_else(|| {
+        MergeError::Invalid(format!("'{dim}' is not a coordinate of node '{}'; coordinates: {}", node.path, node.coords.iter().map(|c| c.name()).collect::<Vec<_>>().join(", ")))
+    })?;
+    let bad = |why: String| MergeError::Invalid(format!("--where {dim}={text}: {why}"));
+    if !c.composed.is_empty() {
+        return text.parse::<i64>().map(Key::I).map_err(|_| bad("select a composed coordinate by its key".into()));
+    }
+    match c.var.dtype {
+        Some(DType::DateTime(t)) => Ok(Key::I(to_ticks(parse_instant(text, &Zone::utc(), t).map_err(bad)?, t))),
+        Some(DType::Str(_)) => Ok(Key::S(text.to_string())),
+        Some(d) if d.is_integer() => text.parse::<i64>().map(Key::I).map_err(|_| bad("not an integer".into())),
+        _ => text.parse::<f64>().map(Key::f).map_err(|_| bad("not a number".into())),
+    }
+}
+
+fn scalar_key(s: &Scalar) -> Option<Key> {
+    s.key()
+}
+
+fn display(node: &NodeSchema, dim: &str, k: &Key) -> Value {
+    let tick = node.coord(dim).and_then(|c| match c.var.dtype {
+        Some(DType::DateTime(t)) => Some(t),
+        _ => None,
+    });
+    match (k, tick) {
+        (Key::I(i), Some(t)) => json!(format_ticks(*i, t)),
+        (Key::I(i), None) => json!(i),
+        (Key::F(f), _) => json!(f.0),
+        (Key::S(s), _) => json!(s),
+    }
+}
+
+/// The selected values of each dimension of `dims`.
+fn select(node: &NodeSchema, data: &NodeData, dims: &[String], wheres: &[Where]) -> Result<Vec<Vec<Key>>, MergeError> {
+    for w in wheres {
+        if !dims.contains(&w.dim) {
+            return Err(MergeError::Invalid(format!("--where {}: not a dimension of the selected variable(s) ({})", w.dim, dims.join(", "))));
+        }
+    }
+    dims.iter()
+        .map(|d| {
+            let axis: Vec<Key> = data.coords.iter().find(|(n, _)| n == d).map(|(_, v)| v.iter().filter_map(scalar_key).collect()).unwrap_or_default();
+            let mut keep = axis;
+            for w in wheres.iter().filter(|w| &w.dim == d) {
+                let lo = key_of(node, d, &w.from)?;
+                match &w.to {
+                    None => keep.retain(|k| *k == lo),
+                    Some(hi) => {
+                        let hi = key_of(node, d, hi)?;
+                        keep.retain(|k| *k >= lo && *k <= hi);
+                    }
+                }
+            }
+            Ok(keep)
+        })
+        .collect()
+}
+
+/// One blame record.
+#[derive(Clone, Debug, Serialize)]
+pub struct BlameRecord {
+    /// Per dimension: `[first, last]` of a contiguous run, or the list of values.
+    pub selection: Map<String, Value>,
+    /// The commit that last wrote these cells (`null`: never written).
+    pub commit: Option<String>,
+    /// Its author.
+    pub author: Option<String>,
+    /// Its time.
+    pub time: Option<String>,
+    /// Its message.
+    pub message: Option<String>,
+}
+
+struct Walker<'a> {
+    repo: &'a Repo,
+    node: String,
+    var: String,
+    dims: Vec<String>,
+}
+
+impl Walker<'_> {
+    async fn cells_of(&self, info: &CommitInfo) -> Result<Option<CellMatcher>, MergeError> {
+        let Some(rec) = self.repo.record(info).await? else { return Ok(None) };
+        let v = rec.pointer(&format!("/cells/{}/{}", json_pointer(&self.node), json_pointer(&self.var)));
+        Ok(v.and_then(CellMatcher::from_json))
+    }
+
+    /// Attribute `open` cells walking from `tip` (first parents) down to `stop` (exclusive).
+    async fn walk(&self, tip: &SnapshotId, stop: Option<&str>, open: &mut Vec<Vec<Key>>, found: &mut Vec<(CommitInfo, Vec<Vec<Key>>)>) -> Result<(), MergeError> {
+        let history = self.repo.log(&tip.to_string(), None).await?;
+        for info in history {
+            if open.is_empty() || Some(info.id.as_str()) == stop {
+                break;
+            }
+            // who is credited: the commit itself, or the one it reverts / picks
+            let credited_cells = match info.extra.get(keys::REVERTS).or(info.extra.get(keys::CHERRY_PICKED)).and_then(Value::as_str) {
+                Some(other) => {
+                    let id = SnapshotId::try_from(other).map_err(|e| MergeError::Invalid(e.to_string()))?;
+                    let o = self.repo.commit_info(&id).await?;
+                    self.cells_of(&o).await?
+                }
+                None => self.cells_of(&info).await?,
+            };
+            if let Some(m) = credited_cells {
+                let (hit, rest): (Vec<_>, Vec<_>) = open.drain(..).partition(|c| m.contains(c));
+                *open = rest;
+                if !hit.is_empty() {
+                    found.push((info.clone(), hit));
+                }
+            }
+            if let (Some(src), Some(base)) = (info.extra.get(keys::MERGED_FROM).and_then(Value::as_str), info.extra.get(keys::MERGE_BASE).and_then(Value::as_str)) {
+                let src = SnapshotId::try_from(src).map_err(|e| MergeError::Invalid(e.to_string()))?;
+                Box::pin(self.walk(&src, Some(base), open, found)).await?;
+            }
+        }
+        let _ = &self.dims;
+        Ok(())
+    }
+}
+
+fn json_pointer(s: &str) -> String {
+    s.replace('~', "~0").replace('/', "~1")
+}
+
+/// Describe a set of cells as selections: a box when it is one, else split along the first dim.
+fn describe(node: &NodeSchema, dims: &[String], cells: &[Vec<Key>], out: &mut Vec<Map<String, Value>>) {
+    let per_dim: Vec<Vec<Key>> = (0..dims.len())
+        .map(|d| {
+            let mut v: Vec<Key> = cells.iter().map(|c| c[d].clone()).collect::<HashSet<_>>().into_iter().collect();
+            v.sort();
+            v
+        })
+        .collect();
+    let full: usize = per_dim.iter().map(Vec::len).product();
+    if full == cells.len() || dims.is_empty() {
+        let mut m = Map::new();
+        for (d, vals) in dims.iter().zip(&per_dim) {
+            let shown: Vec<Value> = vals.iter().map(|k| display(node, d, k)).collect();
+            let v = if shown.len() == 1 {
+                json!([shown[0], shown[0]])
+            } else if node.coord(d).is_some_and(|c| c.sorted) {
+                json!([shown[0], shown[shown.len() - 1]])
+            } else {
+                Value::Array(shown)
+            };
+            m.insert(d.clone(), v);
+        }
+        out.push(m);
+        return;
+    }
+    let mut groups: BTreeMap<Key, Vec<Vec<Key>>> = BTreeMap::new();
+    for c in cells {
+        groups.entry(c[0].clone()).or_default().push(c.clone());
+    }
+    for g in groups.values() {
+        describe(node, dims, g, out);
+    }
+}
+
+/// Blame `var` of `node` at `rev` over the cells selected by `wheres`.
+pub async fn blame(repo: &Repo, node_path: &str, var: &str, rev: &str, wheres: &[Where]) -> Result<Vec<BlameRecord>, MergeError> {
+    let at = repo.resolve(rev).await?;
+    let store = repo.read_store(&at.id).await?;
+    let schema: Schema = crate::merge::stored_schema(&(store as std::sync::Arc<dyn zarrs_storage::AsyncReadableWritableListableStorageTraits>)).await?;
+    let path = node_path.trim_matches('/');
+    let node = schema.node(path).ok_or_else(|| MergeError::NoSuchNode { node: node_path.into(), nodes: schema.root.walk().iter().map(|n| n.path.clone()).collect() })?;
+    let v = node.var(var).ok_or_else(|| MergeError::Invalid(format!("variable '{var}' is not in node '{node_path}'; variables: {}", node.vars.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", "))))?;
+    let data = read_node(repo, &at.id, path).await?;
+    let sel = select(node, &data, &v.coords, wheres)?;
+    // every combination of the selected values
+    let mut open: Vec<Vec<Key>> = vec![vec![]];
+    for vals in &sel {
+        open = open.iter().flat_map(|p| vals.iter().map(move |k| [p.clone(), vec![k.clone()]].concat())).collect();
+    }
+    if sel.iter().any(Vec::is_empty) {
+        open.clear();
+    }
+    let walker = Walker { repo, node: path.to_string(), var: var.to_string(), dims: v.coords.clone() };
+    let mut found = Vec::new();
+    walker.walk(&at.id, None, &mut open, &mut found).await?;
+    let mut out = Vec::new();
+    for (info, cells) in &found {
+        let mut sels = Vec::new();
+        describe(node, &v.coords, cells, &mut sels);
+        for s in sels {
+            out.push(BlameRecord {
+                selection: s,
+                commit: Some(info.id.clone()),
+                author: info.author.clone(),
+                time: Some(info.time.clone()),
+                message: Some(info.message.clone()),
+            });
+        }
+    }
+    if !open.is_empty() {
+        let mut sels = Vec::new();
+        describe(node, &v.coords, &open, &mut sels);
+        for s in sels {
+            out.push(BlameRecord { selection: s, commit: None, author: None, time: None, message: Some("never written".into()) });
+        }
+    }
+    Ok(out)
+}
+
+/// Export formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Comma-separated values with a header.
+    Csv,
+    /// A JSON array of row objects.
+    Json,
+}
+
+/// Write the tidy long table of `node` at `rev`: one row per coordinate combination where any
+/// variable has a value; columns = coordinates (composed ones as their components), then variables.
+pub async fn export(repo: &Repo, node_path: &str, rev: &str, wheres: &[Where], format: Format, out: &mut dyn Write) -> Result<u64, MergeError> {
+    let at = repo.resolve(rev).await?;
+    let store = repo.read_store(&at.id).await?;
+    let schema: Schema = crate::merge::stored_schema(&(store as std::sync::Arc<dyn zarrs_storage::AsyncReadableWritableListableStorageTraits>)).await?;
+    let path = node_path.trim_matches('/');
+    let node = schema.node(path).ok_or_else(|| MergeError::NoSuchNode { node: node_path.into(), nodes: schema.root.walk().iter().map(|n| n.path.clone()).collect() })?;
+    let data = read_node(repo, &at.id, path).await?;
+    let dims: Vec<String> = node.coords.iter().map(|c| c.name().to_string()).collect();
+    let sel = select(node, &data, &dims, wheres)?;
+    let components: HashSet<&str> = node.coords.iter().flat_map(|c| c.composed.iter().map(String::as_str)).collect();
+    // positions of the selected keys on each axis
+    let axis_pos: Vec<HashMap<Key, usize>> = dims
+        .iter()
+        .map(|d| data.coords.iter().find(|(n, _)| n == d).map(|(_, v)| v.iter().enumerate().filter_map(|(i, s)| s.key().map(|k| (k, i))).collect()).unwrap_or_default())
+        .collect();
+    let mut header: Vec<String> = Vec::new();
+    for c in &node.coords {
+        if c.composed.is_empty() {
+            header.push(c.name().to_string());
+        } else {
+            header.extend(c.composed.iter().cloned());
+        }
+    }
+    let vars: Vec<&crate::merge::VarData> = data.vars.iter().filter(|(n, ..)| !components.contains(n.as_str())).collect();
+    header.extend(vars.iter().map(|(n, ..)| n.clone()));
+    let cell = |name: &str, s: &Scalar| -> Value {
+        let tick = node.var(name).or_else(|| node.coord(name).map(|c| &c.var)).and_then(|v| match v.dtype {
+            Some(DType::DateTime(t)) => Some(t),
+            _ => None,
+        });
+        match (s, tick) {
+            (Scalar::Na, _) => Value::Null,
+            (Scalar::I(i), Some(t)) => json!(format_ticks(*i, t)),
+            (Scalar::I(i), None) => json!(i),
+            (Scalar::F(f), _) => json!(f),
+            (Scalar::S(x), _) => json!(x),
+        }
+    };
+    let mut csv_w = (format == Format::Csv).then(|| csv::Writer::from_writer(Vec::new()));
+    if let Some(w) = csv_w.as_mut() {
+        w.write_record(&header).map_err(|e| MergeError::Invalid(e.to_string()))?;
+    }
+    let mut json_rows: Vec<Value> = Vec::new();
+    let mut rows = 0u64;
+    let mut idx = vec![0usize; dims.len()];
+    let total: usize = sel.iter().map(Vec::len).product();
+    for flat in 0..total {
+        let mut r = flat;
+        for d in (0..dims.len()).rev() {
+            idx[d] = r % sel[d].len();
+            r /= sel[d].len();
+        }
+        let pos: Vec<usize> = (0..dims.len()).map(|d| axis_pos[d][&sel[d][idx[d]]]).collect();
+        let mut values: Vec<Value> = Vec::with_capacity(vars.len());
+        let mut any = false;
+        for (name, vdims, shape, vals) in &vars {
+            let mut off = 0usize;
+            let mut stride = 1usize;
+            for (a, vd) in vdims.iter().enumerate().rev() {
+                let d = dims.iter().position(|x| x == vd).unwrap_or(0);
+                off += pos[d] * stride;
+                stride *= shape[a] as usize;
+            }
+            let s = vals.get(off).cloned().unwrap_or(Scalar::Na);
+            any |= !matches!(s, Scalar::Na);
+            values.push(cell(name, &s));
+        }
+        if !any {
+            continue;
+        }
+        let mut row: Vec<Value> = Vec::new();
+        for (d, c) in node.coords.iter().enumerate() {
+            if c.composed.is_empty() {
+                row.push(display(node, c.name(), &sel[d][idx[d]]));
+            } else {
+                for comp in &c.composed {
+                    let s = data.vars.iter().find(|(n, ..)| n == comp).and_then(|(_, _, _, v)| v.get(pos[d]).cloned()).unwrap_or(Scalar::Na);
+                    row.push(cell(comp, &s));
+                }
+            }
+        }
+        row.extend(values);
+        rows += 1;
+        match csv_w.as_mut() {
+            Some(w) => {
+                let text: Vec<String> = row.iter().map(|v| match v {
+                    Value::Null => String::new(),
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                }).collect();
+                w.write_record(&text).map_err(|e| MergeError::Invalid(e.to_string()))?;
+            }
+            None => json_rows.push(Value::Object(header.iter().cloned().zip(row).collect())),
+        }
+    }
+    let io = |e: std::io::Error| MergeError::Invalid(format!("writing the export: {e}"));
+    match csv_w {
+        Some(w) => out.write_all(&w.into_inner().map_err(|e| MergeError::Invalid(e.to_string()))?).map_err(io)?,
+        None => writeln!(out, "{}", Value::Array(json_rows)).map_err(io)?,
+    }
+    Ok(rows)
+}

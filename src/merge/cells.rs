@@ -1,0 +1,162 @@
+//! Which cells an update wrote, by coordinate values (for blame; spec/011).
+//!
+//! A cell set is stored per variable as the distinct values along each of its dimensions and,
+//! unless every combination was written (a "box", the common case), the list of written
+//! combinations as index tuples.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::Key;
+
+/// Typed values along one dimension.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", content = "values")]
+pub enum DimValues {
+    /// Integers, ticks, composed keys.
+    #[serde(rename = "i")]
+    I(Vec<i64>),
+    /// Floats.
+    #[serde(rename = "f")]
+    F(Vec<f64>),
+    /// Strings.
+    #[serde(rename = "s")]
+    S(Vec<String>),
+}
+
+impl DimValues {
+    /// As keys.
+    pub fn keys(&self) -> Vec<Key> {
+        match self {
+            DimValues::I(v) => v.iter().map(|x| Key::I(*x)).collect(),
+            DimValues::F(v) => v.iter().map(|x| Key::f(*x)).collect(),
+            DimValues::S(v) => v.iter().map(|x| Key::S(x.clone())).collect(),
+        }
+    }
+
+    fn from_keys(keys: &[Key]) -> DimValues {
+        match keys.first() {
+            Some(Key::F(_)) => DimValues::F(keys.iter().map(|k| if let Key::F(f) = k { f.0 } else { f64::NAN }).collect()),
+            Some(Key::S(_)) => DimValues::S(keys.iter().map(|k| if let Key::S(s) = k { s.clone() } else { String::new() }).collect()),
+            _ => DimValues::I(keys.iter().map(|k| if let Key::I(i) = k { *i } else { 0 }).collect()),
+        }
+    }
+}
+
+/// The cells of one variable written by one commit.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct CellSet {
+    /// Dimension names.
+    pub dims: Vec<String>,
+    /// Distinct values per dimension.
+    pub values: Vec<DimValues>,
+    /// Index tuples (flattened, `dims.len()` per cell); `None` = every combination.
+    pub tuples: Option<Vec<u32>>,
+}
+
+/// Builds a [`CellSet`] from written cells.
+pub struct CellSetBuilder {
+    dims: Vec<String>,
+    index: Vec<HashMap<Key, u32>>,
+    keys: Vec<Vec<Key>>,
+    tuples: Vec<u32>,
+    seen: std::collections::HashSet<Vec<u32>>,
+}
+
+impl CellSetBuilder {
+    /// A builder for a variable with these dimensions.
+    pub fn new(dims: Vec<String>) -> Self {
+        let n = dims.len();
+        CellSetBuilder { dims, index: vec![HashMap::new(); n], keys: vec![vec![]; n], tuples: vec![], seen: Default::default() }
+    }
+
+    /// Add one written cell.
+    pub fn add(&mut self, cell: &[Key]) {
+        let mut t = Vec::with_capacity(cell.len());
+        for (d, k) in cell.iter().enumerate() {
+            let next = self.keys[d].len() as u32;
+            let i = *self.index[d].entry(k.clone()).or_insert_with(|| {
+                self.keys[d].push(k.clone());
+                next
+            });
+            t.push(i);
+        }
+        if self.seen.insert(t.clone()) {
+            self.tuples.extend(t);
+        }
+    }
+
+    /// The cell set, or `None` if nothing was written.
+    pub fn finish(self) -> Option<CellSet> {
+        let n = self.seen.len();
+        if n == 0 {
+            return None;
+        }
+        let full: usize = self.keys.iter().map(Vec::len).product();
+        Some(CellSet {
+            dims: self.dims,
+            values: self.keys.iter().map(|k| DimValues::from_keys(k)).collect(),
+            tuples: (n != full).then_some(self.tuples),
+        })
+    }
+}
+
+/// Tests cell membership in a [`CellSet`].
+pub struct CellMatcher {
+    per_dim: Vec<HashMap<Key, u32>>,
+    tuples: Option<std::collections::HashSet<Vec<u32>>>,
+}
+
+impl CellMatcher {
+    /// From a stored cell set (JSON).
+    pub fn from_json(v: &Value) -> Option<CellMatcher> {
+        let set: CellSet = serde_json::from_value(v.clone()).ok()?;
+        let per_dim = set.values.iter().map(|d| d.keys().into_iter().enumerate().map(|(i, k)| (k, i as u32)).collect()).collect();
+        let n = set.dims.len().max(1);
+        let tuples = set.tuples.map(|t| t.chunks(n).map(<[u32]>::to_vec).collect());
+        Some(CellMatcher { per_dim, tuples })
+    }
+
+    /// Whether the cell (keys in the variable's dimension order) is in the set.
+    pub fn contains(&self, cell: &[Key]) -> bool {
+        let mut idx = Vec::with_capacity(cell.len());
+        for (d, k) in cell.iter().enumerate() {
+            match self.per_dim.get(d).and_then(|m| m.get(k)) {
+                Some(i) => idx.push(*i),
+                None => return false,
+            }
+        }
+        self.tuples.as_ref().is_none_or(|t| t.contains(&idx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boxes_and_sparse_sets() {
+        let mut b = CellSetBuilder::new(vec!["t".into(), "s".into()]);
+        for t in 0..3 {
+            for s in ["a", "b"] {
+                b.add(&[Key::I(t), Key::S(s.into())]);
+            }
+        }
+        let set = b.finish().unwrap();
+        assert!(set.tuples.is_none(), "a full product is stored as a box");
+        let m = CellMatcher::from_json(&serde_json::to_value(&set).unwrap()).unwrap();
+        assert!(m.contains(&[Key::I(2), Key::S("b".into())]));
+        assert!(!m.contains(&[Key::I(3), Key::S("b".into())]));
+
+        let mut b = CellSetBuilder::new(vec!["t".into(), "s".into()]);
+        b.add(&[Key::I(0), Key::S("d".into())]);
+        b.add(&[Key::I(1), Key::S("a".into())]);
+        let set = b.finish().unwrap();
+        assert!(set.tuples.is_some());
+        let m = CellMatcher::from_json(&serde_json::to_value(&set).unwrap()).unwrap();
+        assert!(m.contains(&[Key::I(1), Key::S("a".into())]));
+        assert!(!m.contains(&[Key::I(0), Key::S("a".into())]), "sparse sets are exact");
+    }
+}
