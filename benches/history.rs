@@ -125,8 +125,20 @@ fn commit_interleaved(rt: &tokio::runtime::Runtime, dir: &std::path::Path, round
         write(&r, "main", &ARRAYS, 0.0, "setup").await;
         r
     });
-    let ic = rt.block_on(async { icechunk_repo(icechunk::new_local_filesystem_storage(&dir.join("ic-i")).await.unwrap()).await });
-    let icd = rt.block_on(async { icechunk_repo(Arc::new(zarr_fuse::storage::DurableLocalStorage::new(dir.join("icd-i")))).await });
+    let ic = rt.block_on(async {
+        icechunk_repo(
+            icechunk::new_local_filesystem_storage(&dir.join("ic-i"))
+                .await
+                .unwrap(),
+        )
+        .await
+    });
+    let icd = rt.block_on(async {
+        icechunk_repo(Arc::new(zarr_fuse::storage::DurableLocalStorage::new(
+            dir.join("icd-i"),
+        )))
+        .await
+    });
     let (mut a, mut b, mut c) = (vec![], vec![], vec![]);
     for i in 0..rounds {
         let seed = i as f64 + 1.0;

@@ -2,8 +2,9 @@
 //!
 //! Blame walks the history of a revision newest first and attributes each selected cell to the
 //! first commit whose cell record contains it (spec/011). Merge commits are followed into the
-//! merged branch (so contributions keep their original authors); reverts and cherry-picks are
-//! credited with the cells of the commit they revert or pick.
+//! merged branch (so contributions keep their original authors); a revert and the commit it
+//! reverts are passed over (the value is the earlier one); a cherry-pick is credited with the
+//! cells of the commit it picked.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
@@ -33,31 +34,55 @@ pub struct Where {
 impl Where {
     /// Parse `DIM=VALUE` or `DIM=FROM..TO`.
     pub fn parse(s: &str) -> Result<Where, MergeError> {
-        let (dim, v) = s
-            .split_once('=')
-            .ok_or_else(|| MergeError::Invalid(format!("--where '{s}' is not DIM=VALUE or DIM=FROM..TO")))?;
+        let (dim, v) = s.split_once('=').ok_or_else(|| {
+            MergeError::Invalid(format!("--where '{s}' is not DIM=VALUE or DIM=FROM..TO"))
+        })?;
         let (from, to) = match v.split_once("..") {
             Some((a, b)) => (a.to_string(), Some(b.to_string())),
             None => (v.to_string(), None),
         };
-        Ok(Where { dim: dim.trim().to_string(), from, to })
+        Ok(Where {
+            dim: dim.trim().to_string(),
+            from,
+            to,
+        })
     }
 }
 
 /// Parse a coordinate value given on the command line into a key of that coordinate.
 fn key_of(node: &NodeSchema, dim: &str, text: &str) -> Result<Key, MergeError> {
     let c = node.coord(dim).ok_or_else(|| {
-        MergeError::Invalid(format!("'{dim}' is not a coordinate of node '{}'; coordinates: {}", node.path, node.coords.iter().map(|c| c.name()).collect::<Vec<_>>().join(", ")))
+        MergeError::Invalid(format!(
+            "'{dim}' is not a coordinate of node '{}'; coordinates: {}",
+            node.path,
+            node.coords
+                .iter()
+                .map(|c| c.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
     })?;
     let bad = |why: String| MergeError::Invalid(format!("--where {dim}={text}: {why}"));
     if !c.composed.is_empty() {
-        return text.parse::<i64>().map(Key::I).map_err(|_| bad("select a composed coordinate by its key".into()));
+        return text
+            .parse::<i64>()
+            .map(Key::I)
+            .map_err(|_| bad("select a composed coordinate by its key".into()));
     }
     match c.var.dtype {
-        Some(DType::DateTime(t)) => Ok(Key::I(to_ticks(parse_instant(text, &Zone::utc(), t).map_err(bad)?, t))),
+        Some(DType::DateTime(t)) => Ok(Key::I(to_ticks(
+            parse_instant(text, &Zone::utc(), t).map_err(bad)?,
+            t,
+        ))),
         Some(DType::Str(_)) => Ok(Key::S(text.to_string())),
-        Some(d) if d.is_integer() => text.parse::<i64>().map(Key::I).map_err(|_| bad("not an integer".into())),
-        _ => text.parse::<f64>().map(Key::f).map_err(|_| bad("not a number".into())),
+        Some(d) if d.is_integer() => text
+            .parse::<i64>()
+            .map(Key::I)
+            .map_err(|_| bad("not an integer".into())),
+        _ => text
+            .parse::<f64>()
+            .map(Key::f)
+            .map_err(|_| bad("not a number".into())),
     }
 }
 
@@ -79,15 +104,29 @@ fn display(node: &NodeSchema, dim: &str, k: &Key) -> Value {
 }
 
 /// The selected values of each dimension of `dims`.
-fn select(node: &NodeSchema, data: &NodeData, dims: &[String], wheres: &[Where]) -> Result<Vec<Vec<Key>>, MergeError> {
+fn select(
+    node: &NodeSchema,
+    data: &NodeData,
+    dims: &[String],
+    wheres: &[Where],
+) -> Result<Vec<Vec<Key>>, MergeError> {
     for w in wheres {
         if !dims.contains(&w.dim) {
-            return Err(MergeError::Invalid(format!("--where {}: not a dimension of the selected variable(s) ({})", w.dim, dims.join(", "))));
+            return Err(MergeError::Invalid(format!(
+                "--where {}: not a dimension of the selected variable(s) ({})",
+                w.dim,
+                dims.join(", ")
+            )));
         }
     }
     dims.iter()
         .map(|d| {
-            let axis: Vec<Key> = data.coords.iter().find(|(n, _)| n == d).map(|(_, v)| v.iter().filter_map(scalar_key).collect()).unwrap_or_default();
+            let axis: Vec<Key> = data
+                .coords
+                .iter()
+                .find(|(n, _)| n == d)
+                .map(|(_, v)| v.iter().filter_map(scalar_key).collect())
+                .unwrap_or_default();
             let mut keep = axis;
             for w in wheres.iter().filter(|w| &w.dim == d) {
                 let lo = key_of(node, d, &w.from)?;
@@ -123,27 +162,50 @@ struct Walker<'a> {
     repo: &'a Repo,
     node: String,
     var: String,
-    dims: Vec<String>,
 }
 
 impl Walker<'_> {
     async fn cells_of(&self, info: &CommitInfo) -> Result<Option<CellMatcher>, MergeError> {
-        let Some(rec) = self.repo.record(info).await? else { return Ok(None) };
-        let v = rec.pointer(&format!("/cells/{}/{}", json_pointer(&self.node), json_pointer(&self.var)));
+        let Some(rec) = self.repo.record(info).await? else {
+            return Ok(None);
+        };
+        let v = rec.pointer(&format!(
+            "/cells/{}/{}",
+            json_pointer(&self.node),
+            json_pointer(&self.var)
+        ));
         Ok(v.and_then(CellMatcher::from_json))
     }
 
     /// Attribute `open` cells walking from `tip` (first parents) down to `stop` (exclusive).
-    async fn walk(&self, tip: &SnapshotId, stop: Option<&str>, open: &mut Vec<Vec<Key>>, found: &mut Vec<(CommitInfo, Vec<Vec<Key>>)>) -> Result<(), MergeError> {
+    ///
+    /// A revert and the commit it reverts are both passed over for the cells involved: the
+    /// value there is the one from before the reverted commit.
+    async fn walk(
+        &self,
+        tip: &SnapshotId,
+        stop: Option<&str>,
+        open: &mut Vec<Vec<Key>>,
+        found: &mut Vec<(CommitInfo, Vec<Vec<Key>>)>,
+        reverted: &mut HashSet<String>,
+    ) -> Result<(), MergeError> {
         let history = self.repo.log(&tip.to_string(), None).await?;
         for info in history {
             if open.is_empty() || Some(info.id.as_str()) == stop {
                 break;
             }
-            // who is credited: the commit itself, or the one it reverts / picks
-            let credited_cells = match info.extra.get(keys::REVERTS).or(info.extra.get(keys::CHERRY_PICKED)).and_then(Value::as_str) {
+            if let Some(target) = info.extra.get(keys::REVERTS).and_then(Value::as_str) {
+                reverted.insert(target.to_string());
+                continue;
+            }
+            if reverted.contains(&info.id) {
+                continue;
+            }
+            // a cherry-pick is credited with the cells of the commit it picked
+            let credited_cells = match info.extra.get(keys::CHERRY_PICKED).and_then(Value::as_str) {
                 Some(other) => {
-                    let id = SnapshotId::try_from(other).map_err(|e| MergeError::Invalid(e.to_string()))?;
+                    let id = SnapshotId::try_from(other)
+                        .map_err(|e| MergeError::Invalid(e.to_string()))?;
                     let o = self.repo.commit_info(&id).await?;
                     self.cells_of(&o).await?
                 }
@@ -156,12 +218,15 @@ impl Walker<'_> {
                     found.push((info.clone(), hit));
                 }
             }
-            if let (Some(src), Some(base)) = (info.extra.get(keys::MERGED_FROM).and_then(Value::as_str), info.extra.get(keys::MERGE_BASE).and_then(Value::as_str)) {
-                let src = SnapshotId::try_from(src).map_err(|e| MergeError::Invalid(e.to_string()))?;
-                Box::pin(self.walk(&src, Some(base), open, found)).await?;
+            if let (Some(src), Some(base)) = (
+                info.extra.get(keys::MERGED_FROM).and_then(Value::as_str),
+                info.extra.get(keys::MERGE_BASE).and_then(Value::as_str),
+            ) {
+                let src =
+                    SnapshotId::try_from(src).map_err(|e| MergeError::Invalid(e.to_string()))?;
+                Box::pin(self.walk(&src, Some(base), open, found, reverted)).await?;
             }
         }
-        let _ = &self.dims;
         Ok(())
     }
 }
@@ -171,10 +236,20 @@ fn json_pointer(s: &str) -> String {
 }
 
 /// Describe a set of cells as selections: a box when it is one, else split along the first dim.
-fn describe(node: &NodeSchema, dims: &[String], cells: &[Vec<Key>], out: &mut Vec<Map<String, Value>>) {
+fn describe(
+    node: &NodeSchema,
+    dims: &[String],
+    cells: &[Vec<Key>],
+    out: &mut Vec<Map<String, Value>>,
+) {
     let per_dim: Vec<Vec<Key>> = (0..dims.len())
         .map(|d| {
-            let mut v: Vec<Key> = cells.iter().map(|c| c[d].clone()).collect::<HashSet<_>>().into_iter().collect();
+            let mut v: Vec<Key> = cells
+                .iter()
+                .map(|c| c[d].clone())
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .collect();
             v.sort();
             v
         })
@@ -206,26 +281,59 @@ fn describe(node: &NodeSchema, dims: &[String], cells: &[Vec<Key>], out: &mut Ve
 }
 
 /// Blame `var` of `node` at `rev` over the cells selected by `wheres`.
-pub async fn blame(repo: &Repo, node_path: &str, var: &str, rev: &str, wheres: &[Where]) -> Result<Vec<BlameRecord>, MergeError> {
+pub async fn blame(
+    repo: &Repo,
+    node_path: &str,
+    var: &str,
+    rev: &str,
+    wheres: &[Where],
+) -> Result<Vec<BlameRecord>, MergeError> {
     let at = repo.resolve(rev).await?;
     let store = repo.read_store(&at.id).await?;
-    let schema: Schema = crate::merge::stored_schema(&(store as std::sync::Arc<dyn zarrs_storage::AsyncReadableWritableListableStorageTraits>)).await?;
+    let schema: Schema = crate::merge::stored_schema(
+        &(store as std::sync::Arc<dyn zarrs_storage::AsyncReadableWritableListableStorageTraits>),
+    )
+    .await?;
     let path = node_path.trim_matches('/');
-    let node = schema.node(path).ok_or_else(|| MergeError::NoSuchNode { node: node_path.into(), nodes: schema.root.walk().iter().map(|n| n.path.clone()).collect() })?;
-    let v = node.var(var).ok_or_else(|| MergeError::Invalid(format!("variable '{var}' is not in node '{node_path}'; variables: {}", node.vars.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", "))))?;
+    let node = schema.node(path).ok_or_else(|| MergeError::NoSuchNode {
+        node: node_path.into(),
+        nodes: schema.root.walk().iter().map(|n| n.path.clone()).collect(),
+    })?;
+    let v = node.var(var).ok_or_else(|| {
+        MergeError::Invalid(format!(
+            "variable '{var}' is not in node '{node_path}'; variables: {}",
+            node.vars
+                .iter()
+                .map(|v| v.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })?;
     let data = read_node(repo, &at.id, path).await?;
     let sel = select(node, &data, &v.coords, wheres)?;
     // every combination of the selected values
     let mut open: Vec<Vec<Key>> = vec![vec![]];
     for vals in &sel {
-        open = open.iter().flat_map(|p| vals.iter().map(move |k| [p.clone(), vec![k.clone()]].concat())).collect();
+        open = open
+            .iter()
+            .flat_map(|p| {
+                vals.iter()
+                    .map(move |k| [p.clone(), vec![k.clone()]].concat())
+            })
+            .collect();
     }
     if sel.iter().any(Vec::is_empty) {
         open.clear();
     }
-    let walker = Walker { repo, node: path.to_string(), var: var.to_string(), dims: v.coords.clone() };
+    let walker = Walker {
+        repo,
+        node: path.to_string(),
+        var: var.to_string(),
+    };
     let mut found = Vec::new();
-    walker.walk(&at.id, None, &mut open, &mut found).await?;
+    walker
+        .walk(&at.id, None, &mut open, &mut found, &mut HashSet::new())
+        .await?;
     let mut out = Vec::new();
     for (info, cells) in &found {
         let mut sels = Vec::new();
@@ -244,7 +352,13 @@ pub async fn blame(repo: &Repo, node_path: &str, var: &str, rev: &str, wheres: &
         let mut sels = Vec::new();
         describe(node, &v.coords, &open, &mut sels);
         for s in sels {
-            out.push(BlameRecord { selection: s, commit: None, author: None, time: None, message: Some("never written".into()) });
+            out.push(BlameRecord {
+                selection: s,
+                commit: None,
+                author: None,
+                time: None,
+                message: Some("never written".into()),
+            });
         }
     }
     Ok(out)
@@ -261,20 +375,48 @@ pub enum Format {
 
 /// Write the tidy long table of `node` at `rev`: one row per coordinate combination where any
 /// variable has a value; columns = coordinates (composed ones as their components), then variables.
-pub async fn export(repo: &Repo, node_path: &str, rev: &str, wheres: &[Where], format: Format, out: &mut dyn Write) -> Result<u64, MergeError> {
+pub async fn export(
+    repo: &Repo,
+    node_path: &str,
+    rev: &str,
+    wheres: &[Where],
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<u64, MergeError> {
     let at = repo.resolve(rev).await?;
     let store = repo.read_store(&at.id).await?;
-    let schema: Schema = crate::merge::stored_schema(&(store as std::sync::Arc<dyn zarrs_storage::AsyncReadableWritableListableStorageTraits>)).await?;
+    let schema: Schema = crate::merge::stored_schema(
+        &(store as std::sync::Arc<dyn zarrs_storage::AsyncReadableWritableListableStorageTraits>),
+    )
+    .await?;
     let path = node_path.trim_matches('/');
-    let node = schema.node(path).ok_or_else(|| MergeError::NoSuchNode { node: node_path.into(), nodes: schema.root.walk().iter().map(|n| n.path.clone()).collect() })?;
+    let node = schema.node(path).ok_or_else(|| MergeError::NoSuchNode {
+        node: node_path.into(),
+        nodes: schema.root.walk().iter().map(|n| n.path.clone()).collect(),
+    })?;
     let data = read_node(repo, &at.id, path).await?;
     let dims: Vec<String> = node.coords.iter().map(|c| c.name().to_string()).collect();
     let sel = select(node, &data, &dims, wheres)?;
-    let components: HashSet<&str> = node.coords.iter().flat_map(|c| c.composed.iter().map(String::as_str)).collect();
+    let components: HashSet<&str> = node
+        .coords
+        .iter()
+        .flat_map(|c| c.composed.iter().map(String::as_str))
+        .collect();
     // positions of the selected keys on each axis
     let axis_pos: Vec<HashMap<Key, usize>> = dims
         .iter()
-        .map(|d| data.coords.iter().find(|(n, _)| n == d).map(|(_, v)| v.iter().enumerate().filter_map(|(i, s)| s.key().map(|k| (k, i))).collect()).unwrap_or_default())
+        .map(|d| {
+            data.coords
+                .iter()
+                .find(|(n, _)| n == d)
+                .map(|(_, v)| {
+                    v.iter()
+                        .enumerate()
+                        .filter_map(|(i, s)| s.key().map(|k| (k, i)))
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
         .collect();
     let mut header: Vec<String> = Vec::new();
     for c in &node.coords {
@@ -284,13 +426,20 @@ pub async fn export(repo: &Repo, node_path: &str, rev: &str, wheres: &[Where], f
             header.extend(c.composed.iter().cloned());
         }
     }
-    let vars: Vec<&crate::merge::VarData> = data.vars.iter().filter(|(n, ..)| !components.contains(n.as_str())).collect();
+    let vars: Vec<&crate::merge::VarData> = data
+        .vars
+        .iter()
+        .filter(|(n, ..)| !components.contains(n.as_str()))
+        .collect();
     header.extend(vars.iter().map(|(n, ..)| n.clone()));
     let cell = |name: &str, s: &Scalar| -> Value {
-        let tick = node.var(name).or_else(|| node.coord(name).map(|c| &c.var)).and_then(|v| match v.dtype {
-            Some(DType::DateTime(t)) => Some(t),
-            _ => None,
-        });
+        let tick = node
+            .var(name)
+            .or_else(|| node.coord(name).map(|c| &c.var))
+            .and_then(|v| match v.dtype {
+                Some(DType::DateTime(t)) => Some(t),
+                _ => None,
+            });
         match (s, tick) {
             (Scalar::Na, _) => Value::Null,
             (Scalar::I(i), Some(t)) => json!(format_ticks(*i, t)),
@@ -301,7 +450,8 @@ pub async fn export(repo: &Repo, node_path: &str, rev: &str, wheres: &[Where], f
     };
     let mut csv_w = (format == Format::Csv).then(|| csv::Writer::from_writer(Vec::new()));
     if let Some(w) = csv_w.as_mut() {
-        w.write_record(&header).map_err(|e| MergeError::Invalid(e.to_string()))?;
+        w.write_record(&header)
+            .map_err(|e| MergeError::Invalid(e.to_string()))?;
     }
     let mut json_rows: Vec<Value> = Vec::new();
     let mut rows = 0u64;
@@ -313,7 +463,9 @@ pub async fn export(repo: &Repo, node_path: &str, rev: &str, wheres: &[Where], f
             idx[d] = r % sel[d].len();
             r /= sel[d].len();
         }
-        let pos: Vec<usize> = (0..dims.len()).map(|d| axis_pos[d][&sel[d][idx[d]]]).collect();
+        let pos: Vec<usize> = (0..dims.len())
+            .map(|d| axis_pos[d][&sel[d][idx[d]]])
+            .collect();
         let mut values: Vec<Value> = Vec::with_capacity(vars.len());
         let mut any = false;
         for (name, vdims, shape, vals) in &vars {
@@ -337,7 +489,12 @@ pub async fn export(repo: &Repo, node_path: &str, rev: &str, wheres: &[Where], f
                 row.push(display(node, c.name(), &sel[d][idx[d]]));
             } else {
                 for comp in &c.composed {
-                    let s = data.vars.iter().find(|(n, ..)| n == comp).and_then(|(_, _, _, v)| v.get(pos[d]).cloned()).unwrap_or(Scalar::Na);
+                    let s = data
+                        .vars
+                        .iter()
+                        .find(|(n, ..)| n == comp)
+                        .and_then(|(_, _, _, v)| v.get(pos[d]).cloned())
+                        .unwrap_or(Scalar::Na);
                     row.push(cell(comp, &s));
                 }
             }
@@ -346,19 +503,28 @@ pub async fn export(repo: &Repo, node_path: &str, rev: &str, wheres: &[Where], f
         rows += 1;
         match csv_w.as_mut() {
             Some(w) => {
-                let text: Vec<String> = row.iter().map(|v| match v {
-                    Value::Null => String::new(),
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                }).collect();
-                w.write_record(&text).map_err(|e| MergeError::Invalid(e.to_string()))?;
+                let text: Vec<String> = row
+                    .iter()
+                    .map(|v| match v {
+                        Value::Null => String::new(),
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    })
+                    .collect();
+                w.write_record(&text)
+                    .map_err(|e| MergeError::Invalid(e.to_string()))?;
             }
             None => json_rows.push(Value::Object(header.iter().cloned().zip(row).collect())),
         }
     }
     let io = |e: std::io::Error| MergeError::Invalid(format!("writing the export: {e}"));
     match csv_w {
-        Some(w) => out.write_all(&w.into_inner().map_err(|e| MergeError::Invalid(e.to_string()))?).map_err(io)?,
+        Some(w) => out
+            .write_all(
+                &w.into_inner()
+                    .map_err(|e| MergeError::Invalid(e.to_string()))?,
+            )
+            .map_err(io)?,
         None => writeln!(out, "{}", Value::Array(json_rows)).map_err(io)?,
     }
     Ok(rows)

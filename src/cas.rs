@@ -314,7 +314,11 @@ impl CasWriter {
                     s.written.push(written(StoredAs::New));
                 }),
                 VersionedUpdateResult::NotOnLatestVersion => {
-                    let ours = self.created.lock().map(|c| c.contains(&id)).unwrap_or(false);
+                    let ours = self
+                        .created
+                        .lock()
+                        .map(|c| c.contains(&id))
+                        .unwrap_or(false);
                     if !ours && !self.reachable().await?.contains(&id) {
                         // Stored but not reachable from our base: garbage collection may be about to
                         // delete it. Rewrite the same bytes so its age restarts (spec/004).

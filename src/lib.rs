@@ -17,6 +17,7 @@
 pub mod audit;
 pub mod cas;
 pub mod cli;
+pub mod demo;
 pub mod ingest;
 pub mod merge;
 pub mod provenance;

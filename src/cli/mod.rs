@@ -82,6 +82,51 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Which commit last wrote each cell of a selection (by coordinate values).
+    Blame {
+        /// Repository location.
+        repo: String,
+        /// Node path (`/` = root).
+        #[arg(long, default_value = "/")]
+        node: String,
+        /// Variable.
+        #[arg(long)]
+        var: String,
+        /// Revision (default: main).
+        #[arg(long)]
+        at: Option<String>,
+        /// DIM=VALUE or DIM=FROM..TO (repeatable).
+        #[arg(long = "where")]
+        wheres: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a node as a tidy long table (one row per cell with a value).
+    Export {
+        /// Repository location.
+        repo: String,
+        /// Node path (`/` = root).
+        #[arg(long, default_value = "/")]
+        node: String,
+        /// Revision (default: main).
+        #[arg(long)]
+        at: Option<String>,
+        /// DIM=VALUE or DIM=FROM..TO (repeatable).
+        #[arg(long = "where")]
+        wheres: Vec<String>,
+        /// Output format.
+        #[arg(long, default_value = "csv", value_parser = ["csv", "json"])]
+        format: String,
+        /// Output file (default: standard output).
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+    },
+    /// Build a demo repository from the bundled weather schema and sample forecasts.
+    Demo {
+        /// Directory for the new repository (must not exist).
+        dir: PathBuf,
+    },
     /// Show the history, newest first.
     Log {
         /// Repository location.
@@ -516,6 +561,77 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 );
             }
         }
+        Command::Blame {
+            repo,
+            node,
+            var,
+            at,
+            wheres,
+            json,
+        } => {
+            let r = open(&repo).await?;
+            let wheres = wheres
+                .iter()
+                .map(|w| crate::audit::Where::parse(w))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| CliError::Other(e.to_string()))?;
+            let recs =
+                crate::audit::blame(&r, &node, &var, at.as_deref().unwrap_or("main"), &wheres)
+                    .await
+                    .map_err(|e| CliError::Other(e.to_string()))?;
+            output::blame(&recs, json);
+        }
+        Command::Export {
+            repo,
+            node,
+            at,
+            wheres,
+            format,
+            output: out,
+        } => {
+            let r = open(&repo).await?;
+            let wheres = wheres
+                .iter()
+                .map(|w| crate::audit::Where::parse(w))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| CliError::Other(e.to_string()))?;
+            let fmt = if format == "json" {
+                crate::audit::Format::Json
+            } else {
+                crate::audit::Format::Csv
+            };
+            let mut buf: Vec<u8> = Vec::new();
+            let rows = crate::audit::export(
+                &r,
+                &node,
+                at.as_deref().unwrap_or("main"),
+                &wheres,
+                fmt,
+                &mut buf,
+            )
+            .await
+            .map_err(|e| CliError::Other(e.to_string()))?;
+            match out {
+                Some(path) => {
+                    // write beside, then rename: a failed export leaves no partial file
+                    let tmp = path.with_extension("zf-partial");
+                    std::fs::write(&tmp, &buf)
+                        .and_then(|_| std::fs::rename(&tmp, &path))
+                        .map_err(|source| CliError::Read {
+                            path: path.clone(),
+                            source,
+                        })?;
+                    eprintln!("wrote {rows} row(s) to {}", path.display());
+                }
+                None => {
+                    use std::io::Write;
+                    std::io::stdout()
+                        .write_all(&buf)
+                        .map_err(|e| CliError::Other(e.to_string()))?;
+                }
+            }
+        }
+        Command::Demo { dir } => crate::demo::run(&dir).await?,
         Command::Log {
             repo,
             rev,

@@ -207,3 +207,34 @@ pub fn gc(r: &GcReport, json: bool) {
         r.bytes_deleted
     );
 }
+
+/// `blame`.
+pub fn blame(recs: &[crate::audit::BlameRecord], json: bool) {
+    if json {
+        print_json(recs);
+        return;
+    }
+    for r in recs {
+        let sel: Vec<String> = r
+            .selection
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        match &r.commit {
+            Some(c) => println!(
+                "{}  {}  {}  {}  {}",
+                &c[..c.len().min(10)],
+                r.time.as_deref().unwrap_or(""),
+                r.author.as_deref().unwrap_or("?"),
+                sel.join(" "),
+                r.message
+                    .as_deref()
+                    .unwrap_or("")
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+            ),
+            None => println!("(never written)  {}", sel.join(" ")),
+        }
+    }
+}

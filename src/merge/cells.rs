@@ -38,9 +38,27 @@ impl DimValues {
 
     fn from_keys(keys: &[Key]) -> DimValues {
         match keys.first() {
-            Some(Key::F(_)) => DimValues::F(keys.iter().map(|k| if let Key::F(f) = k { f.0 } else { f64::NAN }).collect()),
-            Some(Key::S(_)) => DimValues::S(keys.iter().map(|k| if let Key::S(s) = k { s.clone() } else { String::new() }).collect()),
-            _ => DimValues::I(keys.iter().map(|k| if let Key::I(i) = k { *i } else { 0 }).collect()),
+            Some(Key::F(_)) => DimValues::F(
+                keys.iter()
+                    .map(|k| if let Key::F(f) = k { f.0 } else { f64::NAN })
+                    .collect(),
+            ),
+            Some(Key::S(_)) => DimValues::S(
+                keys.iter()
+                    .map(|k| {
+                        if let Key::S(s) = k {
+                            s.clone()
+                        } else {
+                            String::new()
+                        }
+                    })
+                    .collect(),
+            ),
+            _ => DimValues::I(
+                keys.iter()
+                    .map(|k| if let Key::I(i) = k { *i } else { 0 })
+                    .collect(),
+            ),
         }
     }
 }
@@ -69,7 +87,13 @@ impl CellSetBuilder {
     /// A builder for a variable with these dimensions.
     pub fn new(dims: Vec<String>) -> Self {
         let n = dims.len();
-        CellSetBuilder { dims, index: vec![HashMap::new(); n], keys: vec![vec![]; n], tuples: vec![], seen: Default::default() }
+        CellSetBuilder {
+            dims,
+            index: vec![HashMap::new(); n],
+            keys: vec![vec![]; n],
+            tuples: vec![],
+            seen: Default::default(),
+        }
     }
 
     /// Add one written cell.
@@ -113,9 +137,21 @@ impl CellMatcher {
     /// From a stored cell set (JSON).
     pub fn from_json(v: &Value) -> Option<CellMatcher> {
         let set: CellSet = serde_json::from_value(v.clone()).ok()?;
-        let per_dim = set.values.iter().map(|d| d.keys().into_iter().enumerate().map(|(i, k)| (k, i as u32)).collect()).collect();
+        let per_dim = set
+            .values
+            .iter()
+            .map(|d| {
+                d.keys()
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, k)| (k, i as u32))
+                    .collect()
+            })
+            .collect();
         let n = set.dims.len().max(1);
-        let tuples = set.tuples.map(|t| t.chunks(n).map(<[u32]>::to_vec).collect());
+        let tuples = set
+            .tuples
+            .map(|t| t.chunks(n).map(<[u32]>::to_vec).collect());
         Some(CellMatcher { per_dim, tuples })
     }
 
@@ -157,6 +193,9 @@ mod tests {
         assert!(set.tuples.is_some());
         let m = CellMatcher::from_json(&serde_json::to_value(&set).unwrap()).unwrap();
         assert!(m.contains(&[Key::I(1), Key::S("a".into())]));
-        assert!(!m.contains(&[Key::I(0), Key::S("a".into())]), "sparse sets are exact");
+        assert!(
+            !m.contains(&[Key::I(0), Key::S("a".into())]),
+            "sparse sets are exact"
+        );
     }
 }

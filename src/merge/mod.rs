@@ -16,7 +16,8 @@ use std::hash::{Hash, Hasher};
 pub use convert::OnInvalid;
 pub use node::{
     create_node, init_dataset, read_node, stored_schema, update, NodeData, UpdateOptions,
-    UpdateReport, VarData};
+    UpdateReport, VarData,
+};
 
 /// A coordinate value as it is compared and ordered.
 #[derive(Debug, Clone)]

@@ -598,7 +598,10 @@ async fn apply_node(
                 continue;
             }
             written.insert(nf, r);
-            let cell: Vec<Key> = dims.iter().map(|&d| ov.conv.coord_keys[d][r].clone()).collect();
+            let cell: Vec<Key> = dims
+                .iter()
+                .map(|&d| ov.conv.coord_keys[d][r].clone())
+                .collect();
             cellset.add(&cell);
             data.set(nf, s);
             touched_chunks.insert(cidx);
@@ -665,7 +668,16 @@ pub async fn update(
             report.duplicates += conv.duplicates;
             report.invalid_to_na += conv.invalid_to_na;
             let mut node_cells = Map::new();
-            apply_node(&store, node, &conv, opts, table, &mut report, &mut node_cells).await?;
+            apply_node(
+                &store,
+                node,
+                &conv,
+                opts,
+                table,
+                &mut report,
+                &mut node_cells,
+            )
+            .await?;
             if !node_cells.is_empty() {
                 cells.insert(node.path.clone(), Value::Object(node_cells));
             }

@@ -292,8 +292,9 @@ impl Repo {
         let parts: Vec<bytes::Bytes> = futures::TryStreamExt::try_collect(stream)
             .await
             .map_err(engine(format!("reading record {key}")))?;
-        let v: serde_json::Value = serde_json::from_slice(&parts.concat())
-            .map_err(|e| super::RepoError::Invalid(format!("record {key} of commit {}: {e}", info.id)))?;
+        let v: serde_json::Value = serde_json::from_slice(&parts.concat()).map_err(|e| {
+            super::RepoError::Invalid(format!("record {key} of commit {}: {e}", info.id))
+        })?;
         Ok(Some(v))
     }
 

@@ -240,7 +240,11 @@ fn rebase_detail(e: &icechunk::session::SessionError) -> String {
 }
 
 /// Write the side record of the chunks a commit wrote (content-addressed, create-if-absent).
-async fn write_record(repo: &icechunk::Repository, stats: &WriteStats, cells: &serde_json::Value) -> Result<Option<String>> {
+async fn write_record(
+    repo: &icechunk::Repository,
+    stats: &WriteStats,
+    cells: &serde_json::Value,
+) -> Result<Option<String>> {
     if stats.written.is_empty() && cells.is_null() {
         return Ok(None);
     }

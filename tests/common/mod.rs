@@ -159,27 +159,68 @@ pub fn arc<T>(t: T) -> Arc<T> {
 pub const ARRAYS: [&str; 3] = ["a", "b", "c"];
 
 /// A repository written by icechunk directly (the baseline of the commit measure).
-pub async fn icechunk_repo(storage: Arc<dyn icechunk::Storage + Send + Sync>) -> icechunk::Repository {
+pub async fn icechunk_repo(
+    storage: Arc<dyn icechunk::Storage + Send + Sync>,
+) -> icechunk::Repository {
     use zarrs_icechunk::AsyncIcechunkStore;
-    let repo = icechunk::Repository::create(storage).execute().await.expect("create");
-    let store = Arc::new(AsyncIcechunkStore::new(repo.writable_session("main").await.expect("session")));
-    zarrs::group::GroupBuilder::new().build(store.clone(), "/").unwrap().async_store_metadata().await.unwrap();
+    let repo = icechunk::Repository::create(storage)
+        .execute()
+        .await
+        .expect("create");
+    let store = Arc::new(AsyncIcechunkStore::new(
+        repo.writable_session("main").await.expect("session"),
+    ));
+    zarrs::group::GroupBuilder::new()
+        .build(store.clone(), "/")
+        .unwrap()
+        .async_store_metadata()
+        .await
+        .unwrap();
     for n in ARRAYS {
-        let mut b = ArrayBuilder::new(SHAPE.to_vec(), SHAPE.to_vec(), data_type::float64(), f64::NAN);
+        let mut b = ArrayBuilder::new(
+            SHAPE.to_vec(),
+            SHAPE.to_vec(),
+            data_type::float64(),
+            f64::NAN,
+        );
         b.dimension_names(Some(["time", "site"]));
-        b.build(store.clone(), &format!("/{n}")).unwrap().async_store_metadata().await.unwrap();
+        b.build(store.clone(), &format!("/{n}"))
+            .unwrap()
+            .async_store_metadata()
+            .await
+            .unwrap();
     }
-    store.session().write().await.commit("setup").execute().await.expect("commit");
+    store
+        .session()
+        .write()
+        .await
+        .commit("setup")
+        .execute()
+        .await
+        .expect("commit");
     repo
 }
 
 /// The same write + commit as [`write`] of the three arrays, done by icechunk directly.
 pub async fn icechunk_commit(repo: &icechunk::Repository, seed: f64) {
     use zarrs_icechunk::AsyncIcechunkStore;
-    let store = Arc::new(AsyncIcechunkStore::new(repo.writable_session("main").await.expect("session")));
+    let store = Arc::new(AsyncIcechunkStore::new(
+        repo.writable_session("main").await.expect("session"),
+    ));
     for n in ARRAYS {
-        let a = Array::async_open(store.clone(), &format!("/{n}")).await.expect("open");
-        a.async_store_chunk(&[0, 0], values(seed)).await.expect("chunk");
+        let a = Array::async_open(store.clone(), &format!("/{n}"))
+            .await
+            .expect("open");
+        a.async_store_chunk(&[0, 0], values(seed))
+            .await
+            .expect("chunk");
     }
-    store.session().write().await.commit("bench").execute().await.expect("commit");
+    store
+        .session()
+        .write()
+        .await
+        .commit("bench")
+        .execute()
+        .await
+        .expect("commit");
 }
