@@ -468,6 +468,7 @@ pub async fn export(
             .collect();
         let mut values: Vec<Value> = Vec::with_capacity(vars.len());
         let mut any = false;
+        let full_dim_vars = vars.iter().any(|(_, vd, ..)| vd.len() == dims.len());
         for (name, vdims, shape, vals) in &vars {
             let mut off = 0usize;
             let mut stride = 1usize;
@@ -477,7 +478,10 @@ pub async fn export(
                 stride *= shape[a] as usize;
             }
             let s = vals.get(off).cloned().unwrap_or(Scalar::Na);
-            any |= !matches!(s, Scalar::Na);
+            // a row is a cell of the variables spanning every dimension; others are broadcast
+            if !full_dim_vars || vdims.len() == dims.len() {
+                any |= !matches!(s, Scalar::Na);
+            }
             values.push(cell(name, &s));
         }
         if !any {

@@ -1,0 +1,349 @@
+//! `update`, `blame`, `export`, `demo` through the CLI, and a corpus of bad inputs: each must
+//! fail with a message naming file, line, column and value, leaving the repository unchanged.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const AUTHOR: &str = "Upd Tester <upd@example.org>";
+
+fn zf(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_zarr-fuse"))
+        .args(args)
+        .env("ZF_AUTHOR", AUTHOR)
+        .output()
+        .expect("run")
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = zf(args);
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+const SCHEMA: &str = "\
+ATTRS: {title: test}
+VARS:
+  temp: {coords: [t, site], unit: K, source_unit: degC, df_col: temperature}
+  hum: {coords: [t, site], unit: '%', range: {interval: [0, 100]}}
+  count: {coords: [t, site], type: int32}
+  lat: {coords: site, unit: deg}
+COORDS:
+  t: {unit: {tick: h, tz: null}, source_unit: {tick: s, tz: CET}, df_col: time}
+  site: {type: 'str[8]', sorted: false}
+";
+
+fn setup(dir: &Path) -> String {
+    std::fs::write(dir.join("s.yaml"), SCHEMA).unwrap();
+    let repo = dir.join("repo").display().to_string();
+    ok(&[
+        "init",
+        &repo,
+        "--schema",
+        dir.join("s.yaml").to_str().unwrap(),
+    ]);
+    let csv = "time,site,temperature,hum,count,lat\n\
+               2026-01-01T01:00,A,10,50,1,50.1\n\
+               2026-01-01T01:00,B,11,51,2,49.2\n\
+               2026-01-01T02:00,A,12,52,3,50.1\n\
+               2026-01-01T02:00,B,13,53,4,49.2\n";
+    std::fs::write(dir.join("a.csv"), csv).unwrap();
+    ok(&[
+        "update",
+        &repo,
+        dir.join("a.csv").to_str().unwrap(),
+        "-m",
+        "first",
+    ]);
+    repo
+}
+
+#[test]
+fn update_json_blame_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = setup(dir.path());
+    let b = dir.path().join("b.csv");
+    std::fs::write(&b, "time,site,temperature,hum,count,lat\n2026-01-01T02:00,B,20,60,5,49.2\n2026-01-01T03:00,C,21,61,6,48.0\n2026-01-01T03:00,C,22,62,7,48.0\n,A,1,1,1,1\n").unwrap();
+    let dry: Value = serde_json::from_str(&ok(&[
+        "update",
+        &repo,
+        b.to_str().unwrap(),
+        "--dry-run",
+        "--json",
+    ]))
+    .unwrap();
+    assert!(dry["commit"].is_null());
+    let before = ok(&["log", &repo, "--json"]);
+    let out: Value = serde_json::from_str(&ok(&[
+        "update",
+        &repo,
+        b.to_str().unwrap(),
+        "--json",
+        "--author",
+        "Bob <bob@example.org>",
+        "--meta",
+        "station=x",
+    ]))
+    .unwrap();
+    for k in [
+        "commit",
+        "branch",
+        "rows_read",
+        "rows_dropped",
+        "duplicates",
+        "invalid_to_na",
+        "cells_written",
+        "chunks_written",
+        "chunks_deduplicated",
+        "new_coords",
+    ] {
+        assert!(out.get(k).is_some(), "update --json lacks {k}: {out}");
+    }
+    assert_eq!(out["rows_read"], 4);
+    assert_eq!(out["rows_dropped"], 1);
+    assert_eq!(out["duplicates"], 1);
+    assert_eq!(out["new_coords"]["t"], 1);
+    assert_eq!(out["new_coords"]["site"], 1);
+    assert_ne!(before, ok(&["log", &repo, "--json"]));
+    let log: Value = serde_json::from_str(&ok(&["log", &repo, "--json", "-n", "1"])).unwrap();
+    assert_eq!(log[0]["author"], "Bob <bob@example.org>");
+    assert_eq!(log[0]["input_blake3"].as_str().map(str::len), Some(64));
+    assert_eq!(log[0]["meta"]["station"], "x");
+    assert_eq!(log[0]["counts"]["duplicates"], 1);
+
+    // blame: one cell → one record. Input times are CET: 02:00 CET = 01:00 UTC, which Bob
+    // overwrote for site B; 01:00 CET = 00:00 UTC was written by the first commit only.
+    let one: Value = serde_json::from_str(&ok(&[
+        "blame",
+        &repo,
+        "--var",
+        "temp",
+        "--where",
+        "t=2026-01-01T01:00",
+        "--where",
+        "site=B",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(one.as_array().unwrap().len(), 1, "{one}");
+    assert_eq!(one[0]["author"], "Bob <bob@example.org>");
+    assert_eq!(one[0]["selection"]["t"][0], "2026-01-01T01:00:00");
+    let first: Value = serde_json::from_str(&ok(&[
+        "blame",
+        &repo,
+        "--var",
+        "temp",
+        "--where",
+        "t=2026-01-01T00:00..2026-01-01T00:30",
+        "--where",
+        "site=B",
+        "--at",
+        "main",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(first.as_array().unwrap().len(), 1, "{first}");
+    assert_eq!(first[0]["author"], AUTHOR);
+    assert_eq!(first[0]["message"], "first");
+    let all: Value =
+        serde_json::from_str(&ok(&["blame", &repo, "--var", "temp", "--json"])).unwrap();
+    let authors: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["author"].as_str())
+        .collect();
+    assert!(
+        authors.contains(&"Bob <bob@example.org>") && authors.contains(&AUTHOR),
+        "{all}"
+    );
+
+    // export: tidy long table, ISO times, kelvin
+    let csv = ok(&["export", &repo, "--where", "site=A"]);
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("t,site,temp,hum,count,lat"));
+    let first: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(first[0], "2026-01-01T00:00:00", "01:00 CET is 00:00 UTC");
+    assert_eq!(first[1], "A");
+    assert!((first[2].parse::<f64>().unwrap() - 283.15).abs() < 1e-9);
+    let json: Value = serde_json::from_str(&ok(&["export", &repo, "--format", "json"])).unwrap();
+    assert_eq!(
+        json.as_array().unwrap().len(),
+        5,
+        "2 times x 2 sites + 1 new cell (t=02:00 UTC, C): {json}"
+    );
+    let out = dir.path().join("e.csv");
+    ok(&["export", &repo, "-o", out.to_str().unwrap()]);
+    assert!(std::fs::read_to_string(&out).unwrap().starts_with("t,site"));
+}
+
+#[test]
+fn demo_builds_a_repository_python_can_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("demo");
+    let out = ok(&["demo", d.to_str().unwrap()]);
+    assert!(
+        out.contains("== log")
+            && out.contains("== blame")
+            && out.contains("== diff of the revert")
+            && out.contains("xr.open_zarr")
+    );
+    let tags: Value =
+        serde_json::from_str(&ok(&["tag", d.to_str().unwrap(), "list", "--json"])).unwrap();
+    assert_eq!(tags[0]["name"], "v1.0");
+    let v: Value =
+        serde_json::from_str(&ok(&["verify", d.to_str().unwrap(), "v1.0", "--json"])).unwrap();
+    assert_eq!(v["ok"], true);
+    // the revert restored the state before the bad fetch
+    let log: Value = serde_json::from_str(&ok(&["log", d.to_str().unwrap(), "--json"])).unwrap();
+    let bad = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["message"] == "yr.no fetch 6")
+        .unwrap();
+    let before_bad = bad["parents"][0].as_str().unwrap();
+    let diff: Value = serde_json::from_str(&ok(&[
+        "diff",
+        d.to_str().unwrap(),
+        before_bad,
+        "v1.0",
+        "--json",
+    ]))
+    .unwrap();
+    assert!(
+        diff["chunk_counts"].as_object().unwrap().is_empty(),
+        "{diff}"
+    );
+    assert!(
+        !zf(&["demo", d.to_str().unwrap()]).status.success(),
+        "demo refuses an existing repository"
+    );
+}
+
+/// (file name, CSV content, words the error must contain)
+const BAD_INPUTS: &[(&str, &str, &[&str])] = &[
+    ("missing-col.csv", "time,site,temperature,hum,lat\n2026-01-01T01:00,A,1,2,3\n", &["column 'count'", "missing", "time, site"]),
+    ("bad-number.csv", "time,site,temperature,hum,count,lat\n2026-01-01T01:00,A,warm,2,1,3\n", &["bad-number.csv:2", "temperature", "'warm'", "not a number"]),
+    ("bad-time.csv", "time,site,temperature,hum,count,lat\nyesterday,A,1,2,1,3\n", &["bad-time.csv:2", "column 'time'", "'yesterday'"]),
+    ("bad-date.csv", "time,site,temperature,hum,count,lat\n2026-02-30T01:00,A,1,2,1,3\n", &[":2", "2026-02-30T01:00"]),
+    ("out-of-range.csv", "time,site,temperature,hum,count,lat\n2026-01-01T01:00,A,1,2,1,3\n2026-01-01T02:00,A,1,150,1,3\n", &["out-of-range.csv:3", "hum", "150", "outside the range [0, 100]"]),
+    ("int-na.csv", "time,site,temperature,hum,count,lat\n2026-01-01T01:00,A,1,2,,3\n", &[":2", "count", "NA in integer variable"]),
+    ("int-frac.csv", "time,site,temperature,hum,count,lat\n2026-01-01T01:00,A,1,2,1.5,3\n", &[":2", "count", "'1.5'", "not an integer"]),
+    ("int-overflow.csv", "time,site,temperature,hum,count,lat\n2026-01-01T01:00,A,1,2,9999999999,3\n", &[":2", "does not fit type int32"]),
+    ("ragged.csv", "time,site,temperature,hum,count,lat\n2026-01-01T01:00,A,1,2\n", &["ragged.csv:2", "ragged row"]),
+    ("bad-utf8.csv", "time,site,temperature,hum,count,lat\n2026-01-01T01:00,\u{FFFD}A,1,2,1,3\n", &[]),
+    ("empty.csv", "", &["empty.csv", "empty"]),
+    ("long-str.csv", "time,site,temperature,hum,count,lat\n2026-01-01T01:00,ABCDEFGHIJ,1,2,1,3\n", &[":2", "longer than 8"]),
+    ("varies.csv", "time,site,temperature,hum,count,lat\n2026-01-01T01:00,A,1,2,1,3\n2026-01-01T02:00,A,1,2,1,4\n", &["lat", "does not use", "lines 2 and 3"]),
+    ("nan.csv", "time,site,temperature,hum,count,lat\n2026-01-01T01:00,A,inf,2,1,3\n", &[":2", "not a finite number"]),
+    ("offset.csv", "time,site,temperature,hum,count,lat\n2026-01-01T01:00+25:00,A,1,2,1,3\n", &[":2", "column 'time'"]),
+    ("bad-ext.parquet.txt2", "x", &["unsupported input format"]),
+];
+
+#[test]
+fn bad_inputs_are_rejected_whole_with_file_line_column_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = setup(dir.path());
+    let before = ok(&["log", &repo, "--json"]);
+    let export_before = ok(&["export", &repo]);
+    for (name, content, words) in BAD_INPUTS {
+        let f = dir.path().join(name);
+        if *name == "bad-utf8.csv" {
+            let mut bytes = b"time,site,temperature,hum,count,lat\n2026-01-01T01:00,".to_vec();
+            bytes.extend_from_slice(&[0xff, 0xfe]);
+            bytes.extend_from_slice(b",1,2,1,3\n");
+            std::fs::write(&f, bytes).unwrap();
+        } else {
+            std::fs::write(&f, content).unwrap();
+        }
+        let o = zf(&["update", &repo, f.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{name}: {err}");
+        assert_eq!(
+            err.trim().lines().count(),
+            1,
+            "{name}: one-line error expected: {err}"
+        );
+        assert!(
+            err.contains(name),
+            "{name}: error does not name the file: {err}"
+        );
+        for w in *words {
+            assert!(err.contains(w), "{name}: '{err}' lacks '{w}'");
+        }
+    }
+    // bad arguments
+    let a = dir.path().join("a.csv");
+    let o = zf(&["update", &repo, "--node", "nosuch", a.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("node 'nosuch' is not in the schema"));
+    let o = zf(&["update", &repo, "/no/such/file.csv"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/no/such/file.csv"));
+    let o = zf(&["blame", &repo, "--var", "nosuch"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("variable 'nosuch'"));
+    let o = zf(&["blame", &repo, "--var", "temp", "--where", "depth=3"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("depth"));
+    let o = zf(&["blame", &repo, "--var", "temp", "--where", "t"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("DIM=VALUE"));
+    assert_eq!(
+        zf(&[
+            "update",
+            &repo,
+            a.to_str().unwrap(),
+            "--on-invalid",
+            "maybe"
+        ])
+        .status
+        .code(),
+        Some(2)
+    );
+    // the repository is exactly as before
+    assert_eq!(ok(&["log", &repo, "--json"]), before);
+    assert_eq!(ok(&["export", &repo]), export_before);
+    // --on-invalid na turns the bad cell into NA and counts it
+    let f = dir.path().join("bad-number.csv");
+    let out: Value = serde_json::from_str(&ok(&[
+        "update",
+        &repo,
+        f.to_str().unwrap(),
+        "--on-invalid",
+        "na",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(out["invalid_to_na"], 1);
+}
+
+#[test]
+fn schema_check_and_show() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = setup(dir.path());
+    assert!(ok(&[
+        "schema",
+        "check",
+        dir.path().join("s.yaml").to_str().unwrap()
+    ])
+    .contains("OK"));
+    assert_eq!(ok(&["schema", "show", &repo]), SCHEMA);
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "VARS:\n  x: {coords: t, unti: K}\nCOORDS: {t: {}}\n").unwrap();
+    let o = zf(&["schema", "check", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("bad.yaml:2:"));
+    let o = zf(&[
+        "init",
+        dir.path().join("r2").to_str().unwrap(),
+        "--schema",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        !dir.path().join("r2").exists(),
+        "a bad schema creates no repository"
+    );
+}
