@@ -400,6 +400,20 @@ impl AsyncReadableStorageTraits for CasStore {
         key: &StoreKey,
         byte_ranges: ByteRangeIterator<'a>,
     ) -> Result<AsyncMaybeBytesIterator<'a>, ZStorageError> {
+        // zarrs_icechunk reports a chunk that was never written as an error on partial reads;
+        // to zarrs it must be absent (the fill value)
+        if let Some((array, coords)) = parse_chunk_key(key.as_str()) {
+            let path = Path::new(&array).map_err(|e| ZStorageError::Other(e.to_string()))?;
+            let r = self
+                .session
+                .read()
+                .await
+                .get_chunk_ref(&path, &ChunkIndices(coords))
+                .await;
+            if matches!(r, Ok(None)) {
+                return Ok(None);
+            }
+        }
         self.inner.get_partial_many(key, byte_ranges).await
     }
 

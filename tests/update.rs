@@ -347,3 +347,92 @@ fn schema_check_and_show() {
         "a bad schema creates no repository"
     );
 }
+
+#[test]
+fn schema_evolution_allowed_and_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = setup(dir.path());
+    let before = ok(&["log", &repo, "--json"]);
+    // refused: a unit change, a removed variable, a changed coordinate policy
+    for (i, (text, words)) in [
+        (
+            SCHEMA.replace("unit: K, source_unit: degC", "unit: degC"),
+            vec!["variable 'temp'", "unit"],
+        ),
+        (
+            SCHEMA.replace("  count: {coords: [t, site], type: int32}\n", ""),
+            vec!["variable 'count'", "removed"],
+        ),
+        (
+            SCHEMA.replace("sorted: false", "sorted: true"),
+            vec!["coordinate 'site'", "sorted"],
+        ),
+        (
+            SCHEMA.replace(
+                "count: {coords: [t, site], type: int32}",
+                "count: {coords: [t, site], type: int64}",
+            ),
+            vec!["'count'", "type int32 → int64"],
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let f = dir.path().join(format!("bad{i}.yaml"));
+        std::fs::write(&f, text).unwrap();
+        let o = zf(&["schema", "apply", &repo, f.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        for w in words {
+            assert!(err.contains(w), "case {i}: '{err}' lacks '{w}'");
+        }
+    }
+    assert_eq!(
+        ok(&["log", &repo, "--json"]),
+        before,
+        "refused changes write nothing"
+    );
+    // allowed: a new variable, a new child node, new ATTRS and description
+    let evolved = SCHEMA
+        .replace("ATTRS: {title: test}", "ATTRS: {title: test v2, doi: x}")
+        .replace("COORDS:\n  t:", "  wind: {coords: [t, site], unit: m/s, description: wind}\n  wind2: {coords: [t], unit: m/s}\nCOORDS:\n  t:")
+        + "child:\n  VARS: {x: {coords: k}}\n  COORDS: {k: {}}\n";
+    let f = dir.path().join("v2.yaml");
+    std::fs::write(&f, &evolved).unwrap();
+    let out: Value = serde_json::from_str(&ok(&[
+        "schema",
+        "apply",
+        &repo,
+        f.to_str().unwrap(),
+        "--json",
+    ]))
+    .unwrap();
+    assert!(out["commit"].is_string());
+    assert_eq!(ok(&["schema", "show", &repo]), evolved);
+    let log: Value = serde_json::from_str(&ok(&["log", &repo, "--json", "-n", "1"])).unwrap();
+    assert_eq!(log[0]["operation"], "schema");
+    // the new variable has the existing axes' shape and takes data
+    let c = dir.path().join("c.csv");
+    std::fs::write(
+        &c,
+        "time,site,temperature,hum,count,lat,wind,wind2\n2026-01-01T01:00,A,10,50,1,50.1,3.5,1\n",
+    )
+    .unwrap();
+    ok(&["update", &repo, c.to_str().unwrap()]);
+    let rows: Value = serde_json::from_str(&ok(&[
+        "export",
+        &repo,
+        "--format",
+        "json",
+        "--where",
+        "site=A",
+        "--where",
+        "t=2026-01-01T00:00",
+    ]))
+    .unwrap();
+    assert_eq!(rows[0]["wind"], 3.5);
+    let k = dir.path().join("k.csv");
+    std::fs::write(&k, "k,x\n1,2\n").unwrap();
+    ok(&["update", &repo, "--node", "child", k.to_str().unwrap()]);
+    assert!(ok(&["export", &repo, "--node", "child"]).contains("1.0,2.0"));
+}

@@ -293,6 +293,25 @@ enum SchemaAction {
         /// Schema file.
         file: PathBuf,
     },
+    /// Commit an allowed schema change (new nodes, variables, coordinates; ATTRS, descriptions).
+    Apply {
+        /// Repository location.
+        repo: String,
+        /// New schema file.
+        file: PathBuf,
+        /// Branch.
+        #[arg(long, default_value = "main")]
+        branch: String,
+        /// Author.
+        #[arg(long)]
+        author: Option<String>,
+        /// Commit message.
+        #[arg(short = 'm', long)]
+        message: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the schema stored in a repository.
     Show {
         /// Repository location.
@@ -467,6 +486,38 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                     file.display(),
                     s.digest()
                 );
+            }
+            SchemaAction::Apply {
+                repo,
+                file,
+                branch,
+                author,
+                message,
+                json,
+            } => {
+                let text = std::fs::read_to_string(&file).map_err(|source| CliError::Read {
+                    path: file.clone(),
+                    source,
+                })?;
+                let prov = provenance(
+                    author.as_deref(),
+                    "schema",
+                    Some(
+                        message.unwrap_or_else(|| format!("Schema change from {}", file.display())),
+                    ),
+                    &[],
+                )?;
+                let r = open(&repo).await?;
+                let out = crate::merge::apply_schema(
+                    &r,
+                    &branch,
+                    &text,
+                    &file.display().to_string(),
+                    prov,
+                )
+                .await
+                .map_err(|e| CliError::Other(e.to_string()))?;
+                print_write(json, &out.commit, json!({"branch": branch}));
             }
             SchemaAction::Show { repo, at } => {
                 let r = open(&repo).await?;

@@ -1,10 +1,6 @@
 //! Merging contributions into stored nodes (merge-semantics.md §3): plan the new axes, then
 //! read-modify-write only the chunks whose content changes, as one transaction.
 
-// MergeError carries the file, line, column and value of the problem; it is built once per
-// failed update, so its size does not matter on the hot path.
-#![allow(clippy::result_large_err)]
-
 pub mod axis;
 pub mod cells;
 pub mod convert;
@@ -15,8 +11,8 @@ use std::hash::{Hash, Hasher};
 
 pub use convert::OnInvalid;
 pub use node::{
-    create_node, init_dataset, read_node, stored_schema, update, NodeData, UpdateOptions,
-    UpdateReport, VarData,
+    apply_schema, create_node, init_dataset, read_node, stored_schema, update, NodeData,
+    UpdateOptions, UpdateReport, VarData,
 };
 
 /// A coordinate value as it is compared and ordered.
@@ -132,22 +128,14 @@ pub enum MergeError {
         reason: String,
     },
     /// A variable that does not use a coordinate varies along it within the contribution.
-    #[error("{file}: variable '{variable}' does not use coordinate(s) {dims:?} but its values differ along them (lines {line_a} and {line_b}: {value_a} vs {value_b})")]
+    #[error("{file}: variable '{variable}' {detail}")]
     VariesAlongUnusedDim {
         /// Input file.
         file: String,
         /// The variable.
         variable: String,
-        /// The dimensions it does not use.
-        dims: Vec<String>,
-        /// First line.
-        line_a: u64,
-        /// Second line.
-        line_b: u64,
-        /// First value.
-        value_a: String,
-        /// Second value.
-        value_b: String,
+        /// Which dimensions, lines and values.
+        detail: String,
     },
     /// A node path that the schema does not have.
     #[error("node '{node}' is not in the schema; nodes: {}", nodes.join(", "))]

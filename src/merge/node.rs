@@ -95,7 +95,18 @@ async fn create_array(
     chunks: Vec<u64>,
     attrs: Map<String, Value>,
 ) -> Result<(), MergeError> {
-    let shape = vec![0u64; dims.len()];
+    create_array_shaped(store, path, k, dims, chunks, attrs, vec![0u64; dims.len()]).await
+}
+
+async fn create_array_shaped(
+    store: &Arc<Store>,
+    path: &str,
+    k: Kind,
+    dims: &[String],
+    chunks: Vec<u64>,
+    attrs: Map<String, Value>,
+    shape: Vec<u64>,
+) -> Result<(), MergeError> {
     let mut b = match k {
         Kind::F64 => ArrayBuilder::new(shape, chunks, data_type::float64(), f64::NAN),
         Kind::I64(na) => ArrayBuilder::new(shape, chunks, data_type::int64(), na),
@@ -184,6 +195,184 @@ pub async fn init_dataset(
     let store: Arc<Store> = tx.store();
     for (i, node) in parsed.root.walk().into_iter().enumerate() {
         create_node(&store, &parsed, node, (i == 0).then_some(schema_text)).await?;
+    }
+    Ok(tx.commit(prov).await?)
+}
+
+/// What changed between two versions of a variable that evolution does not allow, if anything.
+fn incompatible(old: &Variable, new: &Variable) -> Option<String> {
+    if old.coords != new.coords {
+        return Some(format!("coords {:?} → {:?}", old.coords, new.coords));
+    }
+    if old.dtype != new.dtype {
+        return Some(format!(
+            "type {} → {}",
+            old.dtype.map(|d| d.name()).unwrap_or("inferred".into()),
+            new.dtype.map(|d| d.name()).unwrap_or("inferred".into())
+        ));
+    }
+    if old.to_json()["unit"] != new.to_json()["unit"] {
+        return Some(format!(
+            "unit {} → {}",
+            old.to_json()["unit"],
+            new.to_json()["unit"]
+        ));
+    }
+    None
+}
+
+/// Apply an allowed schema change as one commit: new nodes, variables and coordinates; ATTRS,
+/// description and attrs changes. Refused (naming the variable and what changed): removing a
+/// node, variable or coordinate, changing coords, type or unit, a coordinate's sorted, composed
+/// or chunk_size.
+pub async fn apply_schema(
+    repo: &Repo,
+    branch: &str,
+    text: &str,
+    file: &str,
+    mut prov: Provenance,
+) -> Result<crate::repo::CommitOutcome, MergeError> {
+    let new = schema::load_str(text, file)?;
+    let tx = repo.transaction(branch).await?;
+    let store: Arc<Store> = tx.store();
+    let old = stored_schema(&store).await?;
+    let refuse = |what: String| {
+        MergeError::Invalid(format!(
+            "{file}: incompatible schema change refused: {what}"
+        ))
+    };
+    for on in old.root.walk() {
+        let Some(nn) = new.node(&on.path) else {
+            return Err(refuse(format!("node '{}' was removed", on.path)));
+        };
+        for oc in &on.coords {
+            let Some(nc) = nn.coord(oc.name()) else {
+                return Err(refuse(format!(
+                    "coordinate '{}' of node '{}' was removed",
+                    oc.name(),
+                    on.path
+                )));
+            };
+            if oc.sorted != nc.sorted
+                || oc.composed != nc.composed
+                || oc.chunk_size != nc.chunk_size
+            {
+                return Err(refuse(format!(
+                    "coordinate '{}' of node '{}': sorted/composed/chunk_size changed",
+                    oc.name(),
+                    on.path
+                )));
+            }
+            if let Some(why) = incompatible(&oc.var, &nc.var) {
+                return Err(refuse(format!(
+                    "coordinate '{}' of node '{}': {why}",
+                    oc.name(),
+                    on.path
+                )));
+            }
+        }
+        for ov in &on.vars {
+            let Some(nv) = nn.var(&ov.name) else {
+                return Err(refuse(format!(
+                    "variable '{}' of node '{}' was removed",
+                    ov.name, on.path
+                )));
+            };
+            if let Some(why) = incompatible(ov, nv) {
+                return Err(refuse(format!(
+                    "variable '{}' of node '{}': {why}",
+                    ov.name, on.path
+                )));
+            }
+        }
+    }
+    for nn in new.root.walk() {
+        let is_root = nn.path.is_empty();
+        match old.node(&nn.path) {
+            None => create_node(&store, &new, nn, None).await?,
+            Some(on) => {
+                // group attributes (and, at the root, the stored schema)
+                let mut attrs = nn.attrs.clone();
+                let mut zf = Map::new();
+                zf.insert("node_schema".into(), nn.to_json());
+                if is_root {
+                    zf.insert("schema_yaml".into(), json!(text));
+                    zf.insert("schema_blake3".into(), json!(new.digest()));
+                }
+                attrs.insert("zarr_fuse".into(), Value::Object(zf));
+                let mut g = zarrs::group::GroupBuilder::new();
+                g.attributes(attrs);
+                g.build(Arc::clone(&store), &group_path(&nn.path))
+                    .map_err(zerr)?
+                    .async_store_metadata()
+                    .await
+                    .map_err(zerr)?;
+                let lengths: HashMap<String, u64> = {
+                    let mut m = HashMap::new();
+                    for c in &on.coords {
+                        let a =
+                            Array::async_open(Arc::clone(&store), &array_path(&on.path, c.name()))
+                                .await
+                                .map_err(zerr)?;
+                        m.insert(c.name().to_string(), a.shape()[0]);
+                    }
+                    m
+                };
+                for c in &nn.coords {
+                    if on.coord(c.name()).is_none() {
+                        let k = if c.composed.is_empty() {
+                            kind(&c.var)
+                        } else {
+                            Kind::I64(i64::MIN)
+                        };
+                        create_array(
+                            &store,
+                            &array_path(&nn.path, c.name()),
+                            k,
+                            &[c.name().to_string()],
+                            vec![c.chunk_size],
+                            var_attrs(&c.var),
+                        )
+                        .await?;
+                    }
+                }
+                for v in &nn.vars {
+                    let path = array_path(&nn.path, &v.name);
+                    if on.var(&v.name).is_none() {
+                        let chunks = v.coords.iter().map(|d| chunk_of(nn, d)).collect();
+                        let shape = v
+                            .coords
+                            .iter()
+                            .map(|d| lengths.get(d).copied().unwrap_or(0))
+                            .collect();
+                        create_array_shaped(
+                            &store,
+                            &path,
+                            kind(v),
+                            &v.coords,
+                            chunks,
+                            var_attrs(v),
+                            shape,
+                        )
+                        .await?;
+                    } else {
+                        // description / attrs changes
+                        let mut a = Array::async_open(Arc::clone(&store), &path)
+                            .await
+                            .map_err(zerr)?;
+                        let want = var_attrs(v);
+                        if a.attributes() != &want {
+                            *a.attributes_mut() = want;
+                            a.async_store_metadata().await.map_err(zerr)?;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    prov.schema_blake3 = Some(new.digest());
+    if prov.source.is_none() {
+        prov.source = Some(file.to_string());
     }
     Ok(tx.commit(prov).await?)
 }
@@ -588,11 +777,10 @@ async fn apply_node(
                     return Err(MergeError::VariesAlongUnusedDim {
                         file: table.source.clone(),
                         variable: name.clone(),
-                        dims: unused,
-                        line_a: conv.lines[prev],
-                        line_b: conv.lines[r],
-                        value_a: format!("{:?}", values[prev]),
-                        value_b: format!("{s:?}"),
+                        detail: format!(
+                            "does not use coordinate(s) {unused:?} but its values differ along them (lines {} and {}: {:?} vs {s:?})",
+                            conv.lines[prev], conv.lines[r], values[prev]
+                        ),
                     });
                 }
                 continue;

@@ -283,12 +283,12 @@ impl Repo {
 
 impl Repo {
     /// A read-only zarrs store at a resolved commit (open arrays with `zarrs::array::Array::async_open`).
-    pub async fn read_store(
-        &self,
-        id: &SnapshotId,
-    ) -> Result<Arc<zarrs_icechunk::AsyncIcechunkStore>> {
-        Ok(Arc::new(zarrs_icechunk::AsyncIcechunkStore::new(
-            self.session_at(id).await?,
-        )))
+    pub async fn read_store(&self, id: &SnapshotId) -> Result<Arc<crate::cas::CasStore>> {
+        let session = Arc::new(tokio::sync::RwLock::new(self.session_at(id).await?));
+        let writer = Arc::new(crate::cas::CasWriter::new(
+            Arc::clone(&self.inner),
+            id.clone(),
+        ));
+        Ok(Arc::new(crate::cas::CasStore::new(session, writer)))
     }
 }
