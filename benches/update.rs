@@ -19,26 +19,48 @@ use zarr_fuse::{Location, Repo};
 const WHO: &str = "Bench <bench@example.org>";
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
 }
 
 async fn repo_with(dir: &std::path::Path, name: &str, schema: &str) -> Repo {
     let repo = Repo::init(&Location::Local(dir.join(name))).await.unwrap();
-    merge::init_dataset(&repo, schema, "bench.yaml", Provenance::new(WHO, "init", "init")).await.unwrap();
+    merge::init_dataset(
+        &repo,
+        schema,
+        "bench.yaml",
+        Provenance::new(WHO, "init", "init"),
+    )
+    .await
+    .unwrap();
     repo
 }
 
 async fn update(repo: &Repo, csv: &str) -> merge::UpdateReport {
     let t = Table::from_csv_bytes(csv.as_bytes(), "bench.csv").unwrap();
-    merge::update(repo, "main", &[(String::new(), t)], Provenance::new(WHO, "update", "bench"), &UpdateOptions::default()).await.unwrap()
+    merge::update(
+        repo,
+        "main",
+        &[(String::new(), t)],
+        Provenance::new(WHO, "update", "bench"),
+        &UpdateOptions::default(),
+    )
+    .await
+    .unwrap()
 }
 
 fn forecast(rt: &tokio::runtime::Runtime, dir: &std::path::Path, n: usize) {
@@ -49,7 +71,14 @@ fn forecast(rt: &tokio::runtime::Runtime, dir: &std::path::Path, n: usize) {
         let mut csv = String::from("time,site,temperature,humidity,pressure\n");
         for h in k..k + 48 {
             for s in 0..20 {
-                let _ = writeln!(csv, "{},site{s:02},{:.2},{:.1},{:.1}", 1_767_225_600 + h * 3600, (h + s) as f64 * 0.1 + k as f64 * 0.01, 50.0 + s as f64, 1000.0 + h as f64 * 0.1);
+                let _ = writeln!(
+                    csv,
+                    "{},site{s:02},{:.2},{:.1},{:.1}",
+                    1_767_225_600 + h * 3600,
+                    (h + s) as f64 * 0.1 + k as f64 * 0.01,
+                    50.0 + s as f64,
+                    1000.0 + h as f64 * 0.1
+                );
             }
         }
         let t = Instant::now();
@@ -59,7 +88,10 @@ fn forecast(rt: &tokio::runtime::Runtime, dir: &std::path::Path, n: usize) {
     times.sort();
     let med = times[times.len() / 2];
     println!("forecast re-fetch: {n} updates of 48 times x 20 sites x 3 vars, median {med:.2?} per update incl. commit");
-    println!("  reference (zarr-fuse Python, no versioning): 330 ms per update -> {:.0}x less", 0.33 / med.as_secs_f64());
+    println!(
+        "  reference (zarr-fuse Python, no versioning): 330 ms per update -> {:.0}x less",
+        0.33 / med.as_secs_f64()
+    );
 }
 
 fn bulk(rt: &tokio::runtime::Runtime, dir: &std::path::Path, cells: usize) {
@@ -79,7 +111,15 @@ fn bulk(rt: &tokio::runtime::Runtime, dir: &std::path::Path, cells: usize) {
     let parse = t.elapsed();
     drop(csv);
     let t2 = Instant::now();
-    let rep = rt.block_on(merge::update(&repo, "main", &[(String::new(), table)], Provenance::new(WHO, "update", "bulk"), &UpdateOptions::default())).unwrap();
+    let rep = rt
+        .block_on(merge::update(
+            &repo,
+            "main",
+            &[(String::new(), table)],
+            Provenance::new(WHO, "update", "bulk"),
+            &UpdateOptions::default(),
+        ))
+        .unwrap();
     let merge_t = t2.elapsed();
     let total = parse + merge_t;
     println!(
@@ -93,17 +133,38 @@ fn bulk(rt: &tokio::runtime::Runtime, dir: &std::path::Path, cells: usize) {
     let raw = rt.block_on(async {
         use std::sync::Arc;
         use zarrs::array::{data_type, ArrayBuilder};
-        let storage: Arc<dyn icechunk::Storage + Send + Sync> = Arc::new(zarr_fuse::storage::DurableLocalStorage::new(dir.join("raw")));
-        let repo = icechunk::Repository::create(storage).execute().await.unwrap();
-        let store = Arc::new(zarrs_icechunk::AsyncIcechunkStore::new(repo.writable_session("main").await.unwrap()));
+        let storage: Arc<dyn icechunk::Storage + Send + Sync> = Arc::new(
+            zarr_fuse::storage::DurableLocalStorage::new(dir.join("raw")),
+        );
+        let repo = icechunk::Repository::create(storage)
+            .execute()
+            .await
+            .unwrap();
+        let store = Arc::new(zarrs_icechunk::AsyncIcechunkStore::new(
+            repo.writable_session("main").await.unwrap(),
+        ));
         let data: Vec<f64> = (0..steps * sites).map(|i| i as f64 * 0.001).collect();
         let t = Instant::now();
-        let mut b = ArrayBuilder::new(vec![steps as u64, sites as u64], vec![1024u64, 128], data_type::float64(), f64::NAN);
+        let mut b = ArrayBuilder::new(
+            vec![steps as u64, sites as u64],
+            vec![1024u64, 128],
+            data_type::float64(),
+            f64::NAN,
+        );
         b.dimension_names(Some(["time", "site"]));
         let a = b.build(store.clone(), "/temp").unwrap();
         a.async_store_metadata().await.unwrap();
-        a.async_store_array_subset(&a.subset_all(), data).await.unwrap();
-        store.session().write().await.commit("raw").execute().await.unwrap();
+        a.async_store_array_subset(&a.subset_all(), data)
+            .await
+            .unwrap();
+        store
+            .session()
+            .write()
+            .await
+            .commit("raw")
+            .execute()
+            .await
+            .unwrap();
         t.elapsed()
     });
     println!("  plain zarrs+icechunk write+commit of the same array: {raw:.2?}; zarr-fuse merge+write+commit is {:.2}x of its speed", raw.as_secs_f64() / merge_t.as_secs_f64());
@@ -129,15 +190,40 @@ fn insertion(rt: &tokio::runtime::Runtime, dir: &std::path::Path, steps: usize) 
     );
     let t = Instant::now();
     let rep = rt.block_on(update(&repo, &format!("t,temp\n{},5\n", steps + 1)));
-    println!("  append one step at the end: {:.2?}, {} chunk(s) written", t.elapsed(), rep.chunks_written);
+    println!(
+        "  append one step at the end: {:.2?}, {} chunk(s) written",
+        t.elapsed(),
+        rep.chunks_written
+    );
 }
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    let env = |k: &str, d: usize| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let env = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
     let rt = rt();
     let dir = tempfile::tempdir().unwrap();
     forecast(&rt, dir.path(), if full { 30 } else { 3 });
-    insertion(&rt, dir.path(), if full { env("ZF_INSERT_STEPS", 1_000_000) } else { 5_000 });
-    bulk(&rt, dir.path(), if full { env("ZF_BULK_CELLS", 10_000_000) } else { 20_000 });
+    insertion(
+        &rt,
+        dir.path(),
+        if full {
+            env("ZF_INSERT_STEPS", 1_000_000)
+        } else {
+            5_000
+        },
+    );
+    bulk(
+        &rt,
+        dir.path(),
+        if full {
+            env("ZF_BULK_CELLS", 10_000_000)
+        } else {
+            20_000
+        },
+    );
 }

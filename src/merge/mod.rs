@@ -4,6 +4,7 @@
 pub mod axis;
 pub mod cells;
 pub mod convert;
+mod interp;
 mod node;
 
 use std::cmp::Ordering;

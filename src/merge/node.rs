@@ -617,17 +617,34 @@ async fn apply_node(
     report: &mut UpdateReport,
     cells: &mut Map<String, Value>,
 ) -> Result<(), MergeError> {
-    // 1. axes
-    let mut merges: Vec<AxisMerge> = Vec::new();
-    let mut old_len = Vec::new();
-    for (ci, c) in node.coords.iter().enumerate() {
+    // 1. axes (interpolating coordinates first turn inside values into existing points)
+    let mut old_axes = Vec::new();
+    for c in &node.coords {
         let k = if c.composed.is_empty() {
             kind(&c.var)
         } else {
             Kind::I64(i64::MIN)
         };
         let (_, old) = read_dense(store, &array_path(&node.path, c.name()), k).await?;
-        let old_keys = keys_of(&old);
+        old_axes.push(keys_of(&old));
+    }
+    let mut owned: Option<Converted> = None;
+    for (ci, c) in node.coords.iter().enumerate() {
+        if let (Some(method), true) = (c.interpolate, c.sorted) {
+            let next = super::interp::interpolate(
+                owned.as_ref().unwrap_or(conv),
+                ci,
+                &old_axes[ci],
+                method,
+            );
+            owned = Some(next);
+        }
+    }
+    let conv: &Converted = owned.as_ref().unwrap_or(conv);
+    let mut merges: Vec<AxisMerge> = Vec::new();
+    let mut old_len = Vec::new();
+    for (ci, c) in node.coords.iter().enumerate() {
+        let old_keys = std::mem::take(&mut old_axes[ci]);
         let m = merge_axis(c, &old_keys, &conv.coord_keys[ci]);
         *report.new_coords.entry(c.name().to_string()).or_default() += m.added as u64;
         old_len.push(old_keys.len());

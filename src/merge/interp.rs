@@ -1,0 +1,160 @@
+//! `interpolate: linear|nearest` on a sorted coordinate (merge-semantics.md §3): contribution
+//! values strictly inside the stored axis are interpolated onto the existing points within the
+//! contribution's own range instead of being inserted; values beyond the stored range stay.
+
+use std::collections::BTreeMap;
+
+use super::convert::Converted;
+use super::{Key, Scalar};
+use crate::schema::Interpolate;
+
+fn num(k: &Key) -> Option<f64> {
+    match k {
+        Key::I(i) => Some(*i as f64),
+        Key::F(f) => Some(f.0),
+        Key::S(_) => None,
+    }
+}
+
+fn value_at(points: &[(f64, Scalar)], p: f64, method: Interpolate) -> Scalar {
+    let (Some(first), Some(last)) = (points.first(), points.last()) else {
+        return Scalar::Na;
+    };
+    if p < first.0 || p > last.0 {
+        return Scalar::Na;
+    }
+    let numeric = |s: &Scalar| match s {
+        Scalar::F(x) => Some(*x),
+        Scalar::I(x) => Some(*x as f64),
+        _ => None,
+    };
+    let idx = points.partition_point(|(x, _)| *x < p);
+    if let Some((x, v)) = points.get(idx) {
+        if *x == p {
+            return v.clone();
+        }
+    }
+    // idx > 0 and idx < len here: p is strictly between points[idx-1] and points[idx]
+    let (a, b) = (&points[idx - 1], &points[idx]);
+    match (method, numeric(&a.1), numeric(&b.1)) {
+        (Interpolate::Linear, Some(ya), Some(yb)) => {
+            Scalar::F(ya + (yb - ya) * (p - a.0) / (b.0 - a.0))
+        }
+        _ => {
+            if p - a.0 <= b.0 - p {
+                a.1.clone()
+            } else {
+                b.1.clone()
+            }
+        }
+    }
+}
+
+/// Replace the rows of `conv` whose coordinate `ci` lies strictly inside `old` by rows on the
+/// existing points of `old`, interpolated per group of the other coordinates.
+pub fn interpolate(conv: &Converted, ci: usize, old: &[Key], method: Interpolate) -> Converted {
+    let (Some(lo), Some(hi)) = (old.first().and_then(num), old.last().and_then(num)) else {
+        return clone(conv);
+    };
+    let rows = conv.lines.len();
+    let inside: Vec<bool> = (0..rows)
+        .map(|r| num(&conv.coord_keys[ci][r]).is_some_and(|x| x > lo && x < hi))
+        .collect();
+    if !inside.iter().any(|b| *b) {
+        return clone(conv);
+    }
+    let mut out = Converted {
+        coord_keys: vec![vec![]; conv.coord_keys.len()],
+        vars: conv.vars.iter().map(|(n, _)| (n.clone(), vec![])).collect(),
+        ..clone_counts(conv)
+    };
+    let push = |out: &mut Converted, keys: Vec<Key>, vals: Vec<Scalar>, line: u64| {
+        for (d, k) in keys.into_iter().enumerate() {
+            out.coord_keys[d].push(k);
+        }
+        for (v, s) in vals.into_iter().enumerate() {
+            out.vars[v].1.push(s);
+        }
+        out.lines.push(line);
+    };
+    // rows outside stay as they are
+    for r in (0..rows).filter(|r| !inside[*r]) {
+        let keys = conv.coord_keys.iter().map(|k| k[r].clone()).collect();
+        let vals = conv.vars.iter().map(|(_, v)| v[r].clone()).collect();
+        push(&mut out, keys, vals, conv.lines[r]);
+    }
+    // inside rows: grouped by the other coordinates
+    let mut groups: BTreeMap<Vec<Key>, Vec<usize>> = BTreeMap::new();
+    for r in (0..rows).filter(|r| inside[*r]) {
+        let g: Vec<Key> = conv
+            .coord_keys
+            .iter()
+            .enumerate()
+            .filter(|(d, _)| *d != ci)
+            .map(|(_, k)| k[r].clone())
+            .collect();
+        groups.entry(g).or_default().push(r);
+    }
+    let old_x: Vec<(f64, &Key)> = old.iter().filter_map(|k| num(k).map(|x| (x, k))).collect();
+    for (g, members) in groups {
+        let xs: Vec<f64> = members
+            .iter()
+            .filter_map(|&r| num(&conv.coord_keys[ci][r]))
+            .collect();
+        let (xmin, xmax) = xs
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+                (a.min(*x), b.max(*x))
+            });
+        let per_var: Vec<Vec<(f64, Scalar)>> = conv
+            .vars
+            .iter()
+            .map(|(_, vals)| {
+                let mut p: Vec<(f64, Scalar)> = members
+                    .iter()
+                    .filter(|&&r| !matches!(vals[r], Scalar::Na))
+                    .filter_map(|&r| num(&conv.coord_keys[ci][r]).map(|x| (x, vals[r].clone())))
+                    .collect();
+                p.sort_by(|a, b| a.0.total_cmp(&b.0));
+                p
+            })
+            .collect();
+        for (p, key) in old_x.iter().filter(|(x, _)| *x >= xmin && *x <= xmax) {
+            let mut keys = Vec::with_capacity(conv.coord_keys.len());
+            let mut other = g.iter();
+            for d in 0..conv.coord_keys.len() {
+                keys.push(if d == ci {
+                    (*key).clone()
+                } else {
+                    other.next().cloned().unwrap_or(Key::I(0))
+                });
+            }
+            let vals = per_var
+                .iter()
+                .map(|pts| value_at(pts, *p, method))
+                .collect();
+            push(&mut out, keys, vals, conv.lines[members[0]]);
+        }
+    }
+    out
+}
+
+fn clone_counts(c: &Converted) -> Converted {
+    Converted {
+        components: c.components.clone(),
+        rows_read: c.rows_read,
+        rows_dropped: c.rows_dropped,
+        duplicates: c.duplicates,
+        invalid_to_na: c.invalid_to_na,
+        ..Default::default()
+    }
+}
+
+fn clone(c: &Converted) -> Converted {
+    Converted {
+        coord_keys: c.coord_keys.clone(),
+        vars: c.vars.clone(),
+        lines: c.lines.clone(),
+        ..clone_counts(c)
+    }
+}
