@@ -280,6 +280,15 @@ fn describe(
     }
 }
 
+/// Resolve `rev` and load the schema stored there.
+async fn stored_at(repo: &Repo, rev: &str) -> Result<(crate::repo::Resolved, Schema), MergeError> {
+    let at = repo.resolve(rev).await?;
+    let store: std::sync::Arc<dyn zarrs_storage::AsyncReadableWritableListableStorageTraits> =
+        repo.read_store(&at.id).await?;
+    let schema = crate::merge::stored_schema(&store).await?;
+    Ok((at, schema))
+}
+
 /// Blame `var` of `node` at `rev` over the cells selected by `wheres`.
 pub async fn blame(
     repo: &Repo,
@@ -288,12 +297,7 @@ pub async fn blame(
     rev: &str,
     wheres: &[Where],
 ) -> Result<Vec<BlameRecord>, MergeError> {
-    let at = repo.resolve(rev).await?;
-    let store = repo.read_store(&at.id).await?;
-    let schema: Schema = crate::merge::stored_schema(
-        &(store as std::sync::Arc<dyn zarrs_storage::AsyncReadableWritableListableStorageTraits>),
-    )
-    .await?;
+    let (at, schema) = stored_at(repo, rev).await?;
     let path = node_path.trim_matches('/');
     let node = schema.node(path).ok_or_else(|| MergeError::NoSuchNode {
         node: node_path.into(),
@@ -383,12 +387,7 @@ pub async fn export(
     format: Format,
     out: &mut dyn Write,
 ) -> Result<u64, MergeError> {
-    let at = repo.resolve(rev).await?;
-    let store = repo.read_store(&at.id).await?;
-    let schema: Schema = crate::merge::stored_schema(
-        &(store as std::sync::Arc<dyn zarrs_storage::AsyncReadableWritableListableStorageTraits>),
-    )
-    .await?;
+    let (at, schema) = stored_at(repo, rev).await?;
     let path = node_path.trim_matches('/');
     let node = schema.node(path).ok_or_else(|| MergeError::NoSuchNode {
         node: node_path.into(),

@@ -436,3 +436,79 @@ fn schema_evolution_allowed_and_refused() {
     ok(&["update", &repo, "--node", "child", k.to_str().unwrap()]);
     assert!(ok(&["export", &repo, "--node", "child"]).contains("1.0,2.0"));
 }
+
+fn write_parquet(path: &Path, temp_as_text: bool) {
+    use arrow_array::{
+        ArrayRef, Float64Array, Int32Array, RecordBatch, StringArray, TimestampMillisecondArray,
+    };
+    use std::sync::Arc;
+    let times = TimestampMillisecondArray::from(vec![1_767_232_800_000i64, 1_767_236_400_000])
+        .with_timezone("UTC");
+    let temp: ArrayRef = if temp_as_text {
+        Arc::new(StringArray::from(vec!["warm", "cold"]))
+    } else {
+        Arc::new(Float64Array::from(vec![Some(20.0), None]))
+    };
+    let batch = RecordBatch::try_from_iter(vec![
+        ("time", Arc::new(times) as ArrayRef),
+        (
+            "site",
+            Arc::new(StringArray::from(vec!["P", "P"])) as ArrayRef,
+        ),
+        ("temperature", temp),
+        (
+            "hum",
+            Arc::new(Float64Array::from(vec![40.0, 41.0])) as ArrayRef,
+        ),
+        ("count", Arc::new(Int32Array::from(vec![7, 8])) as ArrayRef),
+        (
+            "lat",
+            Arc::new(Float64Array::from(vec![50.0, 50.0])) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    let f = std::fs::File::create(path).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(f, batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+#[test]
+fn parquet_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = setup(dir.path());
+    let p = dir.path().join("in.parquet");
+    write_parquet(&p, false);
+    let out: Value =
+        serde_json::from_str(&ok(&["update", &repo, p.to_str().unwrap(), "--json"])).unwrap();
+    assert_eq!(out["rows_read"], 2);
+    let rows: Value = serde_json::from_str(&ok(&[
+        "export", &repo, "--format", "json", "--where", "site=P",
+    ]))
+    .unwrap();
+    // zoned timestamps are instants: 2026-01-01T02:00Z stays 02:00 UTC (no CET shift)
+    assert_eq!(rows[0]["t"], "2026-01-01T02:00:00");
+    assert_eq!(rows[0]["temp"], 293.15);
+    assert_eq!(rows[1]["temp"], Value::Null);
+    assert_eq!(rows[1]["count"], 8);
+    // wrong column type and a truncated file: clear errors, nothing written
+    let before = ok(&["log", &repo, "--json"]);
+    let bad = dir.path().join("badtype.parquet");
+    write_parquet(&bad, true);
+    let e =
+        String::from_utf8_lossy(&zf(&["update", &repo, bad.to_str().unwrap()]).stderr).to_string();
+    assert!(
+        e.contains("badtype.parquet:2") && e.contains("temperature") && e.contains("'warm'"),
+        "{e}"
+    );
+    let cut = dir.path().join("cut.parquet");
+    let bytes = std::fs::read(&p).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let e =
+        String::from_utf8_lossy(&zf(&["update", &repo, cut.to_str().unwrap()]).stderr).to_string();
+    assert!(
+        e.contains("cut.parquet") && e.contains("not a readable Parquet file"),
+        "{e}"
+    );
+    assert_eq!(ok(&["log", &repo, "--json"]), before);
+}

@@ -3,6 +3,8 @@
 //! Cells stay text here; the schema layer parses them to typed values so that every error can
 //! name the file, line, column and value.
 
+mod parquet;
+
 use std::path::Path;
 
 /// Errors reading an input table.
@@ -34,7 +36,7 @@ pub enum IngestError {
         file: String,
     },
     /// A format we do not read.
-    #[error("{file}: unsupported input format '{ext}' (use .csv)")]
+    #[error("{file}: unsupported input format '{ext}' (use .csv or .parquet)")]
     Unsupported {
         /// The file.
         file: String,
@@ -122,7 +124,7 @@ impl Table {
         Ok(table)
     }
 
-    /// Read a CSV file.
+    /// Read a CSV (`.csv`, `.txt`, no extension) or Parquet (`.parquet`, `.pq`) file.
     pub fn read(path: &Path) -> Result<Table, IngestError> {
         let file = path.display().to_string();
         let ext = path
@@ -130,14 +132,24 @@ impl Table {
             .and_then(|e| e.to_str())
             .unwrap_or("")
             .to_ascii_lowercase();
-        if !(ext == "csv" || ext == "txt" || ext.is_empty()) {
+        let is_parquet = ext == "parquet" || ext == "pq";
+        if !(is_parquet || ext == "csv" || ext == "txt" || ext.is_empty()) {
             return Err(IngestError::Unsupported { file, ext });
         }
         let bytes = std::fs::read(path).map_err(|source| IngestError::Read {
             file: file.clone(),
             source,
         })?;
-        Table::from_csv_bytes(&bytes, &file)
+        if is_parquet {
+            parquet::read_parquet(&bytes, &file)
+        } else {
+            Table::from_csv_bytes(&bytes, &file)
+        }
+    }
+
+    /// Parse Parquet bytes; `source` names the input in errors.
+    pub fn from_parquet_bytes(bytes: &[u8], source: &str) -> Result<Table, IngestError> {
+        parquet::read_parquet(bytes, source)
     }
 }
 

@@ -1,0 +1,195 @@
+//! Parquet → [`Table`] of text cells (so that conversion and its errors are shared with CSV).
+//! For Parquet inputs, "line N" in errors means row N (1-based, counting the header as line 1
+//! like CSV, so the first data row is line 2).
+
+use std::sync::Arc;
+
+use arrow_array::types::*;
+use arrow_array::{Array, BooleanArray, LargeStringArray, StringArray, StringViewArray};
+use arrow_schema::{DataType, TimeUnit};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use super::{IngestError, Table};
+
+fn ts(v: i64, unit: &TimeUnit, tz: &Option<Arc<str>>) -> String {
+    let nanos = match unit {
+        TimeUnit::Second => v.saturating_mul(1_000_000_000),
+        TimeUnit::Millisecond => v.saturating_mul(1_000_000),
+        TimeUnit::Microsecond => v.saturating_mul(1_000),
+        TimeUnit::Nanosecond => v,
+    };
+    let t = chrono::DateTime::from_timestamp_nanos(nanos);
+    // a zoned timestamp is an instant (UTC); a naive one is local time in the source zone
+    if tz.is_some() {
+        t.format("%Y-%m-%dT%H:%M:%S%.fZ").to_string()
+    } else {
+        t.format("%Y-%m-%dT%H:%M:%S%.f").to_string()
+    }
+}
+
+fn cells(col: &dyn Array, file: &str, name: &str) -> Result<Vec<Option<String>>, IngestError> {
+    macro_rules! prim {
+        ($t:ty) => {{
+            let a = arrow_array::cast::as_primitive_array::<$t>(col);
+            (0..a.len())
+                .map(|i| a.is_valid(i).then(|| a.value(i).to_string()))
+                .collect()
+        }};
+    }
+    let out = match col.data_type() {
+        DataType::Int8 => prim!(Int8Type),
+        DataType::Int16 => prim!(Int16Type),
+        DataType::Int32 => prim!(Int32Type),
+        DataType::Int64 => prim!(Int64Type),
+        DataType::UInt8 => prim!(UInt8Type),
+        DataType::UInt16 => prim!(UInt16Type),
+        DataType::UInt32 => prim!(UInt32Type),
+        DataType::UInt64 => prim!(UInt64Type),
+        DataType::Float32 => prim!(Float32Type),
+        DataType::Float64 => prim!(Float64Type),
+        DataType::Boolean => {
+            let a = col
+                .as_any()
+                .downcast_ref::<BooleanArray>()
+                .ok_or_else(|| bad(file, name, col))?;
+            (0..a.len())
+                .map(|i| a.is_valid(i).then(|| u8::from(a.value(i)).to_string()))
+                .collect()
+        }
+        DataType::Utf8 => {
+            let a = col
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .ok_or_else(|| bad(file, name, col))?;
+            (0..a.len())
+                .map(|i| {
+                    a.is_valid(i)
+                        .then(|| a.value(i).trim().to_string())
+                        .filter(|s| !s.is_empty())
+                })
+                .collect()
+        }
+        DataType::LargeUtf8 => {
+            let a = col
+                .as_any()
+                .downcast_ref::<LargeStringArray>()
+                .ok_or_else(|| bad(file, name, col))?;
+            (0..a.len())
+                .map(|i| {
+                    a.is_valid(i)
+                        .then(|| a.value(i).trim().to_string())
+                        .filter(|s| !s.is_empty())
+                })
+                .collect()
+        }
+        DataType::Utf8View => {
+            let a = col
+                .as_any()
+                .downcast_ref::<StringViewArray>()
+                .ok_or_else(|| bad(file, name, col))?;
+            (0..a.len())
+                .map(|i| {
+                    a.is_valid(i)
+                        .then(|| a.value(i).trim().to_string())
+                        .filter(|s| !s.is_empty())
+                })
+                .collect()
+        }
+        DataType::Timestamp(unit, tz) => {
+            let a = match unit {
+                TimeUnit::Second => {
+                    arrow_array::cast::as_primitive_array::<TimestampSecondType>(col)
+                        .values()
+                        .to_vec()
+                }
+                TimeUnit::Millisecond => {
+                    arrow_array::cast::as_primitive_array::<TimestampMillisecondType>(col)
+                        .values()
+                        .to_vec()
+                }
+                TimeUnit::Microsecond => {
+                    arrow_array::cast::as_primitive_array::<TimestampMicrosecondType>(col)
+                        .values()
+                        .to_vec()
+                }
+                TimeUnit::Nanosecond => {
+                    arrow_array::cast::as_primitive_array::<TimestampNanosecondType>(col)
+                        .values()
+                        .to_vec()
+                }
+            };
+            a.iter()
+                .enumerate()
+                .map(|(i, v)| col.is_valid(i).then(|| ts(*v, unit, tz)))
+                .collect()
+        }
+        DataType::Date32 => {
+            let a = arrow_array::cast::as_primitive_array::<Date32Type>(col);
+            (0..a.len())
+                .map(|i| {
+                    a.is_valid(i).then(|| {
+                        ts(i64::from(a.value(i)) * 86_400, &TimeUnit::Second, &None)[..10]
+                            .to_string()
+                    })
+                })
+                .collect()
+        }
+        _ => return Err(bad(file, name, col)),
+    };
+    Ok(out)
+}
+
+fn bad(file: &str, name: &str, col: &dyn Array) -> IngestError {
+    IngestError::Csv {
+        file: file.to_string(),
+        line: 1,
+        message: format!("column '{name}' has Parquet/Arrow type {} that zarr-fuse does not read (use numbers, strings, booleans, timestamps or dates)", col.data_type()),
+    }
+}
+
+/// Read Parquet bytes.
+pub fn read_parquet(bytes: &[u8], file: &str) -> Result<Table, IngestError> {
+    let err = |message: String| IngestError::Csv {
+        file: file.to_string(),
+        line: 0,
+        message,
+    };
+    if bytes.is_empty() {
+        return Err(IngestError::Empty { file: file.into() });
+    }
+    let data = bytes::Bytes::copy_from_slice(bytes);
+    let reader = ParquetRecordBatchReaderBuilder::try_new(data)
+        .map_err(|e| err(format!("not a readable Parquet file: {e}")))?
+        .with_batch_size(65_536)
+        .build()
+        .map_err(|e| err(format!("not a readable Parquet file: {e}")))?;
+    let mut table = Table {
+        source: file.into(),
+        blake3: blake3::hash(bytes).to_hex().to_string(),
+        ..Default::default()
+    };
+    let mut row = 0u64;
+    for batch in reader {
+        let batch = batch.map_err(|e| err(format!("reading row {}: {e}", row + 1)))?;
+        if table.columns.is_empty() {
+            table.columns = batch
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+        }
+        let cols: Vec<Vec<Option<String>>> = batch
+            .columns()
+            .iter()
+            .zip(&table.columns)
+            .map(|(c, n)| cells(c.as_ref(), file, n))
+            .collect::<Result<_, _>>()?;
+        for r in 0..batch.num_rows() {
+            table.rows.push(cols.iter().map(|c| c[r].clone()).collect());
+            row += 1;
+            table.lines.push(row + 1);
+        }
+    }
+    Ok(table)
+}
