@@ -176,6 +176,31 @@ impl Repo {
             .map_err(engine(format!("reading history of {id}")))
     }
 
+    /// The history ending at `id`, newest first, up to and including the first commit for which
+    /// `stop` is true (the whole history if none is).
+    pub(crate) async fn ancestry_until(
+        &self,
+        id: &SnapshotId,
+        stop: impl Fn(&SnapshotInfo) -> bool,
+    ) -> Result<Vec<SnapshotInfo>> {
+        let stream = self
+            .inner
+            .ancestry(&VersionInfo::SnapshotId(id.clone()))
+            .await
+            .map_err(engine(format!("reading history of {id}")))?;
+        futures::pin_mut!(stream);
+        let mut out = Vec::new();
+        while let Some(info) = futures::StreamExt::next(&mut stream).await {
+            let info = info.map_err(engine(format!("reading history of {id}")))?;
+            let done = stop(&info);
+            out.push(info);
+            if done {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     /// Resolve a revision.
     pub async fn resolve(&self, rev: &str) -> Result<Resolved> {
         let rev = rev.trim();
@@ -243,6 +268,17 @@ impl Repo {
             });
         }
         let upper = rev.to_ascii_uppercase();
+        // a full commit id: look it up directly (no scan of the history)
+        if upper.len() == 20 {
+            if let Ok(sid) = SnapshotId::try_from(upper.as_str()) {
+                if self.inner.lookup_snapshot(&sid).await.is_ok() {
+                    return Ok(Resolved {
+                        id: sid,
+                        label: format!("commit {upper}"),
+                    });
+                }
+            }
+        }
         let looks_like_id =
             upper.len() >= MIN_PREFIX && upper.chars().all(|c| c.is_ascii_alphanumeric());
         if looks_like_id {
@@ -406,7 +442,12 @@ impl Repo {
     pub async fn reset(&self, branch: &str, rev: &str, force: bool) -> Result<SnapshotId> {
         let tip = self.branch_tip(branch).await?;
         let target = self.resolve(rev).await?;
-        if !force && !self.ancestry(&tip).await?.iter().any(|c| c.id == target.id) {
+        let in_history = self
+            .ancestry_until(&tip, |c| c.id == target.id)
+            .await?
+            .last()
+            .is_some_and(|c| c.id == target.id);
+        if !force && !in_history {
             return Err(RepoError::NotInHistory {
                 commit: target.id.to_string(),
                 branch: branch.into(),

@@ -327,7 +327,7 @@ impl Repo {
     ) -> Result<(CommitOutcome, Vec<ChunkConflict>)> {
         let c = self.resolve(commit).await?;
         let tip = self.branch_tip(branch).await?;
-        let history = self.ancestry(&tip).await?;
+        let history = self.ancestry_until(&tip, |i| i.id == c.id).await?;
         let Some(pos) = history.iter().position(|i| i.id == c.id) else {
             return Err(RepoError::NotInHistory {
                 commit: c.id.to_string(),

@@ -53,12 +53,14 @@ pub struct Transaction {
 
 impl Transaction {
     pub(crate) async fn begin(repo: &Repo, branch: &str) -> Result<Transaction> {
-        repo.branch_tip(branch).await?;
-        let session = repo
-            .inner
-            .writable_session(branch)
-            .await
-            .map_err(engine(format!("starting a transaction on '{branch}'")))?;
+        // one repository read: a missing branch shows up as the session's ref error
+        let session = match repo.inner.writable_session(branch).await {
+            Ok(s) => s,
+            Err(e) if matches!(e.kind(), icechunk::repository::RepositoryErrorKind::Ref(_)) => {
+                return Err(RepoError::NoSuchBranch(branch.to_string()))
+            }
+            Err(e) => return Err(engine(format!("starting a transaction on '{branch}'"))(e)),
+        };
         let base = session.snapshot_id().clone();
         let writer = Arc::new(CasWriter::new(Arc::clone(&repo.inner), base.clone()));
         Ok(Transaction {
