@@ -189,8 +189,21 @@ impl Walker<'_> {
         found: &mut Vec<(CommitInfo, Vec<Vec<Key>>)>,
         reverted: &mut HashSet<String>,
     ) -> Result<(), MergeError> {
-        let history = self.repo.log(&tip.to_string(), None).await?;
-        for info in history {
+        // stream the history: stop as soon as every selected cell is attributed
+        let engine_err = |e: icechunk::repository::RepositoryError| {
+            MergeError::Invalid(
+                crate::repo::RepoError::from_engine("reading history", e).to_string(),
+            )
+        };
+        let history = self
+            .repo
+            .icechunk()
+            .ancestry(&icechunk::repository::VersionInfo::SnapshotId(tip.clone()))
+            .await
+            .map_err(engine_err)?;
+        futures::pin_mut!(history);
+        while let Some(snap) = futures::StreamExt::next(&mut history).await {
+            let info = CommitInfo::from_snapshot(&snap.map_err(engine_err)?);
             if open.is_empty() || Some(info.id.as_str()) == stop {
                 break;
             }

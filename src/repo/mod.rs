@@ -115,6 +115,13 @@ pub enum RepoError {
     },
 }
 
+impl RepoError {
+    /// An engine error with the operation that failed, as one line.
+    pub fn from_engine(op: &str, e: impl std::fmt::Display) -> RepoError {
+        engine(op)(e)
+    }
+}
+
 /// Result of repository operations.
 pub type Result<T> = std::result::Result<T, RepoError>;
 
