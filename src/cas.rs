@@ -293,17 +293,27 @@ impl CasWriter {
             let storage = self.repo.storage();
             let ctx = self.repo.storage_context();
             let key = chunk_key(&id);
-            let created = storage
-                .put_object(
-                    &ctx,
-                    &key,
-                    bytes.clone(),
-                    None,
-                    vec![],
-                    Some(&VersionInfo::for_creation()),
-                )
-                .await
-                .map_err(|e| format!("writing {key}: {e}"))?;
+            let ours = self
+                .created
+                .lock()
+                .map(|c| c.contains(&id))
+                .unwrap_or(false);
+            let created = if ours {
+                // this transaction stored these bytes already: nothing to write
+                VersionedUpdateResult::NotOnLatestVersion
+            } else {
+                storage
+                    .put_object(
+                        &ctx,
+                        &key,
+                        bytes.clone(),
+                        None,
+                        vec![],
+                        Some(&VersionInfo::for_creation()),
+                    )
+                    .await
+                    .map_err(|e| format!("writing {key}: {e}"))?
+            };
             match created {
                 VersionedUpdateResult::Updated { .. } => self.record(|s| {
                     if let Ok(mut c) = self.created.lock() {
@@ -314,11 +324,6 @@ impl CasWriter {
                     s.written.push(written(StoredAs::New));
                 }),
                 VersionedUpdateResult::NotOnLatestVersion => {
-                    let ours = self
-                        .created
-                        .lock()
-                        .map(|c| c.contains(&id))
-                        .unwrap_or(false);
                     if !ours && !self.reachable().await?.contains(&id) {
                         // Stored but not reachable from our base: garbage collection may be about to
                         // delete it. Rewrite the same bytes so its age restarts (spec/004).
