@@ -388,6 +388,47 @@ pub enum Format {
     Csv,
     /// A JSON array of row objects.
     Json,
+    /// Apache Parquet (columns typed from the values: int64, float64, utf8).
+    Parquet,
+}
+
+/// Encode rows (JSON values, one type per column) as a Parquet file.
+fn parquet_bytes(header: &[String], rows: &[Vec<Value>]) -> Result<Vec<u8>, MergeError> {
+    use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+    use std::sync::Arc;
+    let err = |e: &dyn std::fmt::Display| MergeError::Invalid(format!("writing Parquet: {e}"));
+    let mut cols: Vec<(String, ArrayRef)> = Vec::new();
+    for (c, name) in header.iter().enumerate() {
+        let vals: Vec<&Value> = rows.iter().map(|r| &r[c]).collect();
+        let all = |f: fn(&Value) -> bool| vals.iter().all(|v| v.is_null() || f(v));
+        let arr: ArrayRef = if all(|v| v.is_i64()) {
+            Arc::new(Int64Array::from(
+                vals.iter().map(|v| v.as_i64()).collect::<Vec<_>>(),
+            ))
+        } else if all(Value::is_number) {
+            Arc::new(Float64Array::from(
+                vals.iter().map(|v| v.as_f64()).collect::<Vec<_>>(),
+            ))
+        } else {
+            Arc::new(StringArray::from(
+                vals.iter()
+                    .map(|v| match v {
+                        Value::Null => None,
+                        Value::String(s) => Some(s.clone()),
+                        other => Some(other.to_string()),
+                    })
+                    .collect::<Vec<_>>(),
+            ))
+        };
+        cols.push((name.clone(), arr));
+    }
+    let batch = RecordBatch::try_from_iter(cols).map_err(|e| err(&e))?;
+    let mut buf = Vec::new();
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, batch.schema(), None)
+        .map_err(|e| err(&e))?;
+    w.write(&batch).map_err(|e| err(&e))?;
+    w.close().map_err(|e| err(&e))?;
+    Ok(buf)
 }
 
 /// Write the tidy long table of `node` at `rev`: one row per coordinate combination where any
@@ -466,6 +507,7 @@ pub async fn export(
             .map_err(|e| MergeError::Invalid(e.to_string()))?;
     }
     let mut json_rows: Vec<Value> = Vec::new();
+    let mut table_rows: Vec<Vec<Value>> = Vec::new();
     let mut rows = 0u64;
     let mut idx = vec![0usize; dims.len()];
     let total: usize = sel.iter().map(Vec::len).product();
@@ -530,6 +572,7 @@ pub async fn export(
                 w.write_record(&text)
                     .map_err(|e| MergeError::Invalid(e.to_string()))?;
             }
+            None if format == Format::Parquet => table_rows.push(row),
             None => json_rows.push(Value::Object(header.iter().cloned().zip(row).collect())),
         }
     }
@@ -540,6 +583,9 @@ pub async fn export(
                 &w.into_inner()
                     .map_err(|e| MergeError::Invalid(e.to_string()))?,
             )
+            .map_err(io)?,
+        None if format == Format::Parquet => out
+            .write_all(&parquet_bytes(&header, &table_rows)?)
             .map_err(io)?,
         None => writeln!(out, "{}", Value::Array(json_rows)).map_err(io)?,
     }

@@ -116,7 +116,7 @@ enum Command {
         #[arg(long = "where")]
         wheres: Vec<String>,
         /// Output format.
-        #[arg(long, default_value = "csv", value_parser = ["csv", "json"])]
+        #[arg(long, default_value = "csv", value_parser = ["csv", "json", "parquet"])]
         format: String,
         /// Output file (default: standard output).
         #[arg(short = 'o', long)]
@@ -646,10 +646,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 .map(|w| crate::audit::Where::parse(w))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| CliError::Other(e.to_string()))?;
-            let fmt = if format == "json" {
-                crate::audit::Format::Json
-            } else {
-                crate::audit::Format::Csv
+            let fmt = match format.as_str() {
+                "json" => crate::audit::Format::Json,
+                "parquet" => crate::audit::Format::Parquet,
+                _ => crate::audit::Format::Csv,
             };
             let mut buf: Vec<u8> = Vec::new();
             let rows = crate::audit::export(
