@@ -116,3 +116,62 @@ fn python_reads_s3_repository() {
         json!({"kind": "s3", "bucket": bucket, "prefix": prefix, "endpoint": endpoint}),
     );
 }
+
+#[test]
+fn python_opens_the_demo_dataset_with_cf_decoding() {
+    let Some(py) = python() else {
+        eprintln!("SKIPPED: no Python >= 3.12 reader environment (run scripts/python-reader-env.sh; needs Python 3.12+)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("demo");
+    let out = Command::new(env!("CARGO_BIN_EXE_zarr-fuse"))
+        .arg("demo")
+        .arg(&d)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let script = format!(
+        r#"
+import icechunk, xarray as xr, numpy as np, json
+repo = icechunk.Repository.open(icechunk.local_filesystem_storage({path:?}))
+ds = xr.open_zarr(repo.readonly_session(tag="v1.0").store, consolidated=False)
+t = ds.temperature
+print(json.dumps({{
+  "time_dtype": str(ds.time.dtype), "first_time": str(ds.time.values[0])[:19],
+  "dims": list(t.dims), "units": t.attrs.get("units"), "sites": int(ds.sizes["site"]),
+  "times": int(ds.sizes["time"]), "lat": sorted(float(x) for x in ds.latitude.values),
+  "t_min": float(np.nanmin(t.values)), "t_max": float(np.nanmax(t.values)),
+  "title": ds.attrs.get("title")}}))
+"#,
+        path = d.display().to_string()
+    );
+    let out = Command::new(py).arg("-c").arg(script).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim().lines().last().unwrap()).unwrap();
+    assert_eq!(v["time_dtype"], "datetime64[ns]");
+    assert_eq!(v["first_time"], "2026-01-01T00:00:00");
+    assert_eq!(v["dims"], json!(["time", "site"]));
+    assert_eq!(v["units"], "K");
+    assert_eq!(v["sites"], 4);
+    assert_eq!(
+        v["times"], 53,
+        "fetches 0..5 cover hours 0..52; the reverted fetch 6 added none"
+    );
+    assert_eq!(v["lat"], json!([49.19, 49.82, 50.08, 50.77]));
+    // kelvin, and the reverted +273.15 glitch is gone
+    assert!(
+        v["t_min"].as_f64().unwrap() > 260.0 && v["t_max"].as_f64().unwrap() < 300.0,
+        "{v}"
+    );
+    assert_eq!(v["title"], "Weather forecasts for CZ sites");
+}
