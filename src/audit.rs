@@ -312,10 +312,7 @@ pub async fn blame(
 ) -> Result<Vec<BlameRecord>, MergeError> {
     let (at, schema) = stored_at(repo, rev).await?;
     let path = node_path.trim_matches('/');
-    let node = schema.node(path).ok_or_else(|| MergeError::NoSuchNode {
-        node: node_path.into(),
-        nodes: schema.root.walk().iter().map(|n| n.path.clone()).collect(),
-    })?;
+    let node = crate::merge::require_node(&schema, path)?;
     let v = node.var(var).ok_or_else(|| {
         MergeError::Invalid(format!(
             "variable '{var}' is not in node '{node_path}'; variables: {}",
@@ -443,10 +440,7 @@ pub async fn export(
 ) -> Result<u64, MergeError> {
     let (at, schema) = stored_at(repo, rev).await?;
     let path = node_path.trim_matches('/');
-    let node = schema.node(path).ok_or_else(|| MergeError::NoSuchNode {
-        node: node_path.into(),
-        nodes: schema.root.walk().iter().map(|n| n.path.clone()).collect(),
-    })?;
+    let node = crate::merge::require_node(&schema, path)?;
     let data = read_node(repo, &at.id, path).await?;
     let dims: Vec<String> = node.coords.iter().map(|c| c.name().to_string()).collect();
     let sel = select(node, &data, &dims, wheres)?;

@@ -36,6 +36,21 @@ fn cells(col: &dyn Array, file: &str, name: &str) -> Result<Vec<Option<String>>,
                 .collect()
         }};
     }
+    macro_rules! strings {
+        ($t:ty) => {{
+            let a = col
+                .as_any()
+                .downcast_ref::<$t>()
+                .ok_or_else(|| bad(file, name, col))?;
+            (0..a.len())
+                .map(|i| {
+                    a.is_valid(i)
+                        .then(|| a.value(i).trim().to_string())
+                        .filter(|s| !s.is_empty())
+                })
+                .collect()
+        }};
+    }
     let out = match col.data_type() {
         DataType::Int8 => prim!(Int8Type),
         DataType::Int16 => prim!(Int16Type),
@@ -56,45 +71,9 @@ fn cells(col: &dyn Array, file: &str, name: &str) -> Result<Vec<Option<String>>,
                 .map(|i| a.is_valid(i).then(|| u8::from(a.value(i)).to_string()))
                 .collect()
         }
-        DataType::Utf8 => {
-            let a = col
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .ok_or_else(|| bad(file, name, col))?;
-            (0..a.len())
-                .map(|i| {
-                    a.is_valid(i)
-                        .then(|| a.value(i).trim().to_string())
-                        .filter(|s| !s.is_empty())
-                })
-                .collect()
-        }
-        DataType::LargeUtf8 => {
-            let a = col
-                .as_any()
-                .downcast_ref::<LargeStringArray>()
-                .ok_or_else(|| bad(file, name, col))?;
-            (0..a.len())
-                .map(|i| {
-                    a.is_valid(i)
-                        .then(|| a.value(i).trim().to_string())
-                        .filter(|s| !s.is_empty())
-                })
-                .collect()
-        }
-        DataType::Utf8View => {
-            let a = col
-                .as_any()
-                .downcast_ref::<StringViewArray>()
-                .ok_or_else(|| bad(file, name, col))?;
-            (0..a.len())
-                .map(|i| {
-                    a.is_valid(i)
-                        .then(|| a.value(i).trim().to_string())
-                        .filter(|s| !s.is_empty())
-                })
-                .collect()
-        }
+        DataType::Utf8 => strings!(StringArray),
+        DataType::LargeUtf8 => strings!(LargeStringArray),
+        DataType::Utf8View => strings!(StringViewArray),
         DataType::Timestamp(unit, tz) => {
             let a = match unit {
                 TimeUnit::Second => {

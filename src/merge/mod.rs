@@ -97,6 +97,28 @@ impl Scalar {
     }
 }
 
+/// The node `path` of `schema`, or an error listing the nodes there are.
+pub fn require_node<'a>(
+    schema: &'a crate::schema::Schema,
+    path: &str,
+) -> Result<&'a crate::schema::NodeSchema, MergeError> {
+    schema.node(path).ok_or_else(|| MergeError::NoSuchNode {
+        node: path.to_string(),
+        nodes: schema
+            .root
+            .walk()
+            .iter()
+            .map(|n| {
+                if n.path.is_empty() {
+                    "/".into()
+                } else {
+                    n.path.clone()
+                }
+            })
+            .collect(),
+    })
+}
+
 /// Errors converting or merging a contribution. Nothing is written when one occurs.
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {

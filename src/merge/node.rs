@@ -852,21 +852,7 @@ pub async fn update(
         };
         let mut cells = Map::new();
         for (path, table) in inputs {
-            let node = schema.node(path).ok_or_else(|| MergeError::NoSuchNode {
-                node: path.clone(),
-                nodes: schema
-                    .root
-                    .walk()
-                    .iter()
-                    .map(|n| {
-                        if n.path.is_empty() {
-                            "/".into()
-                        } else {
-                            n.path.clone()
-                        }
-                    })
-                    .collect(),
-            })?;
+            let node = super::require_node(&schema, path)?;
             let conv = convert::convert(table, node, opts.on_invalid)?;
             report.rows_read += conv.rows_read;
             report.rows_dropped += conv.rows_dropped;
@@ -941,10 +927,7 @@ pub async fn read_node(
 ) -> Result<NodeData, MergeError> {
     let store: Arc<Store> = repo.read_store(id).await?;
     let schema = stored_schema(&store).await?;
-    let node = schema.node(path).ok_or_else(|| MergeError::NoSuchNode {
-        node: path.into(),
-        nodes: vec![],
-    })?;
+    let node = super::require_node(&schema, path)?;
     let mut out = NodeData::default();
     for c in &node.coords {
         let k = if c.composed.is_empty() {
