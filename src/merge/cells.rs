@@ -74,13 +74,13 @@ pub struct CellSet {
     pub tuples: Option<Vec<u32>>,
 }
 
-/// Builds a [`CellSet`] from written cells.
+/// Builds a [`CellSet`] from written cells (each cell added once).
 pub struct CellSetBuilder {
     dims: Vec<String>,
     index: Vec<HashMap<Key, u32>>,
     keys: Vec<Vec<Key>>,
     tuples: Vec<u32>,
-    seen: std::collections::HashSet<Vec<u32>>,
+    cells: usize,
 }
 
 impl CellSetBuilder {
@@ -92,37 +92,37 @@ impl CellSetBuilder {
             index: vec![HashMap::new(); n],
             keys: vec![vec![]; n],
             tuples: vec![],
-            seen: Default::default(),
+            cells: 0,
         }
     }
 
-    /// Add one written cell.
-    pub fn add(&mut self, cell: &[Key]) {
-        let mut t = Vec::with_capacity(cell.len());
-        for (d, k) in cell.iter().enumerate() {
-            let next = self.keys[d].len() as u32;
-            let i = *self.index[d].entry(k.clone()).or_insert_with(|| {
-                self.keys[d].push(k.clone());
-                next
-            });
-            t.push(i);
+    /// Add one written cell (its keys in dimension order); the caller adds each cell once.
+    pub fn add<'a>(&mut self, cell: impl Iterator<Item = &'a Key>) {
+        for (d, k) in cell.enumerate() {
+            let i = match self.index[d].get(k) {
+                Some(i) => *i,
+                None => {
+                    let i = self.keys[d].len() as u32;
+                    self.index[d].insert(k.clone(), i);
+                    self.keys[d].push(k.clone());
+                    i
+                }
+            };
+            self.tuples.push(i);
         }
-        if self.seen.insert(t.clone()) {
-            self.tuples.extend(t);
-        }
+        self.cells += 1;
     }
 
     /// The cell set, or `None` if nothing was written.
     pub fn finish(self) -> Option<CellSet> {
-        let n = self.seen.len();
-        if n == 0 {
+        if self.cells == 0 {
             return None;
         }
         let full: usize = self.keys.iter().map(Vec::len).product();
         Some(CellSet {
             dims: self.dims,
             values: self.keys.iter().map(|k| DimValues::from_keys(k)).collect(),
-            tuples: (n != full).then_some(self.tuples),
+            tuples: (self.cells != full).then_some(self.tuples),
         })
     }
 }
@@ -177,7 +177,7 @@ mod tests {
         let mut b = CellSetBuilder::new(vec!["t".into(), "s".into()]);
         for t in 0..3 {
             for s in ["a", "b"] {
-                b.add(&[Key::I(t), Key::S(s.into())]);
+                b.add([Key::I(t), Key::S(s.into())].iter());
             }
         }
         let set = b.finish().unwrap();
@@ -187,8 +187,8 @@ mod tests {
         assert!(!m.contains(&[Key::I(3), Key::S("b".into())]));
 
         let mut b = CellSetBuilder::new(vec!["t".into(), "s".into()]);
-        b.add(&[Key::I(0), Key::S("d".into())]);
-        b.add(&[Key::I(1), Key::S("a".into())]);
+        b.add([Key::I(0), Key::S("d".into())].iter());
+        b.add([Key::I(1), Key::S("a".into())].iter());
         let set = b.finish().unwrap();
         assert!(set.tuples.is_some());
         let m = CellMatcher::from_json(&serde_json::to_value(&set).unwrap()).unwrap();

@@ -764,10 +764,19 @@ async fn apply_node(
             }
         }
         // the contribution's cells
-        let mut written: HashMap<usize, usize> = HashMap::new();
+        // row + 1 that wrote each cell (0 = none): cells are unique per variable from here on
+        let mut written: Vec<u32> = vec![0; new_shape.iter().product::<u64>() as usize];
         let mut cellset = super::cells::CellSetBuilder::new(v.coords.clone());
-        let mut touched_chunks = std::collections::HashSet::new();
         let chunk: Vec<u64> = v.coords.iter().map(|d| chunk_of(node, d)).collect();
+        let grid: Vec<u64> = new_shape
+            .iter()
+            .zip(&chunk)
+            .map(|(n, c)| n.div_ceil(*c).max(1))
+            .collect();
+        let flat_chunk = |cidx: &mut dyn Iterator<Item = u64>| {
+            cidx.zip(&grid).fold(0u64, |acc, (i, g)| acc * g + i)
+        };
+        let mut touched_chunks: std::collections::HashSet<u64> = std::collections::HashSet::new();
         for r in 0..rows {
             if !ov.keep[r] {
                 continue;
@@ -777,13 +786,12 @@ async fn apply_node(
                 continue;
             }
             let mut nf = 0;
-            let mut cidx = Vec::with_capacity(dims.len());
             for (a, &d) in dims.iter().enumerate() {
-                let p = ov.pos[d][&ov.conv.coord_keys[d][r]];
-                nf += p * nst[a];
-                cidx.push(p as u64 / chunk[a]);
+                nf += ov.pos[d][&ov.conv.coord_keys[d][r]] * nst[a];
             }
-            if let Some(&prev) = written.get(&nf) {
+            let prev = written[nf];
+            if prev != 0 {
+                let prev = prev as usize - 1;
                 if values[prev] != *s {
                     let unused: Vec<String> = node
                         .coords
@@ -802,20 +810,20 @@ async fn apply_node(
                 }
                 continue;
             }
-            written.insert(nf, r);
-            let cell: Vec<Key> = dims
-                .iter()
-                .map(|&d| ov.conv.coord_keys[d][r].clone())
-                .collect();
-            cellset.add(&cell);
+            written[nf] = r as u32 + 1;
+            cellset.add(dims.iter().map(|&d| &ov.conv.coord_keys[d][r]));
             data.set(nf, s);
-            touched_chunks.insert(cidx);
+            let mut cidx = dims
+                .iter()
+                .enumerate()
+                .map(|(a, &d)| ov.pos[d][&ov.conv.coord_keys[d][r]] as u64 / chunk[a]);
+            touched_chunks.insert(flat_chunk(&mut cidx));
             report.cells_written += 1;
         }
         let fc: Vec<u64> = dims.iter().map(|&d| first_change[d]).collect();
         let dirty = |start: &[u64], cshape: &[u64]| {
-            let idx: Vec<u64> = start.iter().zip(cshape).map(|(s, c)| s / c).collect();
-            touched_chunks.contains(&idx)
+            let mut idx = start.iter().zip(cshape).map(|(s, c)| s / c);
+            touched_chunks.contains(&flat_chunk(&mut idx))
                 || start
                     .iter()
                     .zip(cshape)
