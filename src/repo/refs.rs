@@ -207,6 +207,25 @@ impl Repo {
         if rev.is_empty() {
             return Err(RepoError::Invalid("empty revision".into()));
         }
+        // a full commit id: read its snapshot object directly — O(1), no ref listing and no
+        // history scan (spec/005: full-length ids are checked before names)
+        if rev.len() == 20 {
+            let upper = rev.to_ascii_uppercase();
+            if let Ok(sid) = SnapshotId::try_from(upper.as_str()) {
+                if self
+                    .inner
+                    .asset_manager()
+                    .fetch_snapshot(&sid)
+                    .await
+                    .is_ok()
+                {
+                    return Ok(Resolved {
+                        id: sid,
+                        label: format!("commit {upper}"),
+                    });
+                }
+            }
+        }
         let branches = self
             .inner
             .list_branches()
@@ -268,17 +287,6 @@ impl Repo {
             });
         }
         let upper = rev.to_ascii_uppercase();
-        // a full commit id: look it up directly (no scan of the history)
-        if upper.len() == 20 {
-            if let Ok(sid) = SnapshotId::try_from(upper.as_str()) {
-                if self.inner.lookup_snapshot(&sid).await.is_ok() {
-                    return Ok(Resolved {
-                        id: sid,
-                        label: format!("commit {upper}"),
-                    });
-                }
-            }
-        }
         let looks_like_id =
             upper.len() >= MIN_PREFIX && upper.chars().all(|c| c.is_ascii_alphanumeric());
         if looks_like_id {
