@@ -422,6 +422,19 @@ fn progress_bar(len: u64, what: &str) -> Option<indicatif::ProgressBar> {
     Some(pb)
 }
 
+fn spinner(what: &str) -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let sp = indicatif::ProgressBar::new_spinner();
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}") {
+        sp.set_style(style);
+    }
+    sp.set_message(what.to_string());
+    sp.enable_steady_tick(std::time::Duration::from_millis(120));
+    Some(sp)
+}
+
 fn print_write(json: bool, commit: &Option<String>, extra: serde_json::Value) {
     if json {
         let mut v = json!({ "commit": commit });
@@ -563,18 +576,41 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let mut prov = provenance(author.as_deref(), "update", message, &meta)?;
             let mut tables = Vec::new();
             let mut digest = blake3::Hasher::new();
-            for input in &inputs {
-                // `--node a/b=FILE` pairs or plain files for --node
-                let (node_path, file) = match input.split_once('=') {
+            // `--node a/b=FILE` pairs or plain files for --node
+            let pairs: Vec<(String, String)> = inputs
+                .iter()
+                .map(|input| match input.split_once('=') {
                     Some((n, f)) if !std::path::Path::new(input).exists() => {
                         (n.to_string(), f.to_string())
                     }
                     _ => (node.clone().unwrap_or_default(), input.clone()),
-                };
-                let t = crate::ingest::Table::read(std::path::Path::new(&file))
-                    .map_err(|e| CliError::Other(e.to_string()))?;
+                })
+                .collect();
+            let total: u64 = pairs
+                .iter()
+                .map(|(_, f)| crate::ingest::Table::input_len(std::path::Path::new(f)))
+                .sum();
+            let pb = progress_bar(total, "reading inputs");
+            if let (Some(pb), Ok(style)) = (
+                &pb,
+                indicatif::ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {bytes}/{total_bytes} {elapsed}",
+                ),
+            ) {
+                pb.set_style(style);
+            }
+            for (node_path, file) in &pairs {
+                let t = crate::ingest::Table::read_with_progress(std::path::Path::new(file), |n| {
+                    if let Some(pb) = &pb {
+                        pb.inc(n);
+                    }
+                })
+                .map_err(|e| CliError::Other(e.to_string()))?;
                 digest.update(t.blake3.as_bytes());
                 tables.push((node_path.trim_matches('/').to_string(), t));
+            }
+            if let Some(pb) = &pb {
+                pb.finish_and_clear();
             }
             if tables.len() == 1 {
                 prov.input_blake3 = Some(tables[0].1.blake3.clone());
@@ -595,9 +631,12 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 dry_run,
             };
             let r = open(&repo).await?;
-            let report = crate::merge::update(&r, &branch, &tables, prov, &opts)
-                .await
-                .map_err(|e| CliError::Other(e.to_string()))?;
+            let spinner = spinner("converting, merging and committing");
+            let report = crate::merge::update(&r, &branch, &tables, prov, &opts).await;
+            if let Some(sp) = &spinner {
+                sp.finish_and_clear();
+            }
+            let report = report.map_err(|e| CliError::Other(e.to_string()))?;
             if json {
                 println!("{}", serde_json::to_string(&report).unwrap_or_default());
             } else {

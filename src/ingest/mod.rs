@@ -1,10 +1,11 @@
-//! Input tables (CSV; Parquet later) → named text columns with input line numbers.
+//! Input tables (CSV, Parquet) → named text columns with input line numbers.
 //!
 //! Cells stay text here; the schema layer parses them to typed values so that every error can
 //! name the file, line, column and value.
 
 mod parquet;
 
+use std::io::Read;
 use std::path::Path;
 
 /// Errors reading an input table.
@@ -45,19 +46,75 @@ pub enum IngestError {
     },
 }
 
-/// A table of text cells; `None` is an empty (NA) cell.
+/// One column of text cells, stored as one string plus end offsets (compact: no allocation per
+/// cell). An empty cell is NA.
+#[derive(Debug, Clone, Default)]
+pub struct TextColumn {
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl TextColumn {
+    /// Append a cell (`None` or empty = NA).
+    pub fn push(&mut self, cell: Option<&str>) {
+        if let Some(c) = cell {
+            self.text.push_str(c);
+        }
+        self.ends.push(self.text.len());
+    }
+
+    /// Cell `row`, `None` when NA or out of range.
+    pub fn get(&self, row: usize) -> Option<&str> {
+        let end = *self.ends.get(row)?;
+        let start = if row == 0 { 0 } else { self.ends[row - 1] };
+        (end > start).then(|| &self.text[start..end])
+    }
+
+    /// Number of cells.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether the column has no cells.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+}
+
+/// A table of text cells, column by column.
 #[derive(Debug, Clone, Default)]
 pub struct Table {
     /// Where it came from.
     pub source: String,
     /// Column names.
     pub columns: Vec<String>,
-    /// Rows of cells.
-    pub rows: Vec<Vec<Option<String>>>,
+    /// The cells, one [`TextColumn`] per column.
+    pub cells: Vec<TextColumn>,
     /// Input line of each row (header = line 1).
     pub lines: Vec<u64>,
     /// blake3 hex of the input bytes.
     pub blake3: String,
+}
+
+/// Hashes and counts the bytes read through it, and notes whether any was not whitespace.
+struct Tee<R, F> {
+    inner: R,
+    hasher: blake3::Hasher,
+    blank: bool,
+    progress: F,
+}
+
+impl<R: Read, F: FnMut(u64)> Read for Tee<R, F> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let got = &buf[..n];
+        self.hasher.update(got);
+        if self.blank && !got.iter().all(u8::is_ascii_whitespace) {
+            self.blank = false;
+        }
+        (self.progress)(n as u64);
+        Ok(n)
+    }
 }
 
 impl Table {
@@ -66,17 +123,51 @@ impl Table {
         self.columns.iter().position(|c| c == name)
     }
 
+    /// Number of data rows.
+    pub fn n_rows(&self) -> usize {
+        self.lines.len()
+    }
+
+    /// Cell at `row`, `col`; `None` when NA.
+    pub fn cell(&self, row: usize, col: usize) -> Option<&str> {
+        self.cells.get(col).and_then(|c| c.get(row))
+    }
+
+    /// Append a row of cells (`None` or empty = NA) read at input `line`.
+    pub fn push_row<'a>(&mut self, line: u64, cells: impl IntoIterator<Item = Option<&'a str>>) {
+        if self.cells.len() < self.columns.len() {
+            self.cells
+                .resize_with(self.columns.len(), TextColumn::default);
+        }
+        for (col, cell) in self.cells.iter_mut().zip(cells) {
+            col.push(cell);
+        }
+        self.lines.push(line);
+    }
+
     /// Parse CSV bytes; `source` names the input in errors.
     pub fn from_csv_bytes(bytes: &[u8], source: &str) -> Result<Table, IngestError> {
-        if bytes.iter().all(|b| b.is_ascii_whitespace()) {
-            return Err(IngestError::Empty {
-                file: source.into(),
-            });
-        }
+        Table::from_csv_reader(bytes, source, |_| {})
+    }
+
+    /// Parse CSV from a reader, calling `progress` with the number of bytes read as it goes.
+    /// Memory is the compact text of the cells; the input itself is never held whole.
+    pub fn from_csv_reader(
+        reader: impl Read,
+        source: &str,
+        progress: impl FnMut(u64),
+    ) -> Result<Table, IngestError> {
+        let mut tee = Tee {
+            inner: reader,
+            hasher: blake3::Hasher::new(),
+            blank: true,
+            progress,
+        };
         let mut rdr = csv::ReaderBuilder::new()
             .has_headers(true)
             .flexible(false)
-            .from_reader(bytes);
+            .buffer_capacity(1 << 16)
+            .from_reader(&mut tee);
         let csv_err = |e: csv::Error| {
             let line = e.position().map(|p| p.line()).unwrap_or(0);
             let message = match e.kind() {
@@ -88,6 +179,7 @@ impl Table {
                 } => {
                     format!("ragged row: {len} fields where the header has {expected_len}")
                 }
+                csv::ErrorKind::Io(e) => format!("cannot read: {e}"),
                 _ => e.to_string(),
             };
             IngestError::Csv {
@@ -104,28 +196,45 @@ impl Table {
             .collect();
         let mut table = Table {
             source: source.into(),
+            cells: vec![TextColumn::default(); columns.len()],
             columns,
-            blake3: blake3::hash(bytes).to_hex().to_string(),
             ..Default::default()
         };
-        for rec in rdr.records() {
-            let rec = rec.map_err(csv_err)?;
+        let mut rec = csv::StringRecord::new();
+        loop {
+            match rdr.read_record(&mut rec) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => return Err(csv_err(e)),
+            }
             let line = rec.position().map(|p| p.line()).unwrap_or(0);
-            table.rows.push(
-                rec.iter()
-                    .map(|c| {
-                        let c = c.trim();
-                        (!c.is_empty()).then(|| c.to_string())
-                    })
-                    .collect(),
-            );
-            table.lines.push(line);
+            table.push_row(line, rec.iter().map(|c| Some(c.trim())));
         }
+        drop(rdr);
+        if tee.blank {
+            return Err(IngestError::Empty {
+                file: source.into(),
+            });
+        }
+        table.blake3 = tee.hasher.finalize().to_hex().to_string();
         Ok(table)
     }
 
     /// Read a CSV (`.csv`, `.txt`, no extension) or Parquet (`.parquet`, `.pq`) file.
     pub fn read(path: &Path) -> Result<Table, IngestError> {
+        Table::read_with_progress(path, |_| {})
+    }
+
+    /// The size in bytes of an input file (for a progress bar), 0 when unknown.
+    pub fn input_len(path: &Path) -> u64 {
+        std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// [`Table::read`], calling `progress` with the number of bytes read as it goes.
+    pub fn read_with_progress(
+        path: &Path,
+        progress: impl FnMut(u64),
+    ) -> Result<Table, IngestError> {
         let file = path.display().to_string();
         let ext = path
             .extension()
@@ -136,20 +245,28 @@ impl Table {
         if !(is_parquet || ext == "csv" || ext == "txt" || ext.is_empty()) {
             return Err(IngestError::Unsupported { file, ext });
         }
-        let bytes = std::fs::read(path).map_err(|source| IngestError::Read {
+        let read_err = |source| IngestError::Read {
             file: file.clone(),
             source,
-        })?;
+        };
         if is_parquet {
-            parquet::read_parquet(&bytes, &file)
+            let mut progress = progress;
+            let bytes = std::fs::read(path).map_err(read_err)?;
+            progress(bytes.len() as u64);
+            parquet::read_parquet(bytes.into(), &file)
         } else {
-            Table::from_csv_bytes(&bytes, &file)
+            let f = std::fs::File::open(path).map_err(read_err)?;
+            Table::from_csv_reader(
+                std::io::BufReader::with_capacity(1 << 16, f),
+                &file,
+                progress,
+            )
         }
     }
 
     /// Parse Parquet bytes; `source` names the input in errors.
     pub fn from_parquet_bytes(bytes: &[u8], source: &str) -> Result<Table, IngestError> {
-        parquet::read_parquet(bytes, source)
+        parquet::read_parquet(bytes::Bytes::copy_from_slice(bytes), source)
     }
 }
 
@@ -161,7 +278,7 @@ mod tests {
     fn reads_csv_with_lines_and_na() {
         let t = Table::from_csv_bytes(b"t,temp\n0,10\n1,\n", "x.csv").unwrap();
         assert_eq!(t.columns, vec!["t", "temp"]);
-        assert_eq!(t.rows[1], vec![Some("1".into()), None]);
+        assert_eq!((t.cell(1, 0), t.cell(1, 1)), (Some("1"), None));
         assert_eq!(t.lines, vec![2, 3]);
     }
 

@@ -127,16 +127,16 @@ fn bad(file: &str, name: &str, col: &dyn Array) -> IngestError {
 }
 
 /// Read Parquet bytes.
-pub fn read_parquet(bytes: &[u8], file: &str) -> Result<Table, IngestError> {
+pub fn read_parquet(data: bytes::Bytes, file: &str) -> Result<Table, IngestError> {
     let err = |message: String| IngestError::Csv {
         file: file.to_string(),
         line: 0,
         message,
     };
-    if bytes.is_empty() {
+    if data.is_empty() {
         return Err(IngestError::Empty { file: file.into() });
     }
-    let data = bytes::Bytes::copy_from_slice(bytes);
+    let blake3 = blake3::hash(&data).to_hex().to_string();
     let reader = ParquetRecordBatchReaderBuilder::try_new(data)
         .map_err(|e| err(format!("not a readable Parquet file: {e}")))?
         .with_batch_size(65_536)
@@ -144,7 +144,7 @@ pub fn read_parquet(bytes: &[u8], file: &str) -> Result<Table, IngestError> {
         .map_err(|e| err(format!("not a readable Parquet file: {e}")))?;
     let mut table = Table {
         source: file.into(),
-        blake3: blake3::hash(bytes).to_hex().to_string(),
+        blake3,
         ..Default::default()
     };
     let mut row = 0u64;
@@ -165,9 +165,8 @@ pub fn read_parquet(bytes: &[u8], file: &str) -> Result<Table, IngestError> {
             .map(|(c, n)| cells(c.as_ref(), file, n))
             .collect::<Result<_, _>>()?;
         for r in 0..batch.num_rows() {
-            table.rows.push(cols.iter().map(|c| c[r].clone()).collect());
             row += 1;
-            table.lines.push(row + 1);
+            table.push_row(row + 1, cols.iter().map(|c| c[r].as_deref()));
         }
     }
     Ok(table)

@@ -74,41 +74,41 @@ pub struct CellSet {
     pub tuples: Option<Vec<u32>>,
 }
 
-/// Builds a [`CellSet`] from written cells (each cell added once).
-pub struct CellSetBuilder {
+/// Builds a [`CellSet`] from written cells (each cell added once), given as indices into
+/// per-dimension dictionaries of keys.
+pub struct CellSetBuilder<'a> {
     dims: Vec<String>,
-    index: Vec<HashMap<Key, u32>>,
+    dicts: Vec<&'a [Key]>,
+    remap: Vec<Vec<u32>>,
     keys: Vec<Vec<Key>>,
     tuples: Vec<u32>,
     cells: usize,
 }
 
-impl CellSetBuilder {
-    /// A builder for a variable with these dimensions.
-    pub fn new(dims: Vec<String>) -> Self {
+impl<'a> CellSetBuilder<'a> {
+    /// A builder for a variable with these dimensions and, per dimension, the keys that cells
+    /// name by index.
+    pub fn new(dims: Vec<String>, dicts: Vec<&'a [Key]>) -> Self {
         let n = dims.len();
         CellSetBuilder {
+            remap: dicts.iter().map(|d| vec![u32::MAX; d.len()]).collect(),
+            dicts,
             dims,
-            index: vec![HashMap::new(); n],
             keys: vec![vec![]; n],
             tuples: vec![],
             cells: 0,
         }
     }
 
-    /// Add one written cell (its keys in dimension order); the caller adds each cell once.
-    pub fn add<'a>(&mut self, cell: impl Iterator<Item = &'a Key>) {
-        for (d, k) in cell.enumerate() {
-            let i = match self.index[d].get(k) {
-                Some(i) => *i,
-                None => {
-                    let i = self.keys[d].len() as u32;
-                    self.index[d].insert(k.clone(), i);
-                    self.keys[d].push(k.clone());
-                    i
-                }
-            };
-            self.tuples.push(i);
+    /// Add one written cell (its dictionary indices in dimension order); each cell once.
+    pub fn add(&mut self, cell: impl Iterator<Item = u32>) {
+        for (d, i) in cell.enumerate() {
+            let slot = &mut self.remap[d][i as usize];
+            if *slot == u32::MAX {
+                *slot = self.keys[d].len() as u32;
+                self.keys[d].push(self.dicts[d][i as usize].clone());
+            }
+            self.tuples.push(*slot);
         }
         self.cells += 1;
     }
@@ -174,10 +174,15 @@ mod tests {
 
     #[test]
     fn boxes_and_sparse_sets() {
-        let mut b = CellSetBuilder::new(vec!["t".into(), "s".into()]);
+        let ts: Vec<Key> = (0..3).map(Key::I).collect();
+        let ss: Vec<Key> = ["a", "b", "d"]
+            .iter()
+            .map(|s| Key::S(s.to_string()))
+            .collect();
+        let mut b = CellSetBuilder::new(vec!["t".into(), "s".into()], vec![&ts, &ss]);
         for t in 0..3 {
-            for s in ["a", "b"] {
-                b.add([Key::I(t), Key::S(s.into())].iter());
+            for s in 0..2 {
+                b.add([t, s].into_iter());
             }
         }
         let set = b.finish().unwrap();
@@ -186,9 +191,9 @@ mod tests {
         assert!(m.contains(&[Key::I(2), Key::S("b".into())]));
         assert!(!m.contains(&[Key::I(3), Key::S("b".into())]));
 
-        let mut b = CellSetBuilder::new(vec!["t".into(), "s".into()]);
-        b.add([Key::I(0), Key::S("d".into())].iter());
-        b.add([Key::I(1), Key::S("a".into())].iter());
+        let mut b = CellSetBuilder::new(vec!["t".into(), "s".into()], vec![&ts, &ss]);
+        b.add([0, 2].into_iter());
+        b.add([1, 0].into_iter());
         let set = b.finish().unwrap();
         assert!(set.tuples.is_some());
         let m = CellMatcher::from_json(&serde_json::to_value(&set).unwrap()).unwrap();

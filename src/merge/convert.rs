@@ -18,15 +18,148 @@ pub enum OnInvalid {
     Na,
 }
 
+/// One coordinate of a converted contribution, dictionary-encoded: the distinct keys in order of
+/// first appearance and, per kept row, the index of its key.
+#[derive(Debug, Clone, Default)]
+pub struct CoordColumn {
+    /// Distinct keys, in order of first appearance among the kept rows.
+    pub dict: Vec<Key>,
+    /// Per kept row: index into `dict`.
+    pub idx: Vec<u32>,
+}
+
+impl CoordColumn {
+    /// The key of kept row `r`.
+    pub fn key(&self, r: usize) -> &Key {
+        &self.dict[self.idx[r] as usize]
+    }
+
+    /// Encode keys given row by row.
+    pub fn from_keys(keys: Vec<Key>) -> CoordColumn {
+        let mut map: HashMap<Key, u32> = HashMap::new();
+        let mut out = CoordColumn::default();
+        for k in keys {
+            let i = match map.get(&k) {
+                Some(i) => *i,
+                None => {
+                    let i = out.dict.len() as u32;
+                    map.insert(k.clone(), i);
+                    out.dict.push(k);
+                    i
+                }
+            };
+            out.idx.push(i);
+        }
+        out
+    }
+}
+
+/// The values of one variable, one per kept row, typed by the stored type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Values {
+    /// Floats; NaN is NA.
+    F(Vec<f64>),
+    /// Integers and ticks.
+    I(Vec<Option<i64>>),
+    /// Strings.
+    S(Vec<Option<String>>),
+}
+
+impl Values {
+    fn for_type(d: DType, n: usize) -> Values {
+        if d.is_integer() || matches!(d, DType::DateTime(_)) {
+            Values::I(Vec::with_capacity(n))
+        } else if matches!(d, DType::Str(_)) {
+            Values::S(Vec::with_capacity(n))
+        } else {
+            Values::F(Vec::with_capacity(n))
+        }
+    }
+
+    /// Values of the same kind as `self`, empty.
+    pub fn empty_like(&self) -> Values {
+        match self {
+            Values::F(_) => Values::F(vec![]),
+            Values::I(_) => Values::I(vec![]),
+            Values::S(_) => Values::S(vec![]),
+        }
+    }
+
+    /// Append a value.
+    pub fn push(&mut self, s: Scalar) {
+        match (self, s) {
+            (Values::F(v), Scalar::F(x)) => v.push(x),
+            (Values::F(v), Scalar::I(x)) => v.push(x as f64),
+            (Values::F(v), _) => v.push(f64::NAN),
+            (Values::I(v), Scalar::I(x)) => v.push(Some(x)),
+            (Values::I(v), Scalar::F(x)) => v.push(Some(x as i64)),
+            (Values::I(v), _) => v.push(None),
+            (Values::S(v), Scalar::S(x)) => v.push(Some(x)),
+            (Values::S(v), Scalar::Na) => v.push(None),
+            (Values::S(v), other) => v.push(Some(format!("{other:?}"))),
+        }
+    }
+
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        match self {
+            Values::F(v) => v.len(),
+            Values::I(v) => v.len(),
+            Values::S(v) => v.len(),
+        }
+    }
+
+    /// Whether there are no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Value `r`.
+    pub fn get(&self, r: usize) -> Scalar {
+        match self {
+            Values::F(v) if v[r].is_nan() => Scalar::Na,
+            Values::F(v) => Scalar::F(v[r]),
+            Values::I(v) => v[r].map_or(Scalar::Na, Scalar::I),
+            Values::S(v) => v[r].clone().map_or(Scalar::Na, Scalar::S),
+        }
+    }
+
+    /// Whether value `r` is NA.
+    pub fn is_na(&self, r: usize) -> bool {
+        match self {
+            Values::F(v) => v[r].is_nan(),
+            Values::I(v) => v[r].is_none(),
+            Values::S(v) => v[r].is_none(),
+        }
+    }
+
+    /// Whether values `a` and `b` are equal (NA equals NA).
+    pub fn same(&self, a: usize, b: usize) -> bool {
+        match self {
+            Values::F(v) => v[a] == v[b] || (v[a].is_nan() && v[b].is_nan()),
+            Values::I(v) => v[a] == v[b],
+            Values::S(v) => v[a] == v[b],
+        }
+    }
+
+    fn select(&self, rows: &[usize]) -> Values {
+        match self {
+            Values::F(v) => Values::F(rows.iter().map(|&r| v[r]).collect()),
+            Values::I(v) => Values::I(rows.iter().map(|&r| v[r]).collect()),
+            Values::S(v) => Values::S(rows.iter().map(|&r| v[r].clone()).collect()),
+        }
+    }
+}
+
 /// A converted contribution.
 #[derive(Debug, Default)]
 pub struct Converted {
     /// Per node coordinate (schema order): the key of each kept row.
-    pub coord_keys: Vec<Vec<Key>>,
+    pub coords: Vec<CoordColumn>,
     /// Per composed coordinate: component name → value by key.
     pub components: HashMap<String, HashMap<Key, Scalar>>,
     /// Per variable (schema order, components excluded): value of each kept row.
-    pub vars: Vec<(String, Vec<Scalar>)>,
+    pub vars: Vec<(String, Values)>,
     /// Input line of each kept row.
     pub lines: Vec<u64>,
     /// Rows read.
@@ -192,8 +325,9 @@ pub fn convert(
     node: &NodeSchema,
     on_invalid: OnInvalid,
 ) -> Result<Converted, MergeError> {
+    let n_rows = table.n_rows();
     let mut out = Converted {
-        rows_read: table.rows.len() as u64,
+        rows_read: n_rows as u64,
         ..Default::default()
     };
     let components: Vec<&str> = node
@@ -217,7 +351,7 @@ pub fn convert(
     let mut invalid = 0u64;
     let mut cell =
         |v: &Variable, col: usize, row: usize, is_coord: bool| -> Result<Scalar, MergeError> {
-            let Some(text) = table.rows[row].get(col).and_then(|c| c.as_deref()) else {
+            let Some(text) = table.cell(row, col) else {
                 if !is_coord && !accepts_na(v) {
                     if on_invalid == OnInvalid::Na {
                         invalid += 1;
@@ -234,24 +368,45 @@ pub fn convert(
             let parsed = parse_scalar(v, text).and_then(|s| check_range(v, &s, text).map(|_| s));
             match parsed {
                 Ok(s) => Ok(s),
-                Err(reason) if on_invalid == OnInvalid::Na && (is_coord || accepts_na(v)) => {
+                Err(_) if on_invalid == OnInvalid::Na && (is_coord || accepts_na(v)) => {
                     invalid += 1;
-                    let _ = reason;
                     Ok(Scalar::Na)
                 }
                 Err(reason) => Err(bad(v, row, text, reason)),
             }
         };
-    // coordinates
-    let mut keys: Vec<Vec<Option<Key>>> = Vec::new();
+    // coordinates, dictionary-encoded (u32::MAX = NA); a text seen before is not parsed again
+    const NA: u32 = u32::MAX;
+    let mut coords: Vec<CoordColumn> = Vec::new();
     let mut comp_values: Vec<HashMap<String, Vec<Scalar>>> = Vec::new();
     for c in &node.coords {
-        let mut ks = Vec::with_capacity(table.rows.len());
+        let mut col_out = CoordColumn {
+            dict: vec![],
+            idx: Vec::with_capacity(n_rows),
+        };
+        let mut by_key: HashMap<Key, u32> = HashMap::new();
+        let mut intern = |col_out: &mut CoordColumn, k: Option<Key>| -> u32 {
+            let Some(k) = k else { return NA };
+            *by_key.entry(k).or_insert_with_key(|k| {
+                col_out.dict.push(k.clone());
+                (col_out.dict.len() - 1) as u32
+            })
+        };
         let mut comps: HashMap<String, Vec<Scalar>> = HashMap::new();
         if c.composed.is_empty() {
             let col = column(table, &c.var, &node.path)?;
-            for row in 0..table.rows.len() {
-                ks.push(cell(&c.var, col, row, true)?.key());
+            let mut by_text: HashMap<&str, u32> = HashMap::new();
+            for row in 0..n_rows {
+                let text = table.cell(row, col);
+                if let Some(i) = text.and_then(|t| by_text.get(t)) {
+                    col_out.idx.push(*i);
+                    continue;
+                }
+                let i = intern(&mut col_out, cell(&c.var, col, row, true)?.key());
+                if let (Some(t), true) = (text, i != NA) {
+                    by_text.insert(t, i);
+                }
+                col_out.idx.push(i);
             }
         } else {
             let parts: Vec<(&Variable, usize)> = c
@@ -264,83 +419,137 @@ pub fn convert(
                     Ok((v, column(table, v, &node.path)?))
                 })
                 .collect::<Result<_, MergeError>>()?;
-            for row in 0..table.rows.len() {
+            for row in 0..n_rows {
                 let vals: Vec<Scalar> = parts
                     .iter()
                     .map(|(v, col)| cell(v, *col, row, true))
                     .collect::<Result<_, _>>()?;
-                if vals.iter().any(|v| matches!(v, Scalar::Na)) {
-                    ks.push(None);
-                } else {
-                    ks.push(Some(Key::I(composed_key(&vals))));
-                }
+                let key = (!vals.iter().any(|v| matches!(v, Scalar::Na)))
+                    .then(|| Key::I(composed_key(&vals)));
+                let i = intern(&mut col_out, key);
+                col_out.idx.push(i);
                 for ((v, _), val) in parts.iter().zip(vals) {
                     comps.entry(v.name.clone()).or_default().push(val);
                 }
             }
         }
-        keys.push(ks);
+        coords.push(col_out);
         comp_values.push(comps);
     }
     // variables
-    let mut var_cols: Vec<Vec<Scalar>> = Vec::new();
+    let mut var_cols: Vec<Values> = Vec::new();
     for v in &data_vars {
         let col = column(table, v, &node.path)?;
-        let mut vals = Vec::with_capacity(table.rows.len());
-        for row in 0..table.rows.len() {
+        let mut vals = Values::for_type(stored_type(v), n_rows);
+        for row in 0..n_rows {
             vals.push(cell(v, col, row, false)?);
         }
         var_cols.push(vals);
     }
     // drop rows with an NA coordinate; later duplicates win
-    let mut seen: HashMap<Vec<Key>, usize> = HashMap::new();
-    let mut kept: Vec<usize> = Vec::new();
-    for row in 0..table.rows.len() {
-        let k: Option<Vec<Key>> = keys.iter().map(|ks| ks[row].clone()).collect();
-        let Some(k) = k else {
-            out.rows_dropped += 1;
-            continue;
-        };
-        match seen.get(&k) {
-            Some(&slot) => {
-                kept[slot] = row;
-                out.duplicates += 1;
-            }
-            None => {
-                seen.insert(k, kept.len());
-                kept.push(row);
-            }
-        }
-    }
-    kept.sort_unstable();
-    out.coord_keys = keys
+    let kept = dedup(&coords, n_rows, &mut out);
+    // re-encode the coordinates over the kept rows (order of first appearance among them)
+    out.coords = coords
         .iter()
-        .map(|ks| kept.iter().filter_map(|&r| ks[r].clone()).collect())
+        .map(|c| {
+            let mut remap = vec![NA; c.dict.len()];
+            let mut col = CoordColumn {
+                dict: vec![],
+                idx: Vec::with_capacity(kept.len()),
+            };
+            for &r in &kept {
+                let old = c.idx[r] as usize;
+                if remap[old] == NA {
+                    remap[old] = col.dict.len() as u32;
+                    col.dict.push(c.dict[old].clone());
+                }
+                col.idx.push(remap[old]);
+            }
+            col
+        })
         .collect();
     out.lines = kept.iter().map(|&r| table.lines[r]).collect();
     out.vars = data_vars
         .iter()
         .zip(var_cols)
-        .map(|(v, vals)| {
-            (
-                v.name.clone(),
-                kept.iter().map(|&r| vals[r].clone()).collect(),
-            )
-        })
+        .map(|(v, vals)| (v.name.clone(), vals.select(&kept)))
         .collect();
-    for (ci, c) in node.coords.iter().enumerate() {
-        for (name, vals) in &comp_values[ci] {
+    for (ci, comps) in comp_values.iter().enumerate() {
+        for (name, vals) in comps {
             let m = out.components.entry(name.clone()).or_default();
             for &r in &kept {
-                if let Some(k) = &keys[ci][r] {
-                    m.insert(k.clone(), vals[r].clone());
+                let i = coords[ci].idx[r];
+                if i != NA {
+                    m.insert(coords[ci].dict[i as usize].clone(), vals[r].clone());
                 }
             }
         }
-        let _ = c;
     }
     out.invalid_to_na = invalid;
     Ok(out)
+}
+
+/// The rows to keep, in input order: rows with an NA coordinate are dropped, and of rows with
+/// equal coordinates the last one wins (counted in `out`).
+fn dedup(coords: &[CoordColumn], n_rows: usize, out: &mut Converted) -> Vec<usize> {
+    const NA: u32 = u32::MAX;
+    // a row's cell as one number when the dictionary product fits, else as an index tuple
+    let product = coords
+        .iter()
+        .try_fold(1u64, |acc, c| acc.checked_mul(c.dict.len().max(1) as u64));
+    let flat = |r: usize| -> Option<u64> {
+        coords.iter().try_fold(0u64, |acc, c| {
+            let i = c.idx[r];
+            (i != NA).then(|| acc * c.dict.len().max(1) as u64 + u64::from(i))
+        })
+    };
+    let mut last: Vec<usize> = Vec::with_capacity(n_rows);
+    match product {
+        // dense: a direct table of the last row per cell
+        Some(p) if p <= (4 * n_rows as u64).max(1 << 16) => {
+            let mut slot = vec![usize::MAX; p as usize];
+            for r in 0..n_rows {
+                let Some(f) = flat(r) else {
+                    out.rows_dropped += 1;
+                    continue;
+                };
+                if slot[f as usize] != usize::MAX {
+                    out.duplicates += 1;
+                }
+                slot[f as usize] = r;
+            }
+            last.extend(slot.into_iter().filter(|&r| r != usize::MAX));
+        }
+        Some(_) => {
+            let mut seen: HashMap<u64, usize> = HashMap::with_capacity(n_rows);
+            for r in 0..n_rows {
+                let Some(f) = flat(r) else {
+                    out.rows_dropped += 1;
+                    continue;
+                };
+                if seen.insert(f, r).is_some() {
+                    out.duplicates += 1;
+                }
+            }
+            last.extend(seen.into_values());
+        }
+        None => {
+            let mut seen: HashMap<Vec<u32>, usize> = HashMap::with_capacity(n_rows);
+            for r in 0..n_rows {
+                let k: Vec<u32> = coords.iter().map(|c| c.idx[r]).collect();
+                if k.contains(&NA) {
+                    out.rows_dropped += 1;
+                    continue;
+                }
+                if seen.insert(k, r).is_some() {
+                    out.duplicates += 1;
+                }
+            }
+            last.extend(seen.into_values());
+        }
+    }
+    last.sort_unstable();
+    last
 }
 
 /// Whether `c` holds datetimes.

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::convert::Converted;
+use super::convert::{Converted, CoordColumn, Values};
 use super::{Key, Scalar};
 use crate::schema::Interpolate;
 
@@ -58,40 +58,42 @@ pub fn interpolate(conv: &Converted, ci: usize, old: &[Key], method: Interpolate
     };
     let rows = conv.lines.len();
     let inside: Vec<bool> = (0..rows)
-        .map(|r| num(&conv.coord_keys[ci][r]).is_some_and(|x| x > lo && x < hi))
+        .map(|r| num(conv.coords[ci].key(r)).is_some_and(|x| x > lo && x < hi))
         .collect();
     if !inside.iter().any(|b| *b) {
         return clone(conv);
     }
-    let mut out = Converted {
-        coord_keys: vec![vec![]; conv.coord_keys.len()],
-        vars: conv.vars.iter().map(|(n, _)| (n.clone(), vec![])).collect(),
-        ..clone_counts(conv)
-    };
-    let push = |out: &mut Converted, keys: Vec<Key>, vals: Vec<Scalar>, line: u64| {
-        for (d, k) in keys.into_iter().enumerate() {
-            out.coord_keys[d].push(k);
+    let mut keys: Vec<Vec<Key>> = vec![vec![]; conv.coords.len()];
+    let mut vars: Vec<(String, Values)> = conv
+        .vars
+        .iter()
+        .map(|(n, v)| (n.clone(), v.empty_like()))
+        .collect();
+    let mut lines = Vec::new();
+    let mut push = |row_keys: Vec<Key>, vals: Vec<Scalar>, line: u64| {
+        for (d, k) in row_keys.into_iter().enumerate() {
+            keys[d].push(k);
         }
         for (v, s) in vals.into_iter().enumerate() {
-            out.vars[v].1.push(s);
+            vars[v].1.push(s);
         }
-        out.lines.push(line);
+        lines.push(line);
     };
     // rows outside stay as they are
     for r in (0..rows).filter(|r| !inside[*r]) {
-        let keys = conv.coord_keys.iter().map(|k| k[r].clone()).collect();
-        let vals = conv.vars.iter().map(|(_, v)| v[r].clone()).collect();
-        push(&mut out, keys, vals, conv.lines[r]);
+        let row_keys = conv.coords.iter().map(|c| c.key(r).clone()).collect();
+        let vals = conv.vars.iter().map(|(_, v)| v.get(r)).collect();
+        push(row_keys, vals, conv.lines[r]);
     }
     // inside rows: grouped by the other coordinates
     let mut groups: BTreeMap<Vec<Key>, Vec<usize>> = BTreeMap::new();
     for r in (0..rows).filter(|r| inside[*r]) {
         let g: Vec<Key> = conv
-            .coord_keys
+            .coords
             .iter()
             .enumerate()
             .filter(|(d, _)| *d != ci)
-            .map(|(_, k)| k[r].clone())
+            .map(|(_, c)| c.key(r).clone())
             .collect();
         groups.entry(g).or_default().push(r);
     }
@@ -99,7 +101,7 @@ pub fn interpolate(conv: &Converted, ci: usize, old: &[Key], method: Interpolate
     for (g, members) in groups {
         let xs: Vec<f64> = members
             .iter()
-            .filter_map(|&r| num(&conv.coord_keys[ci][r]))
+            .filter_map(|&r| num(conv.coords[ci].key(r)))
             .collect();
         let (xmin, xmax) = xs
             .iter()
@@ -112,18 +114,18 @@ pub fn interpolate(conv: &Converted, ci: usize, old: &[Key], method: Interpolate
             .map(|(_, vals)| {
                 let mut p: Vec<(f64, Scalar)> = members
                     .iter()
-                    .filter(|&&r| !matches!(vals[r], Scalar::Na))
-                    .filter_map(|&r| num(&conv.coord_keys[ci][r]).map(|x| (x, vals[r].clone())))
+                    .filter(|&&r| !vals.is_na(r))
+                    .filter_map(|&r| num(conv.coords[ci].key(r)).map(|x| (x, vals.get(r))))
                     .collect();
                 p.sort_by(|a, b| a.0.total_cmp(&b.0));
                 p
             })
             .collect();
         for (p, key) in old_x.iter().filter(|(x, _)| *x >= xmin && *x <= xmax) {
-            let mut keys = Vec::with_capacity(conv.coord_keys.len());
+            let mut row_keys = Vec::with_capacity(conv.coords.len());
             let mut other = g.iter();
-            for d in 0..conv.coord_keys.len() {
-                keys.push(if d == ci {
+            for d in 0..conv.coords.len() {
+                row_keys.push(if d == ci {
                     (*key).clone()
                 } else {
                     other.next().cloned().unwrap_or(Key::I(0))
@@ -133,10 +135,15 @@ pub fn interpolate(conv: &Converted, ci: usize, old: &[Key], method: Interpolate
                 .iter()
                 .map(|pts| value_at(pts, *p, method))
                 .collect();
-            push(&mut out, keys, vals, conv.lines[members[0]]);
+            push(row_keys, vals, conv.lines[members[0]]);
         }
     }
-    out
+    Converted {
+        coords: keys.into_iter().map(CoordColumn::from_keys).collect(),
+        vars,
+        lines,
+        ..clone_counts(conv)
+    }
 }
 
 fn clone_counts(c: &Converted) -> Converted {
@@ -152,7 +159,7 @@ fn clone_counts(c: &Converted) -> Converted {
 
 fn clone(c: &Converted) -> Converted {
     Converted {
-        coord_keys: c.coord_keys.clone(),
+        coords: c.coords.clone(),
         vars: c.vars.clone(),
         lines: c.lines.clone(),
         ..clone_counts(c)

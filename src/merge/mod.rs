@@ -12,7 +12,7 @@ use std::hash::{Hash, Hasher};
 
 pub use convert::OnInvalid;
 pub use node::{
-    apply_schema, create_node, init_dataset, read_node, stored_schema, update, NodeData,
+    apply_schema, create_node, init_dataset, read_node, stored_schema, update, NodeData, Timings,
     UpdateOptions, UpdateReport, VarData,
 };
 

@@ -432,6 +432,13 @@ impl Dense {
             (Dense::S(v), other) => v[i] = format!("{other:?}"),
         }
     }
+    fn set_value(&mut self, i: usize, src: &convert::Values, r: usize) {
+        match (self, src) {
+            (Dense::F(a), convert::Values::F(b)) => a[i] = b[r],
+            (Dense::I(a, na), convert::Values::I(b)) => a[i] = b[r].unwrap_or(*na),
+            (me, src) => me.set(i, &src.get(r)),
+        }
+    }
     fn copy_from(&mut self, i: usize, src: &Dense, j: usize) {
         match (self, src) {
             (Dense::F(a), Dense::F(b)) => a[i] = b[j],
@@ -483,6 +490,53 @@ fn strides(shape: &[u64]) -> Vec<usize> {
     s
 }
 
+/// Copy the part of `v` (C order, `shape`) that chunk `start`/`cshape` covers into a chunk
+/// buffer; positions beyond `shape` get `fill`.
+fn gather<T: Clone>(v: &[T], shape: &[u64], start: &[u64], cshape: &[u64], fill: &T) -> Vec<T> {
+    let nd = shape.len();
+    let n: usize = cshape.iter().product::<u64>() as usize;
+    let mut out = Vec::with_capacity(n);
+    if nd == 0 {
+        out.extend(v.first().cloned());
+        return out;
+    }
+    let st = strides(shape);
+    let last = nd - 1;
+    // valid extent of the chunk along the last dimension
+    let row_len = cshape[last] as usize;
+    let valid = shape[last].saturating_sub(start[last]).min(cshape[last]) as usize;
+    let mut idx = vec![0u64; nd]; // odometer over all but the last dimension
+    loop {
+        let inside = (0..last).all(|d| start[d] + idx[d] < shape[d]);
+        if inside {
+            let off: usize = (0..last)
+                .map(|d| (start[d] + idx[d]) as usize * st[d])
+                .sum::<usize>()
+                + start[last] as usize;
+            out.extend_from_slice(&v[off..off + valid]);
+            out.extend(std::iter::repeat_n(fill.clone(), row_len - valid));
+        } else {
+            out.extend(std::iter::repeat_n(fill.clone(), row_len));
+        }
+        // advance
+        let mut d = last;
+        loop {
+            if d == 0 {
+                return out;
+            }
+            d -= 1;
+            idx[d] += 1;
+            if idx[d] < cshape[d] {
+                break;
+            }
+            idx[d] = 0;
+        }
+    }
+}
+
+/// Chunks encoded and stored at once (their I/O overlaps; memory stays bounded).
+const CHUNKS_IN_FLIGHT: usize = 8;
+
 /// Write the chunks of `arr` (resized to `shape`) selected by `dirty`.
 async fn write_dense(
     arr: &mut Array<Store>,
@@ -490,6 +544,7 @@ async fn write_dense(
     data: &Dense,
     dirty: &dyn Fn(&[u64], &[u64]) -> bool,
 ) -> Result<(), MergeError> {
+    use futures::{StreamExt, TryStreamExt};
     if arr.shape() != shape.as_slice() {
         arr.set_shape(shape.clone()).map_err(zerr)?;
         arr.async_store_metadata().await.map_err(zerr)?;
@@ -498,8 +553,8 @@ async fn write_dense(
         return Ok(());
     }
     let grid = arr.chunk_grid_shape().to_vec();
-    let st = strides(&shape);
     let n_chunks: u64 = grid.iter().product();
+    let mut todo: Vec<(Vec<u64>, Vec<u64>, Vec<u64>)> = Vec::new();
     for flat in 0..n_chunks {
         let mut idx = vec![0u64; grid.len()];
         let mut r = flat;
@@ -514,39 +569,33 @@ async fn write_dense(
             .map(|x| x.get())
             .collect();
         let start: Vec<u64> = idx.iter().zip(&cshape).map(|(i, c)| i * c).collect();
-        if !dirty(&start, &cshape) {
-            continue;
-        }
-        let n: usize = cshape.iter().product::<u64>() as usize;
-        let cst = strides(&cshape);
-        let fill = |k: usize| -> Option<usize> {
-            let mut off = 0usize;
-            for d in 0..cshape.len() {
-                let pos = start[d] + ((k / cst[d]) as u64 % cshape[d]);
-                if pos >= shape[d] {
-                    return None;
-                }
-                off += pos as usize * st[d];
-            }
-            Some(off)
-        };
-        match data {
-            Dense::F(v) => {
-                let c: Vec<f64> = (0..n).map(|k| fill(k).map_or(f64::NAN, |o| v[o])).collect();
-                arr.async_store_chunk(&idx, c).await.map_err(zerr)?;
-            }
-            Dense::I(v, na) => {
-                let c: Vec<i64> = (0..n).map(|k| fill(k).map_or(*na, |o| v[o])).collect();
-                arr.async_store_chunk(&idx, c).await.map_err(zerr)?;
-            }
-            Dense::S(v) => {
-                let c: Vec<String> = (0..n)
-                    .map(|k| fill(k).map_or(String::new(), |o| v[o].clone()))
-                    .collect();
-                arr.async_store_chunk(&idx, c).await.map_err(zerr)?;
-            }
+        if dirty(&start, &cshape) {
+            todo.push((idx, start, cshape));
         }
     }
+    let arr = &*arr;
+    let shape = &shape;
+    futures::stream::iter(todo)
+        .map(|(idx, start, cshape)| async move {
+            match data {
+                Dense::F(v) => {
+                    let c = gather(v, shape, &start, &cshape, &f64::NAN);
+                    arr.async_store_chunk(&idx, c).await
+                }
+                Dense::I(v, na) => {
+                    let c = gather(v, shape, &start, &cshape, na);
+                    arr.async_store_chunk(&idx, c).await
+                }
+                Dense::S(v) => {
+                    let c = gather(v, shape, &start, &cshape, &String::new());
+                    arr.async_store_chunk(&idx, c).await
+                }
+            }
+            .map_err(zerr)
+        })
+        .buffer_unordered(CHUNKS_IN_FLIGHT)
+        .try_collect::<Vec<()>>()
+        .await?;
     Ok(())
 }
 
@@ -600,12 +649,22 @@ pub struct UpdateReport {
     pub chunks_deduplicated: u64,
     /// New coordinate values per dimension.
     pub new_coords: BTreeMap<String, u64>,
+    /// Where the time went (not part of the JSON output).
+    #[serde(skip)]
+    pub timings: Timings,
 }
 
-struct Overlay<'a> {
-    conv: &'a Converted,
-    keep: Vec<bool>,
-    pos: Vec<HashMap<Key, usize>>,
+/// Wall time per phase of an update (the last attempt's).
+#[derive(Clone, Debug, Default)]
+pub struct Timings {
+    /// Parsing, unit/time conversion, range checks, duplicates.
+    pub convert: std::time::Duration,
+    /// Reading stored arrays, merging axes, placing cells.
+    pub merge: std::time::Duration,
+    /// Encoding and storing the changed chunks (the "write part").
+    pub write: std::time::Duration,
+    /// Committing (manifests, snapshot, side record, ref update).
+    pub commit: std::time::Duration,
 }
 
 async fn apply_node(
@@ -645,33 +704,37 @@ async fn apply_node(
     let mut old_len = Vec::new();
     for (ci, c) in node.coords.iter().enumerate() {
         let old_keys = std::mem::take(&mut old_axes[ci]);
-        let m = merge_axis(c, &old_keys, &conv.coord_keys[ci]);
+        let m = merge_axis(c, &old_keys, &conv.coords[ci].dict);
         *report.new_coords.entry(c.name().to_string()).or_default() += m.added as u64;
         old_len.push(old_keys.len());
         merges.push(m);
     }
     let rows = conv.lines.len();
-    let keep: Vec<bool> = (0..rows)
-        .map(|r| {
-            merges
-                .iter()
-                .zip(&conv.coord_keys)
-                .all(|(m, ks)| !m.dropped.contains(&ks[r]))
-        })
-        .collect();
-    report.rows_dropped += keep.iter().filter(|k| !**k).count() as u64;
-    let pos: Vec<HashMap<Key, usize>> = merges
+    // per coordinate: axis position of each dictionary key (usize::MAX = not admitted)
+    let axis_pos: Vec<HashMap<&Key, usize>> = merges
         .iter()
-        .map(|m| {
-            m.axis
+        .map(|m| m.axis.iter().enumerate().map(|(i, k)| (k, i)).collect())
+        .collect();
+    let pos: Vec<Vec<usize>> = conv
+        .coords
+        .iter()
+        .zip(&axis_pos)
+        .map(|(c, ap)| {
+            c.dict
                 .iter()
-                .cloned()
-                .enumerate()
-                .map(|(i, k)| (k, i))
+                .map(|k| ap.get(k).copied().unwrap_or(usize::MAX))
                 .collect()
         })
         .collect();
-    let ov = Overlay { conv, keep, pos };
+    let keep: Vec<bool> = (0..rows)
+        .map(|r| {
+            conv.coords
+                .iter()
+                .zip(&pos)
+                .all(|(c, p)| p[c.idx[r] as usize] != usize::MAX)
+        })
+        .collect();
+    report.rows_dropped += keep.iter().filter(|k| !**k).count() as u64;
     // first position along each dim whose content may differ from before
     let first_change: Vec<u64> = merges
         .iter()
@@ -679,6 +742,57 @@ async fn apply_node(
         .map(|(m, &n)| m.first_shift.unwrap_or(n) as u64)
         .collect();
     let dim_index = |name: &str| node.coords.iter().position(|c| c.name() == name);
+    let var_dims = |v: &Variable| -> Result<Vec<usize>, MergeError> {
+        v.coords
+            .iter()
+            .map(|d| dim_index(d).ok_or_else(|| MergeError::Invalid(format!("dim {d}"))))
+            .collect()
+    };
+    // a variable that does not use every coordinate must not vary along the others: checked for
+    // every variable before anything is written, so a refused contribution writes nothing
+    for (name, values) in &conv.vars {
+        let v = node
+            .var(name)
+            .ok_or_else(|| MergeError::Invalid(format!("variable {name} missing")))?;
+        let dims = var_dims(v)?;
+        if dims.len() == node.coords.len() {
+            continue; // rows are unique per full coordinate tuple already
+        }
+        let shape: Vec<u64> = dims.iter().map(|&d| merges[d].axis.len() as u64).collect();
+        let st = strides(&shape);
+        let mut first: Vec<u32> = vec![0; shape.iter().product::<u64>() as usize];
+        for r in 0..rows {
+            if !keep[r] || (values.is_na(r) && !opts.overwrite_na) {
+                continue;
+            }
+            let nf: usize = dims
+                .iter()
+                .enumerate()
+                .map(|(a, &d)| pos[d][conv.coords[d].idx[r] as usize] * st[a])
+                .sum();
+            match first[nf] {
+                0 => first[nf] = r as u32 + 1,
+                p if !values.same(p as usize - 1, r) => {
+                    let prev = p as usize - 1;
+                    let unused: Vec<String> = node
+                        .coords
+                        .iter()
+                        .map(|c| c.name().to_string())
+                        .filter(|c| !v.coords.contains(c))
+                        .collect();
+                    return Err(MergeError::VariesAlongUnusedDim {
+                        file: table.source.clone(),
+                        variable: name.clone(),
+                        detail: format!(
+                            "does not use coordinate(s) {unused:?} but its values differ along them (lines {} and {}: {:?} vs {:?})",
+                            conv.lines[prev], conv.lines[r], values.get(prev), values.get(r)
+                        ),
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
 
     // 2. coordinate arrays and composed components
     for (ci, c) in node.coords.iter().enumerate() {
@@ -727,46 +841,55 @@ async fn apply_node(
     }
 
     // 3. data variables
-    for (name, values) in &ov.conv.vars {
+    for (name, values) in &conv.vars {
         let v = node
             .var(name)
             .ok_or_else(|| MergeError::Invalid(format!("variable {name} missing")))?;
-        let dims: Vec<usize> = v
-            .coords
-            .iter()
-            .map(|d| dim_index(d).ok_or_else(|| MergeError::Invalid(format!("dim {d}"))))
-            .collect::<Result<_, _>>()?;
+        let dims = var_dims(v)?;
         let k = kind(v);
         let (mut arr, old) = read_dense(store, &array_path(&node.path, name), k).await?;
         let old_shape: Vec<u64> = arr.shape().to_vec();
         let new_shape: Vec<u64> = dims.iter().map(|&d| merges[d].axis.len() as u64).collect();
         let nst = strides(&new_shape);
         let ost = strides(&old_shape);
-        let mut data = Dense::na(k, new_shape.iter().product::<u64>() as usize);
-        // old cells to their new positions
+        let total = new_shape.iter().product::<u64>() as usize;
+        // old cells to their new positions (a plain copy when no position moved)
         let old_total: u64 = old_shape.iter().product();
-        if old_total > 0 {
-            let maps: Vec<Vec<usize>> = dims
-                .iter()
-                .enumerate()
-                .map(|(a, &d)| {
-                    (0..old_shape[a] as usize)
-                        .map(|i| ov.pos[d][&merges[d].old[i]])
-                        .collect()
-                })
-                .collect();
-            for flat in 0..old_total as usize {
-                let mut nf = 0;
-                for a in 0..dims.len() {
-                    nf += maps[a][(flat / ost[a]) % old_shape[a] as usize] * nst[a];
+        let unmoved = dims
+            .iter()
+            .all(|&d| merges[d].first_shift.is_none() && merges[d].added == 0);
+        let mut data = if unmoved {
+            old
+        } else {
+            let mut data = Dense::na(k, total);
+            if old_total > 0 {
+                let maps: Vec<Vec<usize>> = dims
+                    .iter()
+                    .enumerate()
+                    .map(|(a, &d)| {
+                        (0..old_shape[a] as usize)
+                            .map(|i| axis_pos[d].get(&merges[d].old[i]).copied().unwrap_or(0))
+                            .collect()
+                    })
+                    .collect();
+                for flat in 0..old_total as usize {
+                    let mut nf = 0;
+                    for a in 0..dims.len() {
+                        nf += maps[a][(flat / ost[a]) % old_shape[a] as usize] * nst[a];
+                    }
+                    data.copy_from(nf, &old, flat);
                 }
-                data.copy_from(nf, &old, flat);
             }
-        }
+            data
+        };
         // the contribution's cells
         // row + 1 that wrote each cell (0 = none): cells are unique per variable from here on
-        let mut written: Vec<u32> = vec![0; new_shape.iter().product::<u64>() as usize];
-        let mut cellset = super::cells::CellSetBuilder::new(v.coords.clone());
+        let mut written: Vec<u32> = vec![0; total];
+        let dicts: Vec<&[Key]> = dims
+            .iter()
+            .map(|&d| conv.coords[d].dict.as_slice())
+            .collect();
+        let mut cellset = super::cells::CellSetBuilder::new(v.coords.clone(), dicts);
         let chunk: Vec<u64> = v.coords.iter().map(|d| chunk_of(node, d)).collect();
         let grid: Vec<u64> = new_shape
             .iter()
@@ -776,61 +899,40 @@ async fn apply_node(
         let flat_chunk = |cidx: &mut dyn Iterator<Item = u64>| {
             cidx.zip(&grid).fold(0u64, |acc, (i, g)| acc * g + i)
         };
-        let mut touched_chunks: std::collections::HashSet<u64> = std::collections::HashSet::new();
+        let mut touched_chunks = vec![false; grid.iter().product::<u64>() as usize];
         for r in 0..rows {
-            if !ov.keep[r] {
-                continue;
-            }
-            let s = &values[r];
-            if matches!(s, Scalar::Na) && !opts.overwrite_na {
+            if !keep[r] || (values.is_na(r) && !opts.overwrite_na) {
                 continue;
             }
             let mut nf = 0;
+            let mut cf = 0u64;
             for (a, &d) in dims.iter().enumerate() {
-                nf += ov.pos[d][&ov.conv.coord_keys[d][r]] * nst[a];
+                let p = pos[d][conv.coords[d].idx[r] as usize];
+                nf += p * nst[a];
+                cf = cf * grid[a] + p as u64 / chunk[a];
             }
-            let prev = written[nf];
-            if prev != 0 {
-                let prev = prev as usize - 1;
-                if values[prev] != *s {
-                    let unused: Vec<String> = node
-                        .coords
-                        .iter()
-                        .map(|c| c.name().to_string())
-                        .filter(|c| !v.coords.contains(c))
-                        .collect();
-                    return Err(MergeError::VariesAlongUnusedDim {
-                        file: table.source.clone(),
-                        variable: name.clone(),
-                        detail: format!(
-                            "does not use coordinate(s) {unused:?} but its values differ along them (lines {} and {}: {:?} vs {s:?})",
-                            conv.lines[prev], conv.lines[r], values[prev]
-                        ),
-                    });
-                }
-                continue;
+            if written[nf] != 0 {
+                continue; // the same cell again (equal values, checked above)
             }
             written[nf] = r as u32 + 1;
-            cellset.add(dims.iter().map(|&d| &ov.conv.coord_keys[d][r]));
-            data.set(nf, s);
-            let mut cidx = dims
-                .iter()
-                .enumerate()
-                .map(|(a, &d)| ov.pos[d][&ov.conv.coord_keys[d][r]] as u64 / chunk[a]);
-            touched_chunks.insert(flat_chunk(&mut cidx));
+            cellset.add(dims.iter().map(|&d| conv.coords[d].idx[r]));
+            data.set_value(nf, values, r);
+            touched_chunks[cf as usize] = true;
             report.cells_written += 1;
         }
         let fc: Vec<u64> = dims.iter().map(|&d| first_change[d]).collect();
         let dirty = |start: &[u64], cshape: &[u64]| {
             let mut idx = start.iter().zip(cshape).map(|(s, c)| s / c);
-            touched_chunks.contains(&flat_chunk(&mut idx))
+            touched_chunks[flat_chunk(&mut idx) as usize]
                 || start
                     .iter()
                     .zip(cshape)
                     .zip(&fc)
                     .any(|((s, c), f)| s + c > *f)
         };
+        let t = std::time::Instant::now();
         write_dense(&mut arr, new_shape, &data, &dirty).await?;
+        report.timings.write += t.elapsed();
         if let Some(set) = cellset.finish() {
             cells.insert(name.clone(), serde_json::to_value(set).map_err(zerr)?);
         }
@@ -861,7 +963,11 @@ pub async fn update(
         let mut cells = Map::new();
         for (path, table) in inputs {
             let node = super::require_node(&schema, path)?;
+            let t = std::time::Instant::now();
             let conv = convert::convert(table, node, opts.on_invalid)?;
+            report.timings.convert += t.elapsed();
+            let t = std::time::Instant::now();
+            let written_before = report.timings.write;
             report.rows_read += conv.rows_read;
             report.rows_dropped += conv.rows_dropped;
             report.duplicates += conv.duplicates;
@@ -877,6 +983,7 @@ pub async fn update(
                 &mut node_cells,
             )
             .await?;
+            report.timings.merge += t.elapsed() - (report.timings.write - written_before);
             if !node_cells.is_empty() {
                 cells.insert(node.path.clone(), Value::Object(node_cells));
             }
@@ -899,7 +1006,10 @@ pub async fn update(
         ] {
             p.counts.insert(k.into(), v);
         }
-        match tx.commit(p).await {
+        let t = std::time::Instant::now();
+        let committed = tx.commit(p).await;
+        report.timings.commit = t.elapsed();
+        match committed {
             Ok(out) => {
                 report.commit = out.commit;
                 return Ok(report);
