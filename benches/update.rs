@@ -2,7 +2,7 @@
 //! - forecast re-fetch: 30 updates of 48 hourly times x 20 sites x 3 variables, each shifted by
 //!   one hour (47 of 48 times overlap the previous update): median time per update incl. commit;
 //! - bulk ingest from CSV: rows/s and peak memory (VmHWM), and the write part against a plain
-//!   zarrs write of the same array through icechunk without our layer;
+//!   zarrs write of the same array (same codec: zstd level 1) through icechunk without our layer;
 //! - insertion of one time step at the start of a long axis: chunks rewritten and time.
 //!
 //! `cargo bench --bench update` runs the full sizes (10 M cells, 1 M steps; ZF_BULK_CELLS and
@@ -67,6 +67,7 @@ fn forecast(rt: &tokio::runtime::Runtime, dir: &std::path::Path, n: usize) {
     let schema = "VARS:\n  temperature: {coords: [time, site], unit: K, source_unit: degC}\n  humidity: {coords: [time, site], unit: '%'}\n  pressure: {coords: [time, site], unit: hPa}\nCOORDS:\n  time: {unit: {tick: h, tz: null}, source_unit: {tick: s, tz: null}}\n  site: {type: 'str[16]', sorted: false, chunk_size: 64}\n";
     let repo = rt.block_on(repo_with(dir, "forecast", schema));
     let mut times = vec![];
+    let mut phases = vec![];
     for k in 0..n {
         let mut csv = String::from("time,site,temperature,humidity,pressure\n");
         for h in k..k + 48 {
@@ -82,11 +83,24 @@ fn forecast(rt: &tokio::runtime::Runtime, dir: &std::path::Path, n: usize) {
             }
         }
         let t = Instant::now();
-        rt.block_on(update(&repo, &csv));
+        let rep = rt.block_on(update(&repo, &csv));
         times.push(t.elapsed());
+        phases.push(rep.timings);
     }
     times.sort();
     let med = times[times.len() / 2];
+    let median = |f: &dyn Fn(&merge::Timings) -> std::time::Duration| {
+        let mut v: Vec<_> = phases.iter().map(f).collect();
+        v.sort();
+        v[v.len() / 2]
+    };
+    println!(
+        "  median phases: convert {:.2?}, merge (read+plan) {:.2?}, write {:.2?}, commit {:.2?}",
+        median(&|t| t.convert),
+        median(&|t| t.merge),
+        median(&|t| t.write),
+        median(&|t| t.commit)
+    );
     println!("forecast re-fetch: {n} updates of 48 times x 20 sites x 3 vars, median {med:.2?} per update incl. commit");
     println!(
         "  reference (zarr-fuse Python, no versioning): 330 ms per update -> {:.0}x less",
@@ -152,6 +166,9 @@ fn bulk(rt: &tokio::runtime::Runtime, dir: &std::path::Path, cells: usize) {
             f64::NAN,
         );
         b.dimension_names(Some(["time", "site"]));
+        b.bytes_to_bytes_codecs(vec![Arc::new(
+            zarrs::array::codec::bytes_to_bytes::zstd::ZstdCodec::new(1, false),
+        )]);
         let a = b.build(store.clone(), "/temp").unwrap();
         a.async_store_metadata().await.unwrap();
         a.async_store_array_subset(&a.subset_all(), data)
@@ -214,6 +231,9 @@ fn main() {
     let rt = rt();
     let dir = tempfile::tempdir().unwrap();
     forecast(&rt, dir.path(), if full { 30 } else { 3 });
+    if std::env::var("ZF_BENCH_ONLY").as_deref() == Ok("forecast") {
+        return;
+    }
     insertion(
         &rt,
         dir.path(),

@@ -87,6 +87,10 @@ fn chunk_of(node: &NodeSchema, dim: &str) -> u64 {
     node.coord(dim).map(|c| c.chunk_size).unwrap_or(1024)
 }
 
+/// Chunks are zstd-compressed (spec/013): mostly-empty chunks of growing axes shrink to a few
+/// bytes, and level 1 keeps encoding fast.
+const ZSTD_LEVEL: i32 = 1;
+
 async fn create_array(
     store: &Arc<Store>,
     path: &str,
@@ -113,6 +117,9 @@ async fn create_array_shaped(
         Kind::Str => ArrayBuilder::new(shape, chunks, data_type::string(), ""),
     };
     b.dimension_names(Some(dims.to_vec()));
+    b.bytes_to_bytes_codecs(vec![Arc::new(
+        zarrs::array::codec::bytes_to_bytes::zstd::ZstdCodec::new(ZSTD_LEVEL, false),
+    )]);
     b.attributes(attrs);
     b.build(Arc::clone(store), path)
         .map_err(zerr)?
@@ -460,69 +467,87 @@ async fn read_dense(
     let arr = Array::async_open(Arc::clone(store), path)
         .await
         .map_err(|e| MergeError::Invalid(format!("array {path}: {e}")))?;
-    let all = arr.subset_all();
     let d = match k {
-        Kind::F64 => Dense::F(
-            arr.async_retrieve_array_subset::<Vec<f64>>(&all)
-                .await
-                .map_err(zerr)?,
-        ),
-        Kind::I64(na) => Dense::I(
-            arr.async_retrieve_array_subset::<Vec<i64>>(&all)
-                .await
-                .map_err(zerr)?,
-            na,
-        ),
-        Kind::Str => Dense::S(
-            arr.async_retrieve_array_subset::<Vec<String>>(&all)
-                .await
-                .map_err(zerr)?,
-        ),
+        Kind::F64 => Dense::F(read_all(&arr, f64::NAN).await?),
+        Kind::I64(na) => Dense::I(read_all(&arr, na).await?, na),
+        Kind::Str => Dense::S(read_all(&arr, String::new()).await?),
     };
     Ok((arr, d))
 }
 
-fn strides(shape: &[u64]) -> Vec<usize> {
-    let mut s = vec![1usize; shape.len()];
-    for d in (0..shape.len().saturating_sub(1)).rev() {
-        s[d] = s[d + 1] * shape[d + 1] as usize;
+/// The whole array, read chunk by chunk (whole chunks: one object read each, decoded once,
+/// several in flight).
+async fn read_all<T>(arr: &Array<Store>, fill: T) -> Result<Vec<T>, MergeError>
+where
+    T: zarrs::array::ElementOwned + Clone + Send + Sync,
+{
+    use futures::StreamExt;
+    let shape = arr.shape().to_vec();
+    let total = shape.iter().product::<u64>() as usize;
+    let mut out = vec![fill; total];
+    if total == 0 {
+        return Ok(out);
     }
-    s
+    let grid = arr.chunk_grid_shape().to_vec();
+    let n_chunks: u64 = grid.iter().product();
+    let mut reads = futures::stream::iter(0..n_chunks)
+        .map(|flat| {
+            let mut idx = vec![0u64; grid.len()];
+            let mut r = flat;
+            for d in (0..grid.len()).rev() {
+                idx[d] = r % grid[d];
+                r /= grid[d];
+            }
+            async move {
+                let cshape: Vec<u64> = arr
+                    .chunk_shape(&idx)
+                    .map_err(zerr)?
+                    .iter()
+                    .map(|x| x.get())
+                    .collect();
+                let chunk = arr
+                    .async_retrieve_chunk::<Vec<T>>(&idx)
+                    .await
+                    .map_err(zerr)?;
+                let start: Vec<u64> = idx.iter().zip(&cshape).map(|(i, c)| i * c).collect();
+                Ok::<_, MergeError>((start, cshape, chunk))
+            }
+        })
+        .buffer_unordered(CHUNKS_IN_FLIGHT);
+    while let Some(r) = reads.next().await {
+        let (start, cshape, chunk) = r?;
+        scatter(&mut out, &shape, &start, &cshape, chunk);
+    }
+    Ok(out)
 }
 
-/// Copy the part of `v` (C order, `shape`) that chunk `start`/`cshape` covers into a chunk
-/// buffer; positions beyond `shape` get `fill`.
-fn gather<T: Clone>(v: &[T], shape: &[u64], start: &[u64], cshape: &[u64], fill: &T) -> Vec<T> {
+/// Rows of the chunk at `start` with shape `cshape` (C order) that lie inside `shape`, as
+/// (offset in the chunk, offset in the array, length).
+fn chunk_rows(shape: &[u64], start: &[u64], cshape: &[u64]) -> Vec<(usize, usize, usize)> {
     let nd = shape.len();
-    let n: usize = cshape.iter().product::<u64>() as usize;
-    let mut out = Vec::with_capacity(n);
     if nd == 0 {
-        out.extend(v.first().cloned());
-        return out;
+        return vec![(0, 0, 1)];
     }
     let st = strides(shape);
     let last = nd - 1;
-    // valid extent of the chunk along the last dimension
     let row_len = cshape[last] as usize;
     let valid = shape[last].saturating_sub(start[last]).min(cshape[last]) as usize;
+    let mut rows = Vec::new();
     let mut idx = vec![0u64; nd]; // odometer over all but the last dimension
+    let mut chunk_off = 0usize;
     loop {
-        let inside = (0..last).all(|d| start[d] + idx[d] < shape[d]);
-        if inside {
+        if (0..last).all(|d| start[d] + idx[d] < shape[d]) && valid > 0 {
             let off: usize = (0..last)
                 .map(|d| (start[d] + idx[d]) as usize * st[d])
                 .sum::<usize>()
                 + start[last] as usize;
-            out.extend_from_slice(&v[off..off + valid]);
-            out.extend(std::iter::repeat_n(fill.clone(), row_len - valid));
-        } else {
-            out.extend(std::iter::repeat_n(fill.clone(), row_len));
+            rows.push((chunk_off, off, valid));
         }
-        // advance
+        chunk_off += row_len;
         let mut d = last;
         loop {
             if d == 0 {
-                return out;
+                return rows;
             }
             d -= 1;
             idx[d] += 1;
@@ -532,6 +557,34 @@ fn gather<T: Clone>(v: &[T], shape: &[u64], start: &[u64], cshape: &[u64], fill:
             idx[d] = 0;
         }
     }
+}
+
+/// Copy a decoded chunk into the array buffer `dst` (C order, `shape`).
+fn scatter<T: Clone>(dst: &mut [T], shape: &[u64], start: &[u64], cshape: &[u64], chunk: Vec<T>) {
+    for (c, a, n) in chunk_rows(shape, start, cshape) {
+        if let (Some(src), Some(to)) = (chunk.get(c..c + n), dst.get_mut(a..a + n)) {
+            to.clone_from_slice(src);
+        }
+    }
+}
+
+/// Copy the part of `v` (C order, `shape`) that chunk `start`/`cshape` covers into a chunk
+/// buffer; positions beyond `shape` get `fill`.
+fn gather<T: Clone>(v: &[T], shape: &[u64], start: &[u64], cshape: &[u64], fill: &T) -> Vec<T> {
+    let n: usize = cshape.iter().product::<u64>() as usize;
+    let mut out = vec![fill.clone(); n];
+    for (c, a, len) in chunk_rows(shape, start, cshape) {
+        out[c..c + len].clone_from_slice(&v[a..a + len]);
+    }
+    out
+}
+
+fn strides(shape: &[u64]) -> Vec<usize> {
+    let mut s = vec![1usize; shape.len()];
+    for d in (0..shape.len().saturating_sub(1)).rev() {
+        s[d] = s[d + 1] * shape[d + 1] as usize;
+    }
+    s
 }
 
 /// Chunks encoded and stored at once (their I/O overlaps; memory stays bounded).

@@ -176,10 +176,17 @@ impl Writer {
             Ok(mut d) => d.drain().collect(),
             Err(_) => Vec::new(),
         };
-        for dir in &dirs {
-            fsync_dir(dir)?;
-        }
-        Ok(())
+        // in parallel: the file system commits them together instead of one journal flush each
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = dirs
+                .iter()
+                .map(|dir| scope.spawn(move || fsync_dir(dir)))
+                .collect();
+            handles.into_iter().try_for_each(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("fsync thread panicked")))
+            })
+        })
     }
 
     /// Write `bytes` to a synced temporary file in `<repo>/.zf-tmp` (outside every listed prefix)
