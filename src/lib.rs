@@ -18,6 +18,8 @@ pub mod audit;
 pub mod cas;
 pub mod cli;
 pub mod demo;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod ingest;
 pub mod merge;
 pub mod provenance;

@@ -126,8 +126,41 @@ fn bad(file: &str, name: &str, col: &dyn Array) -> IngestError {
     }
 }
 
-/// Read Parquet bytes.
+thread_local! {
+    /// Set while this thread decodes Parquet under [`guarded`]: its panics are reported as errors.
+    static GUARDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Run `f`, turning a panic inside it (the Parquet decoder panics on some malformed files) into
+/// `None`, without the panic message reaching the terminal.
+fn guarded<T>(f: impl FnOnce() -> T) -> Option<T> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !GUARDED.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    GUARDED.with(|g| g.set(true));
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok();
+    GUARDED.with(|g| g.set(false));
+    out
+}
+
+/// Read Parquet bytes. A file the decoder cannot read is an error, never a panic.
 pub fn read_parquet(data: bytes::Bytes, file: &str) -> Result<Table, IngestError> {
+    guarded(|| read_parquet_unguarded(data, file)).unwrap_or_else(|| {
+        Err(IngestError::Csv {
+            file: file.to_string(),
+            line: 0,
+            message: "not a readable Parquet file: it is corrupt or truncated".into(),
+        })
+    })
+}
+
+fn read_parquet_unguarded(data: bytes::Bytes, file: &str) -> Result<Table, IngestError> {
     let err = |message: String| IngestError::Csv {
         file: file.to_string(),
         line: 0,

@@ -448,24 +448,26 @@ pub fn convert(
     }
     // drop rows with an NA coordinate; later duplicates win
     let kept = dedup(&coords, n_rows, &mut out);
-    // re-encode the coordinates over the kept rows (order of first appearance among them)
+    // re-encode the coordinates over the kept rows; the dictionary keeps the order of first
+    // appearance in the contribution (rows without an NA coordinate, duplicates included), which
+    // is the order new values of unsorted coordinates are appended in
+    let complete = |r: usize| coords.iter().all(|c| c.idx[r] != NA);
     out.coords = coords
         .iter()
         .map(|c| {
             let mut remap = vec![NA; c.dict.len()];
-            let mut col = CoordColumn {
-                dict: vec![],
-                idx: Vec::with_capacity(kept.len()),
-            };
-            for &r in &kept {
+            let mut dict = vec![];
+            for r in (0..n_rows).filter(|&r| complete(r)) {
                 let old = c.idx[r] as usize;
                 if remap[old] == NA {
-                    remap[old] = col.dict.len() as u32;
-                    col.dict.push(c.dict[old].clone());
+                    remap[old] = dict.len() as u32;
+                    dict.push(c.dict[old].clone());
                 }
-                col.idx.push(remap[old]);
             }
-            col
+            CoordColumn {
+                dict,
+                idx: kept.iter().map(|&r| remap[c.idx[r] as usize]).collect(),
+            }
         })
         .collect();
     out.lines = kept.iter().map(|&r| table.lines[r]).collect();

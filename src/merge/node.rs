@@ -1002,7 +1002,7 @@ pub async fn update(
     mut prov: Provenance,
     opts: &UpdateOptions,
 ) -> Result<UpdateReport, MergeError> {
-    let max_attempts = 8;
+    let max_attempts = 16;
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -1069,7 +1069,14 @@ pub async fn update(
             }
             Err(RepoError::Conflict { .. }) if attempt < max_attempts => {
                 // another writer changed the same chunks: re-plan on its tip
-                let wait = 10u64 * (1 << attempt.min(6)) + u64::from(std::process::id() % 17);
+                // exponential backoff (capped) with jitter, so racing writers spread out
+                let jitter = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| u64::from(d.subsec_nanos()))
+                    .unwrap_or(0)
+                    ^ u64::from(std::process::id()).wrapping_mul(0x9E37_79B9);
+                let base = 10u64 * (1 << attempt.min(5));
+                let wait = base + jitter % base;
                 tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
                 prov.time = Some(chrono::Utc::now());
             }

@@ -47,8 +47,23 @@ pub struct CommitInfo {
 impl CommitInfo {
     /// Build from icechunk's snapshot info.
     pub fn from_snapshot(info: &SnapshotInfo) -> CommitInfo {
-        let p = &info.metadata;
-        let mut parents: Vec<String> = info.parent_id.iter().map(|p| p.to_string()).collect();
+        CommitInfo::from_parts(
+            info.id.to_string(),
+            info.parent_id.iter().map(|p| p.to_string()).collect(),
+            info.flushed_at,
+            &info.message,
+            &info.metadata,
+        )
+    }
+
+    /// Build from the parts of a commit: id, parent ids, time, message and metadata (provenance).
+    pub fn from_parts(
+        id: String,
+        mut parents: Vec<String>,
+        flushed_at: chrono::DateTime<chrono::Utc>,
+        message: &str,
+        p: &BTreeMap<String, Value>,
+    ) -> CommitInfo {
         if let Some(m) = prop_str(p, keys::MERGED_FROM) {
             parents.push(m);
         }
@@ -68,13 +83,11 @@ impl CommitInfo {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         CommitInfo {
-            id: info.id.to_string(),
+            id,
             parents,
-            time: info
-                .flushed_at
-                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            time: flushed_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
             author: prop_str(p, keys::AUTHOR),
-            message: info.message.clone(),
+            message: message.to_string(),
             operation: prop_str(p, keys::OPERATION),
             source: prop_str(p, keys::SOURCE),
             input_blake3: prop_str(p, keys::INPUT_BLAKE3),

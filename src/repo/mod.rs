@@ -20,7 +20,7 @@ use crate::storage::{Location, StorageError};
 
 pub use gc::GcReport;
 pub use history::{CommitInfo, DiffReport, NodeChange};
-pub use refs::{RefInfo, Resolved};
+pub use refs::{parse_time, validate_ref_name, RefInfo, Resolved};
 pub use threeway::{ChunkConflict, Strategy};
 pub use transaction::{CommitOutcome, Transaction};
 

@@ -1,0 +1,159 @@
+//! Fuzzing entry points (issue C; spec/014): each takes arbitrary bytes and must return without
+//! panicking, whatever the bytes. `fuzz/` runs them under cargo-fuzz (libFuzzer); the test
+//! `tests/fuzz_corpus.rs` runs them over the seed corpus and deterministic mutations of it.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use crate::ingest::Table;
+use crate::merge::cells::CellMatcher;
+use crate::merge::convert::{convert, OnInvalid};
+use crate::merge::Key;
+use crate::repo::{CommitInfo, Repo};
+use crate::schema::Schema;
+
+/// The schema the table targets convert against: times with zones, units, ranges, strings,
+/// integers with and without `na_value`, a composed coordinate.
+const TABLE_SCHEMA: &str = "\
+VARS:
+  temp: {coords: [t, site], unit: K, source_unit: degC, df_col: temperature}
+  hum: {coords: [t, site], unit: '%', range: {interval: [0, 100]}}
+  count: {coords: [t, site], type: int32, na_value: -1}
+  flag: {coords: [t, site], type: int8}
+  kind: {coords: [t, site], type: 'str[4]', range: {discrete: [a, b]}}
+  x: {coords: site}
+  y: {coords: site}
+COORDS:
+  t: {unit: {tick: h, tz: null}, source_unit: {tick: s, tz: Europe/Prague}, df_col: time}
+  site: {composed: [x, y], sorted: false}
+";
+
+fn table_schema() -> Option<&'static Schema> {
+    static SCHEMA: OnceLock<Option<Schema>> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| crate::schema::load_str(TABLE_SCHEMA, "fuzz.yaml").ok())
+        .as_ref()
+}
+
+/// The schema loader on arbitrary text.
+pub fn schema(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Ok(s) = crate::schema::load_str(&text, "fuzz.yaml") {
+        // what a loaded schema is used for must not panic either
+        let _ = s.digest();
+        let _ = s.to_json();
+    }
+}
+
+fn convert_table(table: &Table) {
+    if let Some(schema) = table_schema() {
+        for on_invalid in [OnInvalid::Error, OnInvalid::Na] {
+            let _ = convert(table, &schema.root, on_invalid);
+        }
+    }
+}
+
+/// CSV ingest and conversion against a schema.
+pub fn csv(data: &[u8]) {
+    if let Ok(t) = Table::from_csv_bytes(data, "fuzz.csv") {
+        convert_table(&t);
+    }
+}
+
+/// Parquet ingest and conversion against a schema.
+pub fn parquet(data: &[u8]) {
+    if let Ok(t) = Table::from_parquet_bytes(data, "fuzz.parquet") {
+        convert_table(&t);
+    }
+}
+
+struct RevFixture {
+    rt: tokio::runtime::Runtime,
+    repo: Repo,
+}
+
+fn rev_fixture() -> Option<&'static RevFixture> {
+    static FIXTURE: OnceLock<Option<RevFixture>> = OnceLock::new();
+    FIXTURE
+        .get_or_init(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            let repo = rt.block_on(async {
+                let repo = Repo::init(&crate::Location::Memory("fuzz-rev".into()))
+                    .await
+                    .ok()?;
+                crate::merge::init_dataset(
+                    &repo,
+                    "VARS:\n  v: {coords: t}\nCOORDS:\n  t: {type: int64}\n",
+                    "rev.yaml",
+                    crate::provenance::Provenance::new("Fuzz <f@example.org>", "init", "init"),
+                )
+                .await
+                .ok()?;
+                repo.create_branch("side", "main").await.ok()?;
+                repo.create_tag("v1", "main", None).await.ok()?;
+                Some(repo)
+            })?;
+            Some(RevFixture { rt, repo })
+        })
+        .as_ref()
+}
+
+/// The REV parser and resolver (branch, tag, id, prefix, BRANCH@time) and ref-name validation.
+pub fn rev(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let _ = crate::repo::parse_time(&text);
+    let _ = crate::repo::validate_ref_name("branch", &text);
+    if let Some(f) = rev_fixture() {
+        let _ = f.rt.block_on(f.repo.resolve(&text));
+    }
+}
+
+/// Decoding of our provenance (commit metadata) and side records (cell sets).
+pub fn records(data: &[u8]) {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) else {
+        return;
+    };
+    if let Some(obj) = v.as_object() {
+        let props: BTreeMap<String, serde_json::Value> =
+            obj.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let info = CommitInfo::from_parts(
+            "FUZZ".into(),
+            vec![],
+            chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+            "fuzz",
+            &props,
+        );
+        let _ = serde_json::to_string(&info);
+        // a side record: per node, per variable, a cell set
+        if let Some(cells) = obj.get("cells").and_then(|c| c.as_object()) {
+            for node in cells.values().filter_map(|n| n.as_object()) {
+                for set in node.values() {
+                    if let Some(m) = CellMatcher::from_json(set) {
+                        let probe = [Key::I(0), Key::f(0.5), Key::S("a".into())];
+                        for n in 0..=probe.len() {
+                            let _ = m.contains(&probe[..n]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if let Some(m) = CellMatcher::from_json(&v) {
+        let _ = m.contains(&[Key::I(1), Key::I(2)]);
+    }
+}
+
+/// A fuzz target: arbitrary bytes in, no panic.
+pub type Target = fn(&[u8]);
+
+/// The targets by name (the names of `fuzz/fuzz_targets/*.rs` and `fuzz/corpus/*`).
+pub const TARGETS: &[(&str, Target)] = &[
+    ("schema", schema),
+    ("csv", csv),
+    ("parquet", parquet),
+    ("rev", rev),
+    ("records", records),
+];
