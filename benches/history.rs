@@ -3,7 +3,8 @@
 //! same data and a reverted commit's data).
 //!
 //! `cargo bench --bench history` runs N = 1 000 and 10 000 on local storage (ZF_BENCH_BACKEND=memory
-//! to use memory); under `cargo test` it runs a smoke version (N = 20, 200).
+//! to use memory; ZF_BENCH_ONLY=commit for the commit latency and dedup only); under `cargo test`
+//! it runs a smoke version (N = 20, 200).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -168,6 +169,13 @@ fn main() {
     let memory = std::env::var("ZF_BENCH_BACKEND").as_deref() == Ok("memory");
     let rt = rt();
     let dir = tempfile::tempdir().expect("tempdir");
+    if std::env::var("ZF_BENCH_ONLY").as_deref() == Ok("commit") {
+        // only the side-by-side commit latency and dedup (minutes instead of ~25)
+        commit_interleaved(&rt, dir.path(), if full { 300 } else { 10 });
+        let (same, reverted) = dedup(&rt, dir.path());
+        println!("dedup: chunk bytes added re-committing the same data: {same}; re-committing a reverted commit's data: {reverted}");
+        return;
+    }
     let rows: Vec<Row> = sizes
         .iter()
         .map(|&n| {

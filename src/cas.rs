@@ -15,7 +15,6 @@ use futures::{StreamExt, TryStreamExt};
 use icechunk::format::manifest::{ChunkPayload, ChunkRef};
 use icechunk::format::snapshot::{NodeData, NodeSnapshot};
 use icechunk::format::{ChunkId, ChunkIndices, Path, SnapshotId};
-use icechunk::repository::VersionInfo as RefVersion;
 use icechunk::session::{Session, SessionError};
 use icechunk::storage::{VersionInfo, VersionedUpdateResult};
 use icechunk::Repository;
@@ -227,11 +226,7 @@ impl CasWriter {
     async fn reachable(&self) -> Result<&HashSet<ChunkId>, String> {
         self.reachable
             .get_or_try_init(|| async {
-                let session = self
-                    .repo
-                    .readonly_session(&RefVersion::SnapshotId(self.base.clone()))
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let session = snapshot_session(&self.repo, &self.base).await?;
                 let ids: HashSet<ChunkId> = session
                     .all_chunks()
                     .await
@@ -543,6 +538,34 @@ pub struct VerifyReport {
     pub ok: bool,
 }
 
+/// A read-only session on snapshot `id`, opened without reading icechunk's `repo` object (which
+/// lists every snapshot, so reading it costs O(history)); the snapshot itself is fetched (and
+/// cached by the asset manager), so an id that does not exist is an error.
+pub async fn snapshot_session(
+    repo: &Repository,
+    id: &SnapshotId,
+) -> Result<icechunk::session::Session, String> {
+    repo.asset_manager()
+        .fetch_snapshot(id)
+        .await
+        .map_err(|e| format!("reading commit {id}: {e}"))?;
+    let config = repo.config().clone();
+    let settings = repo.storage_settings().clone();
+    let resolver = Arc::new(icechunk::virtual_chunks::VirtualChunkResolver::new(
+        config.virtual_chunk_containers().cloned(),
+        std::collections::HashMap::new(),
+        settings.clone(),
+    ));
+    Ok(icechunk::session::Session::create_readonly_session(
+        config,
+        settings,
+        Arc::clone(repo.storage()),
+        Arc::clone(repo.asset_manager()),
+        resolver,
+        id.clone(),
+    ))
+}
+
 /// Recompute the content digest of `snapshot` from the stored chunk bytes and check every
 /// content-addressed chunk against its address. `progress` is called once per chunk.
 pub async fn verify(
@@ -551,10 +574,7 @@ pub async fn verify(
     recorded_digest: Option<String>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<VerifyReport, String> {
-    let session = repo
-        .readonly_session(&RefVersion::SnapshotId(snapshot.clone()))
-        .await
-        .map_err(|e| e.to_string())?;
+    let session = snapshot_session(repo, snapshot).await?;
     let storage = repo.storage();
     let ctx = repo.storage_context();
     let mut nodes = BTreeMap::new();

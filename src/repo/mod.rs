@@ -13,7 +13,6 @@ mod transaction;
 use std::sync::Arc;
 
 use icechunk::format::SnapshotId;
-use icechunk::repository::VersionInfo;
 use icechunk::{Repository, RepositoryConfig};
 
 use crate::storage::{Location, StorageError};
@@ -258,10 +257,12 @@ impl Repo {
 
     /// A read-only icechunk session at a resolved commit.
     pub async fn session_at(&self, id: &SnapshotId) -> Result<icechunk::session::Session> {
-        self.inner
-            .readonly_session(&VersionInfo::SnapshotId(id.clone()))
+        crate::cas::snapshot_session(&self.inner, id)
             .await
-            .map_err(engine(format!("reading commit {id}")))
+            .map_err(|message| RepoError::Engine {
+                op: format!("reading commit {id}"),
+                message,
+            })
     }
 
     /// Begin a transaction on `branch`.
