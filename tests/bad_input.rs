@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::rt;
 use zarr_fuse::ingest::{IngestError, Table};
 use zarr_fuse::merge::{self, MergeError, OnInvalid, UpdateOptions};
 use zarr_fuse::provenance::Provenance;
@@ -84,13 +85,6 @@ async fn fingerprint(repo: &Repo, dir: &Path) -> Fingerprint {
         refs,
         bytes: digest_dir(dir),
     }
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
 }
 
 async fn update_csv(

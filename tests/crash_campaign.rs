@@ -9,7 +9,7 @@
 //! acknowledged commit is in the history with exactly the model's content (unless a later `gc`
 //! legitimately expired it from history).
 //!
-//! `ZF_CRASH_KILLS` sets the number of kills per backend (CI default: 40 local, 20 on S3; the
+//! `ZF_CRASH_KILLS` sets the number of kills per backend (CI default: 50 local, 25 on S3; the
 //! campaign in spec/014 uses 200).
 
 mod common;
@@ -49,19 +49,7 @@ fn model_digest(m: &Model) -> String {
 
 fn model_of(n: &NodeData) -> Model {
     let mut m = Model::new();
-    let ts: Vec<i64> = n
-        .coords
-        .iter()
-        .find(|(c, _)| c == "t")
-        .map(|(_, v)| {
-            v.iter()
-                .map(|s| match s {
-                    Scalar::I(i) => *i,
-                    other => panic!("t holds {other:?}"),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let ts = common::axis_i64(n, 0);
     for t in &ts {
         m.insert(*t, [None; 3]);
     }
@@ -369,7 +357,7 @@ fn crash_campaign_local() {
         return;
     }
     let dir = tempfile::tempdir().expect("dir");
-    campaign(Location::Local(dir.path().join("crash")), kills(40));
+    campaign(Location::Local(dir.path().join("crash")), kills(50));
 }
 
 #[test]
@@ -379,7 +367,7 @@ fn crash_campaign_s3() {
     }
     let dir = tempfile::tempdir().expect("dir");
     match common::fresh_location("s3", dir.path(), "crash") {
-        Some(loc) => campaign(loc, kills(20)),
+        Some(loc) => campaign(loc, kills(25)),
         None => eprintln!("skipped: ZF_TEST_S3_BUCKET not set (.ci/run starts a local S3 server)"),
     }
 }

@@ -11,6 +11,8 @@
 //! stores their seeds in tests/model.proptest-regressions (committed; re-run first). `ZF_MODEL_CASES` sets the
 //! number of cases (CI: 24; a long campaign: `ZF_MODEL_CASES=2000`).
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
@@ -116,22 +118,8 @@ fn read_state(rt: &tokio::runtime::Runtime, repo: &Repo, rev: &str) -> State {
     rt.block_on(async {
         let id = repo.resolve(rev).await.expect("resolve").id;
         let n = merge::read_node(repo, &id, "").await.expect("read");
-        let t: Vec<i64> = n.coords[0]
-            .1
-            .iter()
-            .map(|s| match s {
-                Scalar::I(i) => *i,
-                o => panic!("{o:?}"),
-            })
-            .collect();
-        let site: Vec<String> = n.coords[1]
-            .1
-            .iter()
-            .map(|s| match s {
-                Scalar::S(x) => x.clone(),
-                o => panic!("{o:?}"),
-            })
-            .collect();
+        let t = common::axis_i64(&n, 0);
+        let site = common::axis_str(&n, 1);
         let (_, _, shape, vals) = &n.vars[0];
         let mut temp = BTreeMap::new();
         for (ti, tv) in t.iter().enumerate() {

@@ -10,10 +10,13 @@
 //! `ZF_RACE_UPDATES` sets the updates per writer (CI: 10 local, 4 on S3; the campaign in
 //! spec/014 uses 50).
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
+use common::rt;
 use zarr_fuse::ingest::Table;
 use zarr_fuse::merge::{self, Scalar, UpdateOptions};
 use zarr_fuse::provenance::Provenance;
@@ -21,13 +24,6 @@ use zarr_fuse::{Location, Repo};
 
 const WRITERS: usize = 8;
 const SCHEMA: &str = "VARS:\n  temp: {coords: [t, site], type: float64}\nCOORDS:\n  t: {type: int64, chunk_size: 16}\n  site: {type: 'str[8]', sorted: false}\n";
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
 
 fn value(writer: usize, update: usize, t: i64) -> f64 {
     (writer * 100_000 + update * 100) as f64 + t as f64
@@ -172,22 +168,8 @@ fn campaign(loc: Location, n: usize) {
         }
         let tip = repo.branch_tip("main").await.expect("tip");
         let data = merge::read_node(&repo, &tip, "").await.expect("read");
-        let ts: Vec<i64> = data.coords[0]
-            .1
-            .iter()
-            .map(|s| match s {
-                Scalar::I(i) => *i,
-                o => panic!("{o:?}"),
-            })
-            .collect();
-        let sites: Vec<String> = data.coords[1]
-            .1
-            .iter()
-            .map(|s| match s {
-                Scalar::S(x) => x.clone(),
-                o => panic!("{o:?}"),
-            })
-            .collect();
+        let ts = common::axis_i64(&data, 0);
+        let sites = common::axis_str(&data, 1);
         assert!(ts.windows(2).all(|p| p[0] < p[1]), "times sorted and unique");
         let (_, _, shape, vals) = &data.vars[0];
         let cell: BTreeMap<(i64, &str), &Scalar> = ts

@@ -10,6 +10,8 @@
 //!
 //! `ZF_FAULT_UPDATES` sets the writer's updates (CI: 40; spec/014 has the campaign figures).
 
+mod common;
+
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -150,10 +152,7 @@ fn value(i: usize) -> f64 {
 /// The writer: `n` updates, each writing a and b at a new time `i`.
 fn writer(location: &str, n: usize) {
     let loc = Location::parse(location).expect("location");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = common::rt();
     rt.block_on(async {
         let mut repo = None;
         for i in 0..n {
@@ -228,10 +227,7 @@ fn s3_faults_never_lose_or_invent_commits() {
         bucket,
         prefix: format!("t/faults-{}-{nanos}", std::process::id()),
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = common::rt();
     rt.block_on(async {
         let repo = Repo::init(&loc).await.expect("init");
         merge::init_dataset(
@@ -327,14 +323,7 @@ fn s3_faults_never_lose_or_invent_commits() {
         }
         let tip = repo.branch_tip("main").await.expect("tip");
         let data = merge::read_node(&repo, &tip, "").await.expect("read");
-        let ts: Vec<i64> = data.coords[0]
-            .1
-            .iter()
-            .map(|s| match s {
-                Scalar::I(i) => *i,
-                o => panic!("{o:?}"),
-            })
-            .collect();
+        let ts = common::axis_i64(&data, 0);
         let a = &data.vars.iter().find(|v| v.0 == "a").expect("a").3;
         let b = &data.vars.iter().find(|v| v.0 == "b").expect("b").3;
         let mut cells: BTreeMap<i64, Scalar> = BTreeMap::new();

@@ -492,12 +492,7 @@ where
     let n_chunks: u64 = grid.iter().product();
     let mut reads = futures::stream::iter(0..n_chunks)
         .map(|flat| {
-            let mut idx = vec![0u64; grid.len()];
-            let mut r = flat;
-            for d in (0..grid.len()).rev() {
-                idx[d] = r % grid[d];
-                r /= grid[d];
-            }
+            let idx = chunk_index(flat, &grid);
             async move {
                 let cshape: Vec<u64> = arr
                     .chunk_shape(&idx)
@@ -579,6 +574,17 @@ fn gather<T: Clone>(v: &[T], shape: &[u64], start: &[u64], cshape: &[u64], fill:
     out
 }
 
+/// The chunk coordinates of chunk number `flat` (C order) in a grid of shape `grid`.
+fn chunk_index(flat: u64, grid: &[u64]) -> Vec<u64> {
+    let mut idx = vec![0u64; grid.len()];
+    let mut r = flat;
+    for d in (0..grid.len()).rev() {
+        idx[d] = r % grid[d];
+        r /= grid[d];
+    }
+    idx
+}
+
 fn strides(shape: &[u64]) -> Vec<usize> {
     let mut s = vec![1usize; shape.len()];
     for d in (0..shape.len().saturating_sub(1)).rev() {
@@ -609,12 +615,7 @@ async fn write_dense(
     let n_chunks: u64 = grid.iter().product();
     let mut todo: Vec<(Vec<u64>, Vec<u64>, Vec<u64>)> = Vec::new();
     for flat in 0..n_chunks {
-        let mut idx = vec![0u64; grid.len()];
-        let mut r = flat;
-        for d in (0..grid.len()).rev() {
-            idx[d] = r % grid[d];
-            r /= grid[d];
-        }
+        let idx = chunk_index(flat, &grid);
         let cshape: Vec<u64> = arr
             .chunk_shape(&idx)
             .map_err(zerr)?
