@@ -1136,3 +1136,34 @@ pub async fn read_node(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gather_and_scatter_round_trip_with_edge_chunks() {
+        // a 5 x 3 array in chunks of 2 x 2: edge chunks stick out on both dimensions
+        let shape = [5u64, 3];
+        let v: Vec<i64> = (0..15).collect();
+        let mut back = vec![-1i64; 15];
+        for (ci, cj) in [(0u64, 0u64), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1)] {
+            let start = [ci * 2, cj * 2];
+            let chunk = gather(&v, &shape, &start, &[2, 2], &-9);
+            assert_eq!(chunk.len(), 4);
+            // what sticks out is the fill value, the rest the array's values in C order
+            for (k, x) in chunk.iter().enumerate() {
+                let (i, j) = (start[0] + k as u64 / 2, start[1] + k as u64 % 2);
+                let want = if i < 5 && j < 3 {
+                    (i * 3 + j) as i64
+                } else {
+                    -9
+                };
+                assert_eq!(*x, want, "chunk {ci},{cj} element {k}");
+            }
+            scatter(&mut back, &shape, &start, &[2, 2], chunk);
+        }
+        assert_eq!(back, v);
+        assert_eq!(chunk_index(5, &[3, 2]), vec![2, 1]);
+    }
+}
