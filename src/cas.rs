@@ -69,17 +69,76 @@ pub fn leaf_from_payload(payload: &ChunkPayload) -> Vec<u8> {
 }
 
 fn node_leaf(node: &NodeSnapshot) -> blake3::Hasher {
+    let is_array = matches!(node.node_data, NodeData::Array { .. });
+    node_hasher(&node.path.to_string(), is_array, &node.user_data)
+}
+
+fn node_hasher(path: &str, is_array: bool, zarr_json: &[u8]) -> blake3::Hasher {
     let mut h = blake3::Hasher::new();
     h.update(b"zarr-fuse/node/v1\0");
-    h.update(node.path.to_string().as_bytes());
+    h.update(path.as_bytes());
     h.update(b"\0");
-    match &node.node_data {
-        NodeData::Group => h.update(b"group\0"),
-        NodeData::Array { .. } => h.update(b"array\0"),
-    };
-    h.update(&(node.user_data.len() as u64).to_le_bytes());
-    h.update(&node.user_data);
+    h.update(if is_array { b"array\0" } else { b"group\0" });
+    h.update(&(zarr_json.len() as u64).to_le_bytes());
+    h.update(zarr_json);
     h
+}
+
+/// The snapshot content digest rebuilt from plain Zarr content (a release package): each node's
+/// `zarr.json` bytes and each chunk's encoded bytes, with the chunk's manifest form derived as
+/// zarr-fuse writes it (inline up to `inline_threshold` bytes, else a content-addressed ref).
+pub struct PlainDigest {
+    inline_threshold: usize,
+    nodes: BTreeMap<String, blake3::Hash>,
+    current: Option<(String, blake3::Hasher)>,
+}
+
+impl PlainDigest {
+    /// A digest for a repository whose inline threshold is `inline_threshold` bytes.
+    pub fn new(inline_threshold: usize) -> Self {
+        PlainDigest {
+            inline_threshold,
+            nodes: BTreeMap::new(),
+            current: None,
+        }
+    }
+
+    fn close(&mut self) {
+        if let Some((path, h)) = self.current.take() {
+            self.nodes.insert(path, h.finalize());
+        }
+    }
+
+    /// Start node `path` (`/` for the root); its chunks follow in coordinate order.
+    pub fn node(&mut self, path: &str, is_array: bool, zarr_json: &[u8]) {
+        self.close();
+        self.current = Some((path.to_string(), node_hasher(path, is_array, zarr_json)));
+    }
+
+    /// Add a chunk of the current node, given its coordinates, encoded size and blake3.
+    pub fn chunk(&mut self, coords: &[u32], len: u64, digest: &blake3::Hash) {
+        let leaf = if len <= self.inline_threshold as u64 {
+            let mut v = b"inline".to_vec();
+            v.extend_from_slice(digest.as_bytes());
+            v
+        } else {
+            leaf_from_payload(&ChunkPayload::Ref(ChunkRef {
+                id: chunk_id(digest),
+                offset: 0,
+                length: len,
+            }))
+        };
+        if let Some((_, h)) = self.current.as_mut() {
+            h.update(&coord_bytes(&ChunkIndices(coords.to_vec())));
+            h.update(blake3::hash(&leaf).as_bytes());
+        }
+    }
+
+    /// The root digest.
+    pub fn finish(mut self) -> String {
+        self.close();
+        root_of(self.nodes)
+    }
 }
 
 fn coord_bytes(c: &ChunkIndices) -> Vec<u8> {

@@ -233,5 +233,10 @@ pub async fn run(dir: &Path) -> Result<(), CliError> {
     );
     println!("ds = xr.open_zarr(repo.readonly_session(tag=\"v1.0\").store, consolidated=False)");
     println!("print(ds.temperature.sel(time=\"2026-01-01T12:00\"))");
+    println!("\n== publish the tag on Zenodo (a verifiable package, opens without icechunk):");
+    println!(
+        "zarr-fuse release {0} v1.0 --out {0}-v1.0 && zarr-fuse release verify {0}-v1.0 --repo {0}",
+        dir.display()
+    );
     Ok(())
 }

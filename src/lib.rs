@@ -9,10 +9,13 @@
 //!              ──▶ storage (local durable dir | S3 | memory), in icechunk's format
 //! ```
 //!
+//! A tag leaves as a Zenodo package ([`release`]: plain Zarr v3 zip, zenodo/datacite metadata,
+//! provenance, checksums with the content digest) and comes back with `import`.
+//!
 //! Reading goes the other way: a REV ([`repo::Repo::resolve`]) names a commit; `log`, `show`,
 //! `diff`, `verify` read it; `revert`, `merge`, `cherry-pick`, `reset` write new history on top.
 //!
-//! Modules depend one way: `cli` → `repo` → (`cas`, `provenance`) → `storage`.
+//! Modules depend one way: `cli` → `release` → `repo` → (`cas`, `provenance`) → `storage`.
 
 pub mod audit;
 pub mod cas;
@@ -23,6 +26,7 @@ pub mod fuzz;
 pub mod ingest;
 pub mod merge;
 pub mod provenance;
+pub mod release;
 pub mod repo;
 pub mod schema;
 pub mod storage;

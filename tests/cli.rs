@@ -258,3 +258,61 @@ fn errors_are_one_line_with_exit_1_and_usage_is_exit_2() {
     fails(&["tag", &r, "create", "bad name"], 1, "not allowed");
     assert_eq!(ok_json(&["log", &r, "--json"]), before);
 }
+
+#[test]
+fn release_verify_and_import_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |s: &str| dir.path().join(s).display().to_string();
+    ok_text(&["demo", &p("repo")]);
+    let rep = ok_json(&["release", &p("repo"), "v1.0", "--out", &p("pkg"), "--json"]);
+    assert_eq!(rep["tag"], "v1.0");
+    assert_eq!(rep["files"].as_array().unwrap().len(), 6, "{rep}");
+    let v = ok_json(&[
+        "release",
+        "verify",
+        &p("pkg"),
+        "--repo",
+        &p("repo"),
+        "--json",
+    ]);
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["computed_digest"], rep["content_digest"]);
+    // usage and refusals: exit 1, one line naming the problem
+    fails(
+        &["release", &p("repo"), "v1.0"],
+        1,
+        "usage: zarr-fuse release",
+    );
+    fails(
+        &["release", &p("repo"), "v1.0", "--out", &p("pkg")],
+        1,
+        "is not empty",
+    );
+    fails(
+        &["release", &p("repo"), "nope", "--out", &p("o")],
+        1,
+        "tag 'nope' not found",
+    );
+    fails(
+        &["release", "verify", &p("repo")],
+        1,
+        "not a zarr-fuse release package",
+    );
+    std::fs::write(dir.path().join("pkg/zenodo.json"), "{}").unwrap();
+    let out = zf(&["release", "verify", &p("pkg")]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("PROBLEM zenodo.json: MD5") && text.contains("FAILED"),
+        "{text}"
+    );
+    fails(&["import", &p("copy"), &p("pkg")], 1, "zenodo.json");
+    assert!(!dir.path().join("copy").exists());
+    ok_text(&["release", &p("repo"), "v1.0", "--out", &p("pkg2")]);
+    let imp = ok_json(&["import", &p("copy"), &p("pkg2"), "--json"]);
+    assert_eq!(imp["digest_matches"], true);
+    assert_eq!(imp["branch"], "main");
+    let log = ok_json(&["log", &p("copy"), "-n", "1", "--json"]);
+    assert_eq!(log[0]["operation"], "import");
+    assert_eq!(log[0]["author"], AUTHOR);
+}

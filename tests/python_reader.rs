@@ -175,3 +175,95 @@ print(json.dumps({{
     );
     assert_eq!(v["title"], "Weather forecasts for CZ sites");
 }
+
+/// Expected arrays of the root node at `rev`, read through our API: dims, shape, C-order values
+/// (null = NA), units and description.
+fn expected_arrays(repo: &Repo, rev: &str) -> serde_json::Value {
+    use zarr_fuse::merge::Scalar;
+    let rt = rt();
+    rt.block_on(async {
+        let id = repo.resolve(rev).await.unwrap().id;
+        let node = zarr_fuse::merge::read_node(repo, &id, "").await.unwrap();
+        let schema = zarr_fuse::schema::load_str(zarr_fuse::demo::WEATHER_SCHEMA, "w").unwrap();
+        let val = |s: &Scalar| match s {
+            Scalar::F(f) if f.is_nan() => serde_json::Value::Null,
+            Scalar::F(f) => json!(f),
+            Scalar::I(i) => json!(i),
+            Scalar::S(s) => json!(s),
+            Scalar::Na => serde_json::Value::Null,
+        };
+        let mut arrays = serde_json::Map::new();
+        for (name, vals) in &node.coords {
+            let c = schema.root.coord(name).unwrap().to_json();
+            arrays.insert(
+                name.clone(),
+                json!({"dims": [name], "shape": [vals.len()],
+                "values": vals.iter().map(val).collect::<Vec<_>>(),
+                "description": c.get("description")}),
+            );
+        }
+        for (name, dims, shape, vals) in &node.vars {
+            let v = schema.root.var(name).unwrap().to_json();
+            let unit = v.get("unit").and_then(|u| u.as_str()).map(str::to_string);
+            arrays.insert(
+                name.clone(),
+                json!({"dims": dims, "shape": shape,
+                "values": vals.iter().map(val).collect::<Vec<_>>(),
+                "units": unit, "description": v.get("description")}),
+            );
+        }
+        serde_json::Value::Object(arrays)
+    })
+}
+
+#[test]
+fn python_opens_a_release_package_without_icechunk() {
+    let Some(py) = python() else {
+        eprintln!("SKIPPED: no Python >= 3.12 reader environment (run scripts/python-reader-env.sh; needs Python 3.12+); tests/release.rs checks the same package byte for byte in Rust");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("demo");
+    rt().block_on(zarr_fuse::demo::run(&d)).unwrap();
+    let pkg = dir.path().join("pkg");
+    let out = Command::new(env!("CARGO_BIN_EXE_zarr-fuse"))
+        .args([
+            "release",
+            d.to_str().unwrap(),
+            "v1.0",
+            "--out",
+            pkg.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let zip = std::fs::read_dir(&pkg)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".zarr.zip"))
+        .unwrap();
+    let repo = rt()
+        .block_on(Repo::open(&Location::Local(d.clone())))
+        .unwrap();
+    let arrays = expected_arrays(&repo, "v1.0");
+    let n = arrays.as_object().unwrap().len();
+    let exp = dir.path().join("expected.json");
+    std::fs::write(&exp, json!({"zarr": zip, "arrays": arrays}).to_string()).unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/read_release.py");
+    let out = Command::new(py).arg(script).arg(&exp).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim().lines().last().unwrap()).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["arrays"], n);
+    assert_eq!(v["icechunk_loaded"], false);
+    assert!(v["cells"].as_u64().unwrap() > 800, "{v}");
+}

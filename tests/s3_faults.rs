@@ -255,9 +255,20 @@ fn s3_faults_never_lose_or_invent_commits() {
         .env("ZF_FAULT_CHILD", format!("{loc}|{n}"))
         .env("ZF_S3_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
+    // keep the end of the writer's stderr for the failure message
+    let stderr = child.stderr.take().expect("stderr");
+    let err_tail = std::thread::spawn(move || {
+        let mut lines: Vec<String> = BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect();
+        let n = lines.len();
+        lines.drain(..n.saturating_sub(30));
+        lines.join("\n")
+    });
     // the fault schedule: a new mode every 250 ms while the writer runs
     let done = Arc::new(AtomicBool::new(false));
     let schedule = {
@@ -304,9 +315,10 @@ fn s3_faults_never_lose_or_invent_commits() {
     let status = child.wait().expect("wait");
     done.store(true, Ordering::Relaxed);
     let outages = schedule.join().expect("schedule");
+    let err_tail = err_tail.join().unwrap_or_default();
     assert!(
         status.success(),
-        "the writer crashed (a panic is never an answer to a fault)"
+        "the writer crashed (a panic is never an answer to a fault):\n{err_tail}"
     );
 
     rt.block_on(async {

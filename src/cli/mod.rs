@@ -251,6 +251,28 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a tag as a Zenodo package (plain Zarr v3 zip, zenodo.json, datacite.json,
+    /// PROVENANCE, schema, CHECKSUMS); `release verify DIR` checks one.
+    Release(ReleaseArgs),
+    /// Create a repository (or a new branch of one) from a release package.
+    Import {
+        /// Repository location (created when absent).
+        repo: String,
+        /// Package directory.
+        dir: PathBuf,
+        /// Branch to create (required when the repository exists; default main for a new one).
+        #[arg(long)]
+        branch: Option<String>,
+        /// Author.
+        #[arg(long)]
+        author: Option<String>,
+        /// Commit message.
+        #[arg(short = 'm', long)]
+        message: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Expire old snapshots no ref needs and delete unreachable objects.
     Gc {
         /// Repository location.
@@ -261,6 +283,47 @@ enum Command {
         /// Report without deleting.
         #[arg(long)]
         dry_run: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `release REPO TAG --out DIR`, or `release verify DIR [--repo REPO]`.
+#[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+struct ReleaseArgs {
+    #[command(subcommand)]
+    action: Option<ReleaseAction>,
+    /// Repository location.
+    repo: Option<String>,
+    /// Tag to release.
+    tag: Option<String>,
+    /// Output directory (must be absent or empty).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// One `.zarr.zip` (default) or a `.zarr` directory.
+    #[arg(long, default_value = "zip", value_parser = ["zip", "dir"])]
+    format: String,
+    /// Metadata file (YAML or JSON) overriding the schema's root ATTRS: title, description,
+    /// creators, contributors, keywords, license, funding, related_identifiers, ...
+    #[arg(long)]
+    meta: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum ReleaseAction {
+    /// Recompute every checksum and the content digest of a package; with --repo also compare
+    /// it with the tag in that repository.
+    Verify {
+        /// Package directory.
+        dir: PathBuf,
+        /// Repository the package should equal a tag of.
+        #[arg(long)]
+        repo: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -396,6 +459,66 @@ fn provenance(
     let mut p = Provenance::new(author, operation, message.unwrap_or_default());
     p.meta = parse_meta(meta).map_err(RepoError::from)?;
     Ok(p)
+}
+
+async fn release_cmd(a: ReleaseArgs) -> Result<(), CliError> {
+    let fail = |e: crate::release::ReleaseError| CliError::Other(e.to_string());
+    if let Some(ReleaseAction::Verify { dir, repo, json }) = a.action {
+        let pb = progress_bar(0, "verifying");
+        let tick = |n: u64| {
+            if let Some(pb) = &pb {
+                pb.inc_length(n);
+                pb.inc(n);
+            }
+        };
+        let mut report = crate::release::verify(&dir, &tick).map_err(fail)?;
+        if let Some(pb) = pb {
+            pb.finish_and_clear();
+        }
+        if let Some(repo) = repo {
+            let r = open(&repo).await?;
+            crate::release::verify_with_repo(&mut report, &r)
+                .await
+                .map_err(fail)?;
+        }
+        output::release_verify(&report, json);
+        if !report.ok {
+            return Err(CliError::Other(format!(
+                "{} does not verify: {} problem(s)",
+                dir.display(),
+                report.problems.len()
+            )));
+        }
+        return Ok(());
+    }
+    let (Some(repo), Some(tag), Some(out)) = (a.repo, a.tag, a.out) else {
+        return Err(CliError::Other(
+            "usage: zarr-fuse release <REPO> <TAG> --out DIR [--format zip|dir] [--meta FILE], or zarr-fuse release verify DIR [--repo REPO]".into(),
+        ));
+    };
+    let r = open(&repo).await?;
+    let opts = crate::release::ReleaseOptions {
+        out,
+        format: if a.format == "dir" {
+            crate::release::Format::Dir
+        } else {
+            crate::release::Format::Zip
+        },
+        meta: a.meta,
+    };
+    let pb = progress_bar(0, "packaging chunks");
+    let tick = |done: u64, total: u64| {
+        if let Some(pb) = &pb {
+            pb.set_length(total);
+            pb.set_position(done);
+        }
+    };
+    let report = crate::release::release(&r, &tag, &opts, &tick).await;
+    if let Some(pb) = pb {
+        pb.finish_and_clear();
+    }
+    output::release(&report.map_err(fail)?, a.json);
+    Ok(())
 }
 
 /// Parse `7d`, `12h`, `30m`, `0s`, or anything humantime accepts.
@@ -880,6 +1003,25 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                     }
                 )));
             }
+        }
+        Command::Release(args) => release_cmd(args).await?,
+        Command::Import {
+            repo,
+            dir,
+            branch,
+            author,
+            message,
+            json,
+        } => {
+            let prov = provenance(author.as_deref(), "import", message, &[])?;
+            let location = Location::parse(&repo).map_err(RepoError::from)?;
+            let sp = spinner("importing");
+            let r = crate::release::import::import(&location, &dir, branch.as_deref(), prov).await;
+            if let Some(sp) = sp {
+                sp.finish_and_clear();
+            }
+            let r = r.map_err(|e| CliError::Other(e.to_string()))?;
+            output::import(&r, json);
         }
         Command::Gc {
             repo,

@@ -238,3 +238,80 @@ pub fn blame(recs: &[crate::audit::BlameRecord], json: bool) {
         }
     }
 }
+
+/// `release`.
+pub fn release(r: &crate::release::ReleaseReport, json: bool) {
+    if json {
+        return print_json(r);
+    }
+    println!(
+        "released tag {} (commit {}) to {}: {} node(s), {} chunk(s), {} B of Zarr data, {} commit(s) of history, {:.1} s",
+        r.tag, r.commit, r.out, r.nodes, r.chunks, r.zarr_bytes, r.commits, r.seconds
+    );
+    println!("content digest {}", r.content_digest);
+    for f in &r.files {
+        if !f.name.contains('/') {
+            println!("  {:<44} {:>12} B  md5 {}", f.name, f.bytes, f.md5);
+        }
+    }
+    let inner = r.files.iter().filter(|f| f.name.contains('/')).count();
+    if inner > 0 {
+        println!("  ... and {inner} file(s) inside the .zarr directory");
+    }
+}
+
+/// `release verify`.
+pub fn release_verify(r: &crate::release::VerifyReport, json: bool) {
+    if json {
+        return print_json(r);
+    }
+    println!(
+        "package {} (tag {}, commit {}): {} file(s), {} Zarr entr(ies), {} B read",
+        r.dir, r.header.tag, r.header.commit, r.files, r.entries, r.bytes
+    );
+    match &r.computed_digest {
+        Some(d) => println!("content digest {d} (recorded {})", r.header.content_digest),
+        None => println!(
+            "content digest not computable (recorded {})",
+            r.header.content_digest
+        ),
+    }
+    if let Some(repo) = &r.repo_checked {
+        println!("compared with tag '{}' in {repo}", r.header.tag);
+    }
+    for p in &r.problems {
+        println!("PROBLEM {p}");
+    }
+    println!("{}", if r.ok { "OK" } else { "FAILED" });
+}
+
+/// `import`.
+pub fn import(r: &crate::release::import::ImportReport, json: bool) {
+    if json {
+        return print_json(r);
+    }
+    println!(
+        "imported release {} (commit {} of the source) into {} branch '{}'{}: commit {}",
+        r.tag,
+        r.source_commit,
+        r.repo,
+        r.branch,
+        if r.created_repository {
+            " (new repository)"
+        } else {
+            ""
+        },
+        r.commit.as_deref().unwrap_or("(none: nothing to import)")
+    );
+    println!(
+        "{} node(s), {} chunk(s), {} source commit(s) referenced; content digest {} the release's",
+        r.nodes,
+        r.chunks,
+        r.commits_referenced,
+        if r.digest_matches {
+            "equals"
+        } else {
+            "DIFFERS FROM"
+        }
+    );
+}

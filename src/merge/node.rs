@@ -58,7 +58,10 @@ fn group_path(node: &str) -> String {
 }
 
 fn zerr(e: impl std::fmt::Display) -> MergeError {
-    MergeError::Invalid(format!("array store: {e}"))
+    MergeError::Invalid(format!(
+        "array store: {}",
+        crate::repo::one_line(&e.to_string())
+    ))
 }
 
 fn var_attrs(v: &Variable) -> Map<String, Value> {
@@ -466,7 +469,12 @@ async fn read_dense(
 ) -> Result<(Array<Store>, Dense), MergeError> {
     let arr = Array::async_open(Arc::clone(store), path)
         .await
-        .map_err(|e| MergeError::Invalid(format!("array {path}: {e}")))?;
+        .map_err(|e| {
+            MergeError::Invalid(format!(
+                "array {path}: {}",
+                crate::repo::one_line(&e.to_string())
+            ))
+        })?;
     let d = match k {
         Kind::F64 => Dense::F(read_all(&arr, f64::NAN).await?),
         Kind::I64(na) => Dense::I(read_all(&arr, na).await?, na),

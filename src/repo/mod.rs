@@ -178,6 +178,9 @@ pub struct Repo {
     inner: Arc<Repository>,
 }
 
+/// Repository metadata key of the repository's identity.
+pub const REPOSITORY_ID_KEY: &str = "zarr_fuse.repository_id";
+
 fn config(location: &Location) -> RepositoryConfig {
     RepositoryConfig {
         storage: location.storage_settings(),
@@ -209,10 +212,37 @@ impl Repo {
             .execute()
             .await
             .map_err(engine(format!("creating repository at {location}")))?;
+        // an identity for this repository: icechunk's first commit has the same id everywhere
+        let seed = format!(
+            "{location}\0{}\0{}\0{:?}",
+            std::process::id(),
+            chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default(),
+            std::time::Instant::now()
+        );
+        let id = blake3::hash(seed.as_bytes()).to_hex()[..32].to_string();
+        let mut props = std::collections::BTreeMap::new();
+        props.insert(REPOSITORY_ID_KEY.to_string(), serde_json::json!(id));
+        repo.update_metadata(&props)
+            .await
+            .map_err(engine(format!("recording the identity of {location}")))?;
         Ok(Repo {
             location: location.clone(),
             inner: Arc::new(repo),
         })
+    }
+
+    /// The random identity recorded when the repository was created (spec/015), if any
+    /// (repositories created by other tools or before it was introduced have none).
+    pub async fn repository_id(&self) -> Result<Option<String>> {
+        let meta = self
+            .inner
+            .get_metadata()
+            .await
+            .map_err(engine("reading repository metadata"))?;
+        Ok(meta
+            .get(REPOSITORY_ID_KEY)
+            .and_then(|v| v.as_str())
+            .map(str::to_string))
     }
 
     /// Open an existing repository.

@@ -49,6 +49,7 @@ pub struct Transaction {
     session: Arc<RwLock<Session>>,
     writer: Arc<CasWriter>,
     cells: serde_json::Value,
+    extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Transaction {
@@ -70,6 +71,7 @@ impl Transaction {
             session: Arc::new(RwLock::new(session)),
             writer,
             cells: serde_json::Value::Null,
+            extra: serde_json::Map::new(),
         })
     }
 
@@ -115,7 +117,7 @@ impl Transaction {
             .await
             .map_err(|message| RepoError::Engine {
                 op: format!("writing a chunk of {array}"),
-                message,
+                message: super::one_line(&message),
             })
     }
 
@@ -123,6 +125,11 @@ impl Transaction {
     /// Stored in the commit's side record (spec/011).
     pub fn set_cells(&mut self, cells: serde_json::Value) {
         self.cells = cells;
+    }
+
+    /// Keep `value` under `key` in the commit's side record (e.g. an import's source history).
+    pub fn set_record_field(&mut self, key: &str, value: serde_json::Value) {
+        self.extra.insert(key.to_string(), value);
     }
 
     /// Whether anything is staged.
@@ -168,7 +175,7 @@ impl Transaction {
         ] {
             prov.counts.entry(k.to_string()).or_insert(v);
         }
-        let record = write_record(&self.repo, &stats, &self.cells).await?;
+        let record = write_record(&self.repo, &stats, &self.cells, &self.extra).await?;
         let message = prov.message.clone();
         let mut attempt = 0;
         loop {
@@ -246,11 +253,17 @@ async fn write_record(
     repo: &icechunk::Repository,
     stats: &WriteStats,
     cells: &serde_json::Value,
+    extra: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<Option<String>> {
-    if stats.written.is_empty() && cells.is_null() {
+    if stats.written.is_empty() && cells.is_null() && extra.is_empty() {
         return Ok(None);
     }
-    let record = serde_json::json!({"format": 1, "chunks": stats.written, "cells": cells});
+    let mut record = serde_json::json!({"format": 1, "chunks": stats.written, "cells": cells});
+    if let Some(o) = record.as_object_mut() {
+        for (k, v) in extra {
+            o.insert(k.clone(), v.clone());
+        }
+    }
     let body = serde_json::to_vec(&record).map_err(|e| RepoError::Invalid(e.to_string()))?;
     let key = format!("{RECORDS_PREFIX}/{}.json", blake3::hash(&body).to_hex());
     let res = repo
