@@ -28,14 +28,22 @@ fn python() -> Option<PathBuf> {
     ok.then_some(p)
 }
 
+/// The reader, or `None` after saying why the test is skipped and what covers it in Rust.
+fn reader_or_skip(rust_twin: &str) -> Option<PathBuf> {
+    let py = python();
+    if py.is_none() {
+        eprintln!("SKIPPED: no Python >= 3.12 reader environment (run scripts/python-reader-env.sh; needs Python 3.12+); {rust_twin}");
+    }
+    py
+}
+
 fn stats(seed: f64) -> serde_json::Value {
     let v = values(seed);
     json!([v.iter().sum::<f64>(), v.len()])
 }
 
 fn check(location: Location, storage: serde_json::Value) {
-    let Some(py) = python() else {
-        eprintln!("SKIPPED: no Python >= 3.12 reader environment (run scripts/python-reader-env.sh; needs Python 3.12+)");
+    let Some(py) = reader_or_skip("engine.rs checks the same readback in Rust") else {
         return;
     };
     let rt = rt();
@@ -119,8 +127,7 @@ fn python_reads_s3_repository() {
 
 #[test]
 fn python_opens_the_demo_dataset_with_cf_decoding() {
-    let Some(py) = python() else {
-        eprintln!("SKIPPED: no Python >= 3.12 reader environment (run scripts/python-reader-env.sh; needs Python 3.12+)");
+    let Some(py) = reader_or_skip("engine.rs checks the same readback in Rust") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -218,8 +225,8 @@ fn expected_arrays(repo: &Repo, rev: &str) -> serde_json::Value {
 
 #[test]
 fn python_opens_a_release_package_without_icechunk() {
-    let Some(py) = python() else {
-        eprintln!("SKIPPED: no Python >= 3.12 reader environment (run scripts/python-reader-env.sh; needs Python 3.12+); tests/release.rs checks the same package byte for byte in Rust");
+    let Some(py) = reader_or_skip("tests/release.rs checks the same package byte for byte in Rust")
+    else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -234,12 +234,9 @@ impl Repo {
     /// The random identity recorded when the repository was created (spec/015), if any
     /// (repositories created by other tools or before it was introduced have none).
     pub async fn repository_id(&self) -> Result<Option<String>> {
-        let meta = self
-            .inner
-            .get_metadata()
-            .await
-            .map_err(engine("reading repository metadata"))?;
-        Ok(meta
+        Ok(self
+            .metadata()
+            .await?
             .get(REPOSITORY_ID_KEY)
             .and_then(|v| v.as_str())
             .map(str::to_string))
@@ -268,6 +265,16 @@ impl Repo {
             location: location.clone(),
             inner: Arc::new(repo),
         })
+    }
+
+    /// The repository-level metadata (tag records, identity).
+    pub(crate) async fn metadata(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, serde_json::Value>> {
+        self.inner
+            .get_metadata()
+            .await
+            .map_err(engine("reading repository metadata"))
     }
 
     /// Open a repository from a location string.

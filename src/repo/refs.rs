@@ -393,11 +393,7 @@ impl Repo {
     ) -> Result<SnapshotId> {
         validate_ref_name("tag", name)?;
         let target = self.resolve(at).await?;
-        let meta = self
-            .inner
-            .get_metadata()
-            .await
-            .map_err(engine("reading repository metadata"))?;
+        let meta = self.metadata().await?;
         if meta.contains_key(&tag_key(name)) {
             return Err(RepoError::TagExists(name.into()));
         }
@@ -433,12 +429,9 @@ impl Repo {
 
     /// The message given when tag `name` was created.
     pub async fn tag_message(&self, name: &str) -> Result<Option<String>> {
-        let meta = self
-            .inner
-            .get_metadata()
-            .await
-            .map_err(engine("reading repository metadata"))?;
-        Ok(meta
+        Ok(self
+            .metadata()
+            .await?
             .get(&tag_key(name))
             .and_then(|v| v.get("message"))
             .and_then(|v| v.as_str())
