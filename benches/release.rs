@@ -150,6 +150,32 @@ fn main() {
         mbs(c),
         c / r
     );
+    // verify and import of one package, for the record
+    let out = dir.path().join("pkg-final");
+    let o = ReleaseOptions {
+        out: out.clone(),
+        format: Format::Zip,
+        meta: None,
+    };
+    rt.block_on(release::release(&repo, "v1", &o, &|_, _| {}))
+        .unwrap();
+    let t = Instant::now();
+    let v = release::verify(&out, &|_| {}).unwrap();
+    let tv = t.elapsed().as_secs_f64();
+    assert!(v.ok, "{:?}", v.problems);
+    let t = Instant::now();
+    let back = Location::Local(dir.path().join("imported"));
+    let prov = Provenance::new("Bench <bench@example.org>", "import", "");
+    let imp = rt
+        .block_on(release::import::import(&back, &out, None, prov))
+        .unwrap();
+    let ti = t.elapsed().as_secs_f64();
+    assert!(imp.digest_matches);
+    println!(
+        "verify {tv:.2} s = {:.0} MB/s (reads the archive twice: file sums, then entries) | import into a new local repository {ti:.2} s = {:.0} MB/s",
+        mbs(tv),
+        mbs(ti)
+    );
     let repo_bytes = du(repo_dir);
     println!(
         "package {pkg_bytes} B vs repository {repo_bytes} B (the tag is all of it): {:.4}x",
