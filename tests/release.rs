@@ -335,7 +335,15 @@ fn releases_are_deterministic_apart_from_the_generation_time() {
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     release_to(&loc, "v1.0", &opts(&a)).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1100));
+    // the second goes into an existing empty directory (files moved in, CHECKSUMS last)
+    std::fs::create_dir(&b).unwrap();
     release_to(&loc, "v1.0", &opts(&b)).unwrap();
+    assert!(verify(&b).ok);
+    let partial: Vec<String> = listing(tmp.path())
+        .into_iter()
+        .filter(|n| n.contains("partial"))
+        .collect();
+    assert!(partial.is_empty(), "{partial:?}");
     assert_eq!(listing(&a), listing(&b));
     for f in listing(&a) {
         let (x, y) = (

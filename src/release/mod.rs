@@ -385,6 +385,9 @@ pub async fn release(
     let loc = repo.location().to_string();
     let id = match repo.icechunk().lookup_tag(tag).await {
         Ok(id) => id,
+        Err(e) if !matches!(e.kind(), icechunk::repository::RepositoryErrorKind::Ref(_)) => {
+            return Err(RepoError::from_engine(&format!("looking up tag '{tag}'"), e).into())
+        }
         Err(_) => {
             let tags: Vec<String> = repo.tags().await?.into_iter().map(|t| t.name).collect();
             let is_branch = repo.branch_tip(tag).await.is_ok();
@@ -437,13 +440,13 @@ pub async fn release(
     for node in &nodes {
         n_nodes += 1;
         let v: Value = serde_json::from_slice(&node.user_data).unwrap_or(Value::Null);
-        let pn = package::PlainNode {
-            path: node.path.to_string(),
-            is_array: matches!(node.node_data, NodeData::Array { .. }),
-            zarr_json: vec![],
-            encoding: package::key_encoding(&v)
+        let pn = package::PlainNode::new(
+            node.path.to_string(),
+            matches!(node.node_data, NodeData::Array { .. }),
+            vec![],
+            package::key_encoding(&v)
                 .map_err(|e| ReleaseError::Unsupported(format!("{}: {e}", node.path)))?,
-        };
+        );
         plan.push((
             format!("{}zarr.json", pn.prefix()),
             None,
@@ -480,8 +483,11 @@ pub async fn release(
             ""
         }
     );
-    // staging directory beside the output
-    let out = &opts.out;
+    // staging directory beside the output (an existing DIR such as `.` is named by its real path)
+    let out = &match opts.out.canonicalize() {
+        Ok(p) => p,
+        Err(_) => opts.out.clone(),
+    };
     let parent = out
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -605,13 +611,25 @@ pub async fn release(
     }
     write_file(d, CHECKSUMS, text.as_bytes())?;
     sync_dir(d)?;
-    // into place: an absent or empty output directory is replaced by the staging one
-    if out.exists() {
-        std::fs::remove_dir(out).map_err(io(out))?;
-    }
-    std::fs::rename(&staging.path, out).map_err(io(out))?;
+    // into place: an absent DIR is the staging directory renamed; into an existing empty DIR
+    // (which may be someone's working directory) the files move one by one, CHECKSUMS last, so
+    // a package without CHECKSUMS is an unfinished one
     let mut staging = staging;
-    staging.keep = true;
+    if out.exists() {
+        let mut names: Vec<String> = files
+            .iter()
+            .filter_map(|f| f.name.split('/').next().map(str::to_string))
+            .collect();
+        names.dedup();
+        names.push(CHECKSUMS.to_string());
+        for n in names {
+            std::fs::rename(staging.path.join(&n), out.join(&n)).map_err(io(&out.join(&n)))?;
+        }
+        sync_dir(out)?;
+    } else {
+        std::fs::rename(&staging.path, out).map_err(io(out))?;
+        staging.keep = true;
+    }
     sync_dir(parent)?;
     Ok(ReleaseReport {
         out: out.display().to_string(),

@@ -15,6 +15,7 @@ use super::zip::{Entry, ZipReader};
 use super::{ReleaseError, CHECKSUMS};
 use crate::cas::PlainDigest;
 use crate::repo::Repo;
+use icechunk::repository::RepositoryErrorKind;
 
 /// The header lines of CHECKSUMS (`# key: value`).
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
@@ -171,9 +172,28 @@ pub struct PlainNode {
     pub zarr_json: Vec<u8>,
     /// Chunk key encoding: (v2?, separator).
     pub encoding: (bool, String),
+    /// The store key prefix of this node's entries (`""` for the root).
+    prefix: String,
 }
 
 impl PlainNode {
+    /// A node at `path` (`/`-rooted).
+    pub fn new(path: String, is_array: bool, zarr_json: Vec<u8>, encoding: (bool, String)) -> Self {
+        let p = path.trim_start_matches('/');
+        let prefix = if p.is_empty() {
+            String::new()
+        } else {
+            format!("{p}/")
+        };
+        PlainNode {
+            path,
+            is_array,
+            zarr_json,
+            encoding,
+            prefix,
+        }
+    }
+
     /// Parse a node from its key (`a/b/zarr.json`) and document.
     pub fn parse(key: &str, bytes: Vec<u8>) -> Result<PlainNode, String> {
         let rel = key
@@ -188,22 +208,12 @@ impl PlainNode {
             _ => return Err(format!("{key}: node_type is neither array nor group")),
         };
         let encoding = key_encoding(&v).map_err(|e| format!("{key}: {e}"))?;
-        Ok(PlainNode {
-            path: format!("/{rel}"),
-            is_array,
-            zarr_json: bytes,
-            encoding,
-        })
+        Ok(PlainNode::new(format!("/{rel}"), is_array, bytes, encoding))
     }
 
     /// The store key prefix of this node's entries (`""` for the root).
-    pub fn prefix(&self) -> String {
-        let p = self.path.trim_start_matches('/');
-        if p.is_empty() {
-            String::new()
-        } else {
-            format!("{p}/")
-        }
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     /// The store key of chunk `coords`.
@@ -227,7 +237,7 @@ impl PlainNode {
 
     /// Chunk coordinates of `key` if it is one of this array's chunk keys.
     pub fn parse_chunk(&self, key: &str) -> Option<Vec<u32>> {
-        let rest = key.strip_prefix(&self.prefix())?;
+        let rest = key.strip_prefix(self.prefix.as_str())?;
         let (v2, sep) = &self.encoding;
         let coords = if *v2 {
             rest.split(sep.as_str())
@@ -623,9 +633,14 @@ pub async fn verify_with_repo(report: &mut VerifyReport, repo: &Repo) -> Result<
         ));
     }
     match repo.icechunk().lookup_tag(&h.tag).await {
-        Err(_) => report.problems.push(format!(
+        Err(e) if matches!(e.kind(), RepositoryErrorKind::Ref(_)) => report.problems.push(format!(
             "tag '{}' does not exist in {loc} (see `zarr-fuse tag {loc} list`)",
             h.tag
+        )),
+        Err(e) => report.problems.push(format!(
+            "cannot look up tag '{}' in {loc}: {}",
+            h.tag,
+            crate::repo::one_line(&e.to_string())
         )),
         Ok(id) if id.to_string() != h.commit => report.problems.push(format!(
             "tag '{}' in {loc} is commit {id}, the package holds commit {}",
