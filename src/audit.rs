@@ -224,6 +224,11 @@ impl Walker<'_> {
                 }
                 None => self.cells_of(&info).await?,
             };
+            // an import wrote the whole dataset: what is still open came with it (spec/015)
+            if info.operation.as_deref() == Some("import") {
+                found.push((info.clone(), std::mem::take(open)));
+                break;
+            }
             if let Some(m) = credited_cells {
                 let (hit, rest): (Vec<_>, Vec<_>) = open.drain(..).partition(|c| m.contains(c));
                 *open = rest;
