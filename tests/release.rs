@@ -791,3 +791,44 @@ fn release_from_every_backend_and_import_back() {
         assert!(same(&got.unwrap(), &values(2.0)), "{backend}");
     }
 }
+
+#[test]
+fn merged_history_expired_by_gc_is_reported_not_fatal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let loc = Location::Local(tmp.path().join("repo"));
+    rt().block_on(async {
+        let repo = init(&loc).await;
+        write(&repo, "main", &["a"], 1.0, "first").await;
+        repo.create_branch("side", "main").await.unwrap();
+        write(&repo, "side", &["b"], 2.0, "on side").await;
+        let side_tip = repo.branch_tip("side").await.unwrap();
+        repo.merge("side", "main", prov("merge side"))
+            .await
+            .unwrap();
+        repo.delete_branch("side").await.unwrap();
+        repo.gc(chrono::Utc::now() + chrono::Duration::seconds(1), false)
+            .await
+            .unwrap();
+        // the side commit is no parent of main's commits: gc expired it
+        assert!(repo.resolve(&side_tip.to_string()).await.is_err());
+        repo.create_tag("v1", "main", None).await.unwrap();
+    });
+    let meta = tmp.path().join("meta.yaml");
+    std::fs::write(&meta, "title: T\ndescription: D\nlicense: cc0-1.0\n").unwrap();
+    let out = tmp.path().join("pkg");
+    let mut o = opts(&out);
+    o.meta = Some(meta);
+    release_to(&loc, "v1", &o).unwrap();
+    assert!(verify(&out).ok);
+    let p = json(&out.join("PROVENANCE.json"));
+    let messages: Vec<&str> = p["commits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["message"].as_str().unwrap())
+        .collect();
+    assert!(messages.contains(&"merge side"), "{messages:?}");
+    // its history is gone: reported, and the release still made
+    assert!(!messages.contains(&"on side"));
+    assert_eq!(p["unavailable_merge_sources"].as_array().unwrap().len(), 1);
+}

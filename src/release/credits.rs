@@ -39,6 +39,8 @@ pub struct Credits {
     pub reverted_by: BTreeMap<String, String>,
     /// Authors in order of first appearance.
     pub authors: Vec<AuthorCredit>,
+    /// Merged-branch tips whose history is no longer stored (expired by gc).
+    pub unavailable: Vec<String>,
 }
 
 fn count(c: &CommitInfo, k: &str) -> u64 {
@@ -50,11 +52,21 @@ pub async fn collect(repo: &Repo, tip: &SnapshotId) -> Result<Credits, RepoError
     let mut seen = BTreeSet::new();
     let mut commits = Vec::new();
     let mut queue = VecDeque::from([tip.to_string()]);
+    let mut unavailable = vec![];
     while let Some(start) = queue.pop_front() {
         if seen.contains(&start) {
             continue;
         }
-        for c in repo.log(&start, None).await? {
+        let log = match repo.log(&start, None).await {
+            Ok(l) => l,
+            // a merged branch whose commits gc expired (merge sources are not parents)
+            Err(_) if start != tip.to_string() => {
+                unavailable.push(start);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        for c in log {
             if !seen.insert(c.id.clone()) {
                 break;
             }
@@ -108,6 +120,7 @@ pub async fn collect(repo: &Repo, tip: &SnapshotId) -> Result<Credits, RepoError
         commits,
         reverted_by,
         authors,
+        unavailable,
     })
 }
 
@@ -147,6 +160,7 @@ impl Credits {
             "content_digest": digest,
             "commits": commits,
             "authors": self.authors,
+            "unavailable_merge_sources": self.unavailable,
         })
     }
 

@@ -583,9 +583,10 @@ pub fn verify(dir: &Path, progress: &(dyn Fn(u64) + Sync)) -> Result<VerifyRepor
         }
         digests.insert(k.clone(), (n, d));
     }
+    let keyset: BTreeSet<&str> = keys.iter().map(String::as_str).collect();
     for name in ck.sums.keys() {
         if let Some(k) = name.strip_prefix(&entry_prefix) {
-            if zip_mode && !digests.contains_key(k) && !keys.contains(&k.to_string()) {
+            if zip_mode && !keyset.contains(k) {
                 report.problems.push(format!(
                     "{}: entry '{k}' listed in CHECKSUMS but missing",
                     h.zarr
