@@ -2,8 +2,8 @@
 //! `fuzz/corpus/<target>/` and over deterministic mutations of it (bit flips, byte insertions and
 //! deletions, truncations, splices between seeds). A panic anywhere fails the test.
 //!
-//! `ZF_FUZZ_ITERS` sets the mutations per seed (default 2000); the long campaigns use cargo-fuzz
-//! (spec/014).
+//! `ZF_FUZZ_ITERS` sets the mutations per seed (default 2000), `ZF_FUZZ_ONLY` one target; the
+//! long campaigns use cargo-fuzz (spec/014).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -111,7 +111,11 @@ fn fuzz_targets_survive_their_corpus_and_mutations() {
         .unwrap_or(2000);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
     let mut report = Vec::new();
+    let only = std::env::var("ZF_FUZZ_ONLY").ok();
     for (name, target) in zarr_fuse::fuzz::TARGETS {
+        if only.as_deref().is_some_and(|o| o != *name) {
+            continue;
+        }
         let dir = root.join(name);
         let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(&dir)
             .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))

@@ -255,7 +255,7 @@ impl<R: Read + Seek> ZipReader<R> {
                 return Err(bad("ZIP64 locator missing"));
             }
             let at = u64_at(&loc, 8);
-            if at + 56 > len {
+            if at.checked_add(56).is_none_or(|end| end > len) {
                 return Err(bad("ZIP64 end record lies beyond the end of the file"));
             }
             inner.seek(SeekFrom::Start(at))?;
@@ -323,7 +323,7 @@ impl<R: Read + Seek> ZipReader<R> {
                         (&mut need_csize, None),
                         (&mut need_off, Some(&mut header_offset)),
                     ] {
-                        if *need && p + 8 <= x + 4 + l {
+                        if *need && p + 8 <= (x + 4 + l).min(xend) {
                             if let Some(s) = slot {
                                 *s = u64_at(&cd, p);
                             }
@@ -364,7 +364,10 @@ impl<R: Read + Seek> ZipReader<R> {
 
     /// Read entry `e` and check its CRC-32.
     pub fn read(&mut self, e: &Entry) -> Result<Vec<u8>, ZipError> {
-        if e.header_offset + 30 > self.len {
+        if e.header_offset
+            .checked_add(30)
+            .is_none_or(|end| end > self.len)
+        {
             return Err(bad(format!(
                 "entry '{}': local header beyond the end of the file (truncated)",
                 e.name
@@ -379,7 +382,7 @@ impl<R: Read + Seek> ZipReader<R> {
         let name_len = u64::from(u16_at(&h, 26));
         let extra_len = u64::from(u16_at(&h, 28));
         let start = e.header_offset + 30 + name_len + extra_len;
-        if start + e.size > self.len {
+        if start.checked_add(e.size).is_none_or(|end| end > self.len) {
             return Err(bad(format!(
                 "entry '{}': data runs past the end of the file (truncated)",
                 e.name
@@ -448,6 +451,38 @@ mod tests {
         assert!(ZipReader::open(Cursor::new(cut)).is_err());
         let cut = a[..at].to_vec();
         assert!(ZipReader::open(Cursor::new(cut)).is_err());
+    }
+
+    #[test]
+    fn damaged_archives_never_panic() {
+        let a = archive(&[
+            ("zarr.json", b"{\"a\": 1}"),
+            ("v/c/0", &[7u8; 300]),
+            ("v/c/1", b""),
+        ]);
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let mut b = a.clone();
+            for _ in 0..(next() % 4 + 1) {
+                let i = (next() as usize) % b.len();
+                b[i] = next() as u8;
+            }
+            if next() % 5 == 0 {
+                let cut = (next() as usize) % b.len();
+                b.truncate(cut);
+            }
+            if let Ok(mut r) = ZipReader::open(Cursor::new(b)) {
+                for e in r.entries().to_vec() {
+                    let _ = r.read(&e);
+                }
+            }
+        }
     }
 
     #[test]
