@@ -4,7 +4,8 @@
 //! package size against the repository's bytes for the tag.
 //!
 //! `cargo bench --bench release` uses 1 GiB (`ZF_RELEASE_MB` overrides, `ZF_RELEASE_ROUNDS`
-//! the number of rounds, default 5); under `cargo test` a 16 MiB smoke version runs.
+//! the number of rounds, default 5; `ZF_BENCH_DIR` where the data go, default the temp dir);
+//! under `cargo test` a 16 MiB smoke version runs.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -95,8 +96,12 @@ fn main() {
     let mb = if full { env("ZF_RELEASE_MB", 1024) } else { 16 };
     let rounds = if full { env("ZF_RELEASE_ROUNDS", 5) } else { 1 };
     let rt = rt();
-    let dir =
-        tempfile::tempdir_in(std::env::var("ZF_BENCH_DIR").unwrap_or_else(|_| ".".into())).unwrap();
+    let dir = tempfile::tempdir_in(
+        std::env::var("ZF_BENCH_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| std::env::temp_dir()),
+    )
+    .unwrap();
     let t = Instant::now();
     let loc = build(&rt, dir.path(), mb);
     println!(

@@ -2,6 +2,7 @@
 # Run the benchmarks side by side in one run and print the ratios the issues ask for.
 #   commit: median latency of a small commit, zarr-fuse vs icechunk directly (criterion)
 #   history: log/diff/revert growth from 1 000 to 10 000 commits, dedup bytes
+#   release: a 1 GiB tag released as a Zenodo package vs a plain copy of the same bytes
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo bench --bench commit -- --noplot "$@"
@@ -17,3 +18,4 @@ print(f"ratio zarr-fuse / icechunk (its fs)     = {zf/ic:.2f}x")
 print(f"ratio zarr-fuse / icechunk (durable fs) = {zf/icd:.2f}x  (our layer's overhead without the fsync cost)")
 PY
 cargo bench --bench history
+cargo bench --bench release

@@ -190,6 +190,11 @@ pub fn parse_instant(text: &str, zone: &Zone, source_tick: Tick) -> Result<i64, 
             .checked_mul(source_tick.nanos())
             .ok_or_else(|| format!("'{t}' ticks overflow"));
     }
+    // times are ASCII; chrono's parser slices strings by byte and panicked on non-UTF-8 bytes
+    // a damaged Parquet file produced (tests/fuzz_corpus.rs), so anything else is refused here
+    if !t.is_ascii() {
+        return Err(format!("'{t}' is not an ISO-8601 time or integer ticks"));
+    }
     let mut s = t.replacen(' ', "T", 1);
     let mut offset: Option<FixedOffset> = None;
     if let Some(stripped) = s.strip_suffix('Z').or_else(|| s.strip_suffix('z')) {
@@ -266,5 +271,9 @@ mod tests {
         assert!(Zone::parse(Some("Mars/Olympus")).is_err());
         assert!(parse_instant("yesterday", &Zone::utc(), Tick::Second).is_err());
         assert!(parse_instant("2025-13-01", &Zone::utc(), Tick::Second).is_err());
+        // non-ASCII text is refused before chrono sees it (chrono panicked on the non-UTF-8
+        // bytes a damaged Parquet file produced: tests/fuzz_corpus.rs)
+        assert!(parse_instant("2\u{0662}26-01-01T02:00", &Zone::utc(), Tick::Second).is_err());
+        assert!(crate::repo::parse_time("2026-01-01T0\u{0662}:00").is_none());
     }
 }

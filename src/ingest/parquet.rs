@@ -42,13 +42,24 @@ fn cells(col: &dyn Array, file: &str, name: &str) -> Result<Vec<Option<String>>,
                 .as_any()
                 .downcast_ref::<$t>()
                 .ok_or_else(|| bad(file, name, col))?;
-            (0..a.len())
-                .map(|i| {
-                    a.is_valid(i)
-                        .then(|| a.value(i).trim().to_string())
-                        .filter(|s| !s.is_empty())
-                })
-                .collect()
+            let mut v = Vec::with_capacity(a.len());
+            for i in 0..a.len() {
+                if !a.is_valid(i) {
+                    v.push(None);
+                    continue;
+                }
+                // the Parquet decoder can hand out bytes that are not UTF-8 from a damaged
+                // file (found by fuzzing): check before any string operation
+                let text =
+                    std::str::from_utf8(a.value(i).as_bytes()).map_err(|_| IngestError::Csv {
+                        file: file.to_string(),
+                        line: i as u64 + 2,
+                        message: format!("column '{name}', row {}: not valid UTF-8 text", i + 1),
+                    })?;
+                let t = text.trim();
+                v.push((!t.is_empty()).then(|| t.to_string()));
+            }
+            v
         }};
     }
     let out = match col.data_type() {

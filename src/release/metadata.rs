@@ -341,7 +341,9 @@ pub fn build(
     let publication_date = r
         .string("publication_date")
         .unwrap_or_else(|| defaults.date.clone());
-    if chrono::NaiveDate::parse_from_str(&publication_date, "%Y-%m-%d").is_err() {
+    if !publication_date.is_ascii()
+        || chrono::NaiveDate::parse_from_str(&publication_date, "%Y-%m-%d").is_err()
+    {
         r.bad("publication_date", "must be a date YYYY-MM-DD");
     }
     let access_right = r.string("access_right").unwrap_or_else(|| "open".into());

@@ -38,6 +38,10 @@ pub struct RefInfo {
 
 /// Parse an ISO-8601 time: with offset, naive (UTC), or a date (midnight UTC).
 pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    // times are ASCII (chrono's byte-wise parser is not given anything else)
+    if !s.is_ascii() {
+        return None;
+    }
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.with_timezone(&Utc));
     }
