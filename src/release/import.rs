@@ -74,6 +74,7 @@ pub async fn import(
         Err(RepoError::NotARepository(_)) => (Repo::init(location).await?, true),
         Err(e) => return Err(e.into()),
     };
+    let mut made_branch = None;
     let result = async {
         let branch = match (created, branch) {
             (_, Some(b)) => b.to_string(),
@@ -91,6 +92,7 @@ pub async fn import(
             let main = repo.branch_tip("main").await?;
             let root = super::root_of(&repo, &main).await?;
             repo.create_branch(&branch, &root).await?;
+            made_branch = Some(branch.clone());
         }
         write(&repo, dir, &h, &branch, &history, n_commits, &mut prov).await
     }
@@ -110,11 +112,13 @@ pub async fn import(
             commits_referenced: n_commits,
         }),
         Err(e) => {
+            // nothing half-made stays behind: the new repository or the new branch goes
             if created {
                 if let Location::Local(p) = location {
-                    // nothing half-made stays behind
                     let _ = std::fs::remove_dir_all(p);
                 }
+            } else if let Some(b) = made_branch {
+                let _ = repo.delete_branch(&b).await;
             }
             Err(e)
         }
