@@ -358,8 +358,29 @@ struct Item {
     data: Bytes,
     crc: u32,
     digest: blake3::Hash,
-    /// (array path, coords) for chunks.
-    chunk: Option<(String, Vec<u32>)>,
+    part: Part,
+}
+
+/// What an item of the packaged Zarr is, as the digest needs it.
+enum Part {
+    /// A node's zarr.json.
+    Node { path: String, is_array: bool },
+    /// A chunk of the current node.
+    Chunk { coords: Vec<u32> },
+}
+
+/// One planned item: a node's metadata (bytes at hand) or a chunk to fetch.
+enum Planned {
+    Node {
+        path: String,
+        is_array: bool,
+        zarr_json: Bytes,
+    },
+    Chunk {
+        path: IcePath,
+        coords: ChunkIndices,
+        payload: ChunkPayload,
+    },
 }
 
 /// What writing the Zarr produced.
@@ -449,8 +470,11 @@ pub async fn release(
         );
         plan.push((
             format!("{}zarr.json", pn.prefix()),
-            None,
-            node.user_data.clone(),
+            Planned::Node {
+                path: pn.path.clone(),
+                is_array: pn.is_array,
+                zarr_json: node.user_data.clone(),
+            },
         ));
         if pn.is_array {
             for (coords, payload) in cas::array_chunks(&session, node)
@@ -466,13 +490,19 @@ pub async fn release(
                 let key = pn.chunk_key(&coords.0);
                 plan.push((
                     key,
-                    Some((node.path.clone(), coords, payload)),
-                    Bytes::new(),
+                    Planned::Chunk {
+                        path: node.path.clone(),
+                        coords,
+                        payload,
+                    },
                 ));
             }
         }
     }
-    let total_chunks = plan.iter().filter(|p| p.1.is_some()).count() as u64;
+    let total_chunks = plan
+        .iter()
+        .filter(|p| matches!(p.1, Planned::Chunk { .. }))
+        .count() as u64;
     let zarr_name = format!(
         "{}-{}.zarr{}",
         slug(&md.title),
@@ -655,8 +685,8 @@ const SYNC_EVERY: u64 = 64 << 20;
 /// The files written and the BLAKE3 of every entry.
 type Written = (Vec<PackageFile>, Vec<(String, String)>);
 
-/// (store key, chunk to fetch, or the metadata bytes).
-type PlanItem = (String, Option<(IcePath, ChunkIndices, ChunkPayload)>, Bytes);
+/// (store key, what goes there).
+type PlanItem = (String, Planned);
 
 /// Fetch every planned chunk (a few dozen at a time, each checked against its content address
 /// on a worker), and hand them in order to a writer thread that streams the zip (or the files)
@@ -673,12 +703,20 @@ async fn write_zarr(
     let storage = Arc::clone(repo.icechunk().storage());
     let ctx = repo.icechunk().storage_context();
     let ctx = &ctx;
-    let fetched = futures::stream::iter(plan.into_iter().map(|(key, chunk, meta)| {
+    let fetched = futures::stream::iter(plan.into_iter().map(|(key, planned)| {
         let storage = Arc::clone(&storage);
         async move {
-            let (data, chunk) = match chunk {
-                None => (meta, None),
-                Some((path, coords, payload)) => {
+            let (data, part, payload) = match planned {
+                Planned::Node {
+                    path,
+                    is_array,
+                    zarr_json,
+                } => (zarr_json, Part::Node { path, is_array }, None),
+                Planned::Chunk {
+                    path,
+                    coords,
+                    payload,
+                } => {
                     let data = match &payload {
                         ChunkPayload::Inline(b) => b.clone(),
                         ChunkPayload::Ref(r) => {
@@ -698,13 +736,16 @@ async fn write_zarr(
                         }
                         _ => return Err(format!("{path} chunk {:?}: virtual chunk", coords.0)),
                     };
-                    (data, Some((path.to_string(), coords.0, payload)))
+                    let part = Part::Chunk { coords: coords.0 };
+                    (data, part, Some((path.to_string(), payload)))
                 }
             };
             // hashing on a worker thread, so chunks are hashed in parallel
             tokio::spawn(async move {
                 let digest = blake3::hash(&data);
-                if let Some((path, coords, ChunkPayload::Ref(r))) = &chunk {
+                if let (Some((path, ChunkPayload::Ref(r))), Part::Chunk { coords }) =
+                    (&payload, &part)
+                {
                     if !cas::id_matches(&r.id, &digest)
                         || data.len() as u64 != r.length
                         || r.offset != 0
@@ -721,7 +762,7 @@ async fn write_zarr(
                     data,
                     crc,
                     digest,
-                    chunk: chunk.map(|(p, c, _)| (p, c)),
+                    part,
                 })
             })
             .await
@@ -813,23 +854,9 @@ async fn write_zarr(
                 break;
             }
         };
-        match &item.chunk {
-            None => {
-                let path = match item.key.strip_suffix("zarr.json") {
-                    Some(p) => format!("/{}", p.trim_end_matches('/')),
-                    None => item.key.clone(),
-                };
-                let is_array = serde_json::from_slice::<Value>(&item.data)
-                    .ok()
-                    .and_then(|v| {
-                        v.get("node_type")
-                            .and_then(Value::as_str)
-                            .map(|t| t == "array")
-                    })
-                    .unwrap_or(false);
-                pd.node(&path, is_array, &item.data);
-            }
-            Some((_, coords)) => {
+        match &item.part {
+            Part::Node { path, is_array } => pd.node(path, *is_array, &item.data),
+            Part::Chunk { coords } => {
                 pd.chunk(coords, item.data.len() as u64, &item.digest);
                 out.chunks += 1;
                 progress(out.chunks);
