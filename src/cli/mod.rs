@@ -697,23 +697,27 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             json,
         } => {
             let mut prov = provenance(author.as_deref(), "update", message, &meta)?;
-            let mut tables = Vec::new();
-            let mut digest = blake3::Hasher::new();
             // `--node a/b=FILE` pairs or plain files for --node
-            let pairs: Vec<(String, String)> = inputs
+            let files: Vec<(String, std::path::PathBuf)> = inputs
                 .iter()
                 .map(|input| match input.split_once('=') {
                     Some((n, f)) if !std::path::Path::new(input).exists() => {
-                        (n.to_string(), f.to_string())
+                        (n.trim_matches('/').to_string(), f.into())
                     }
-                    _ => (node.clone().unwrap_or_default(), input.clone()),
+                    _ => (
+                        node.clone()
+                            .unwrap_or_default()
+                            .trim_matches('/')
+                            .to_string(),
+                        input.into(),
+                    ),
                 })
                 .collect();
-            let total: u64 = pairs
+            let total: u64 = files
                 .iter()
-                .map(|(_, f)| crate::ingest::Table::input_len(std::path::Path::new(f)))
+                .map(|(_, f)| crate::ingest::Table::input_len(f))
                 .sum();
-            let pb = progress_bar(total, "reading inputs");
+            let pb = progress_bar(total, "reading and converting inputs");
             if let (Some(pb), Ok(style)) = (
                 &pb,
                 indicatif::ProgressStyle::with_template(
@@ -721,24 +725,6 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 ),
             ) {
                 pb.set_style(style);
-            }
-            for (node_path, file) in &pairs {
-                let t = crate::ingest::Table::read_with_progress(std::path::Path::new(file), |n| {
-                    if let Some(pb) = &pb {
-                        pb.inc(n);
-                    }
-                })
-                .map_err(|e| CliError::Other(e.to_string()))?;
-                digest.update(t.blake3.as_bytes());
-                tables.push((node_path.trim_matches('/').to_string(), t));
-            }
-            if let Some(pb) = &pb {
-                pb.finish_and_clear();
-            }
-            if tables.len() == 1 {
-                prov.input_blake3 = Some(tables[0].1.blake3.clone());
-            } else {
-                prov.input_blake3 = Some(digest.finalize().to_hex().to_string());
             }
             prov.source = Some(source.unwrap_or_else(|| inputs.join(" ")));
             if prov.message.is_empty() {
@@ -754,10 +740,18 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 dry_run,
             };
             let r = open(&repo).await?;
-            let spinner = spinner("converting, merging and committing");
-            let report = crate::merge::update(&r, &branch, &tables, prov, &opts).await;
-            if let Some(sp) = &spinner {
-                sp.finish_and_clear();
+            let progress = |n: u64| {
+                if let Some(pb) = &pb {
+                    pb.inc(n);
+                    if pb.position() >= total {
+                        pb.set_message("merging and committing");
+                    }
+                }
+            };
+            let report =
+                crate::merge::update_files(&r, &branch, &files, prov, &opts, &progress).await;
+            if let Some(pb) = &pb {
+                pb.finish_and_clear();
             }
             let report = report.map_err(|e| CliError::Other(e.to_string()))?;
             if json {

@@ -157,67 +157,62 @@ impl Table {
         source: &str,
         progress: impl FnMut(u64),
     ) -> Result<Table, IngestError> {
-        let mut tee = Tee {
-            inner: reader,
-            hasher: blake3::Hasher::new(),
-            blank: true,
-            progress,
-        };
-        let mut rdr = csv::ReaderBuilder::new()
-            .has_headers(true)
-            .flexible(false)
-            .buffer_capacity(1 << 16)
-            .from_reader(&mut tee);
-        let csv_err = |e: csv::Error| {
-            let line = e.position().map(|p| p.line()).unwrap_or(0);
-            let message = match e.kind() {
-                csv::ErrorKind::Utf8 { .. } => {
-                    "not valid UTF-8 text (save the file as UTF-8)".to_string()
-                }
-                csv::ErrorKind::UnequalLengths {
-                    expected_len, len, ..
-                } => {
-                    format!("ragged row: {len} fields where the header has {expected_len}")
-                }
-                csv::ErrorKind::Io(e) => format!("cannot read: {e}"),
-                _ => e.to_string(),
-            };
-            IngestError::Csv {
-                file: source.into(),
-                line,
-                message,
-            }
-        };
-        let columns: Vec<String> = rdr
-            .headers()
-            .map_err(csv_err)?
-            .iter()
-            .map(|h| h.trim().to_string())
-            .collect();
-        let mut table = Table {
-            source: source.into(),
-            cells: vec![TextColumn::default(); columns.len()],
-            columns,
-            ..Default::default()
-        };
-        let mut rec = csv::StringRecord::new();
-        loop {
-            match rdr.read_record(&mut rec) {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(e) => return Err(csv_err(e)),
-            }
-            let line = rec.position().map(|p| p.line()).unwrap_or(0);
-            table.push_row(line, rec.iter().map(|c| Some(c.trim())));
-        }
-        drop(rdr);
-        if tee.blank {
-            return Err(IngestError::Empty {
-                file: source.into(),
-            });
-        }
-        table.blake3 = tee.hasher.finalize().to_hex().to_string();
+        let mut whole = None;
+        let blake3 = csv_batches(reader, source, progress, usize::MAX, |t| {
+            whole = Some(t);
+            Ok::<(), IngestError>(())
+        })?;
+        let mut table = whole.unwrap_or_default();
+        table.blake3 = blake3;
         Ok(table)
+    }
+
+    /// Read a CSV or Parquet file (as [`Table::read`]) in batches of at most `batch_rows` rows,
+    /// handing each to `on_batch` (at least one batch, possibly empty, so that every consumer
+    /// sees the columns): only one batch of text is in memory at a time. Returns the blake3 of
+    /// the input bytes. Row lines are those of the whole file.
+    pub fn read_batches<E: From<IngestError>>(
+        path: &Path,
+        batch_rows: usize,
+        mut progress: impl FnMut(u64),
+        on_batch: impl FnMut(Table) -> Result<(), E>,
+    ) -> Result<String, E> {
+        let (file, is_parquet) = input_kind(path)?;
+        let read_err = |source| IngestError::Read {
+            file: file.clone(),
+            source,
+        };
+        let f = std::fs::File::open(path).map_err(read_err)?;
+        if is_parquet {
+            // the digest first (one streaming pass), then the row groups batch by batch
+            let mut hasher = blake3::Hasher::new();
+            let mut reader = std::io::BufReader::with_capacity(1 << 20, &f);
+            let mut buf = vec![0u8; 1 << 20];
+            let mut len = 0u64;
+            loop {
+                let n = reader.read(&mut buf).map_err(read_err)?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                len += n as u64;
+                progress(n as u64);
+            }
+            if len == 0 {
+                return Err(IngestError::Empty { file }.into());
+            }
+            let blake3 = hasher.finalize().to_hex().to_string();
+            parquet::parquet_batches(f, &blake3, &file, batch_rows, on_batch)?;
+            Ok(blake3)
+        } else {
+            csv_batches(
+                std::io::BufReader::with_capacity(1 << 16, f),
+                &file,
+                progress,
+                batch_rows,
+                on_batch,
+            )
+        }
     }
 
     /// Read a CSV (`.csv`, `.txt`, no extension) or Parquet (`.parquet`, `.pq`) file.
@@ -235,39 +230,134 @@ impl Table {
         path: &Path,
         progress: impl FnMut(u64),
     ) -> Result<Table, IngestError> {
-        let file = path.display().to_string();
-        let ext = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        let is_parquet = ext == "parquet" || ext == "pq";
-        if !(is_parquet || ext == "csv" || ext == "txt" || ext.is_empty()) {
-            return Err(IngestError::Unsupported { file, ext });
+        let mut whole: Option<Table> = None;
+        let blake3 = Table::read_batches(path, usize::MAX, progress, |t| {
+            whole = Some(t);
+            Ok::<(), IngestError>(())
+        })?;
+        let mut table = whole.unwrap_or_default();
+        table.blake3 = blake3;
+        Ok(table)
+    }
+
+    /// Decode Parquet bytes in batches of at most `batch_rows` rows (as [`Table::read_batches`]).
+    pub fn parquet_bytes_batches<E: From<IngestError>>(
+        bytes: &[u8],
+        source: &str,
+        batch_rows: usize,
+        on_batch: impl FnMut(Table) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if bytes.is_empty() {
+            return Err(IngestError::Empty {
+                file: source.into(),
+            }
+            .into());
         }
-        let read_err = |source| IngestError::Read {
-            file: file.clone(),
-            source,
-        };
-        if is_parquet {
-            let mut progress = progress;
-            let bytes = std::fs::read(path).map_err(read_err)?;
-            progress(bytes.len() as u64);
-            parquet::read_parquet(bytes.into(), &file)
-        } else {
-            let f = std::fs::File::open(path).map_err(read_err)?;
-            Table::from_csv_reader(
-                std::io::BufReader::with_capacity(1 << 16, f),
-                &file,
-                progress,
-            )
-        }
+        let digest = blake3::hash(bytes).to_hex().to_string();
+        let data = bytes::Bytes::copy_from_slice(bytes);
+        parquet::parquet_batches(data, &digest, source, batch_rows, on_batch)
     }
 
     /// Parse Parquet bytes; `source` names the input in errors.
     pub fn from_parquet_bytes(bytes: &[u8], source: &str) -> Result<Table, IngestError> {
         parquet::read_parquet(bytes::Bytes::copy_from_slice(bytes), source)
     }
+}
+
+/// The file name for errors and whether `path` is Parquet (else CSV); other extensions are refused.
+fn input_kind(path: &Path) -> Result<(String, bool), IngestError> {
+    let file = path.display().to_string();
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let is_parquet = ext == "parquet" || ext == "pq";
+    if !(is_parquet || ext == "csv" || ext == "txt" || ext.is_empty()) {
+        return Err(IngestError::Unsupported { file, ext });
+    }
+    Ok((file, is_parquet))
+}
+
+/// Parse CSV from `reader` in batches of at most `batch_rows` rows (see [`Table::read_batches`]);
+/// returns the blake3 of the bytes read.
+fn csv_batches<E: From<IngestError>>(
+    reader: impl Read,
+    source: &str,
+    progress: impl FnMut(u64),
+    batch_rows: usize,
+    mut on_batch: impl FnMut(Table) -> Result<(), E>,
+) -> Result<String, E> {
+    let mut tee = Tee {
+        inner: reader,
+        hasher: blake3::Hasher::new(),
+        blank: true,
+        progress,
+    };
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(false)
+        .buffer_capacity(1 << 16)
+        .from_reader(&mut tee);
+    let csv_err = |e: csv::Error| {
+        let line = e.position().map(|p| p.line()).unwrap_or(0);
+        let message = match e.kind() {
+            csv::ErrorKind::Utf8 { .. } => {
+                "not valid UTF-8 text (save the file as UTF-8)".to_string()
+            }
+            csv::ErrorKind::UnequalLengths {
+                expected_len, len, ..
+            } => {
+                format!("ragged row: {len} fields where the header has {expected_len}")
+            }
+            csv::ErrorKind::Io(e) => format!("cannot read: {e}"),
+            _ => e.to_string(),
+        };
+        IngestError::Csv {
+            file: source.into(),
+            line,
+            message,
+        }
+    };
+    let columns: Vec<String> = rdr
+        .headers()
+        .map_err(csv_err)?
+        .iter()
+        .map(|h| h.trim().to_string())
+        .collect();
+    let empty = || Table {
+        source: source.into(),
+        cells: vec![TextColumn::default(); columns.len()],
+        columns: columns.clone(),
+        ..Default::default()
+    };
+    let mut table = empty();
+    let mut batches = 0usize;
+    let mut rec = csv::StringRecord::new();
+    loop {
+        match rdr.read_record(&mut rec) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => return Err(csv_err(e).into()),
+        }
+        let line = rec.position().map(|p| p.line()).unwrap_or(0);
+        table.push_row(line, rec.iter().map(|c| Some(c.trim())));
+        if table.n_rows() >= batch_rows {
+            on_batch(std::mem::replace(&mut table, empty()))?;
+            batches += 1;
+        }
+    }
+    drop(rdr);
+    if tee.blank {
+        return Err(IngestError::Empty {
+            file: source.into(),
+        }
+        .into());
+    }
+    if table.n_rows() > 0 || batches == 0 {
+        on_batch(table)?;
+    }
+    Ok(tee.hasher.finalize().to_hex().to_string())
 }
 
 #[cfg(test)]

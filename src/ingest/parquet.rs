@@ -27,7 +27,13 @@ fn ts(v: i64, unit: &TimeUnit, tz: &Option<Arc<str>>) -> String {
     }
 }
 
-fn cells(col: &dyn Array, file: &str, name: &str) -> Result<Vec<Option<String>>, IngestError> {
+/// The cells of one column of a record batch whose first row is data row `first + 1`.
+fn cells(
+    col: &dyn Array,
+    file: &str,
+    name: &str,
+    first: u64,
+) -> Result<Vec<Option<String>>, IngestError> {
     macro_rules! prim {
         ($t:ty) => {{
             let a = arrow_array::cast::as_primitive_array::<$t>(col);
@@ -53,8 +59,11 @@ fn cells(col: &dyn Array, file: &str, name: &str) -> Result<Vec<Option<String>>,
                 let text =
                     std::str::from_utf8(a.value(i).as_bytes()).map_err(|_| IngestError::Csv {
                         file: file.to_string(),
-                        line: i as u64 + 2,
-                        message: format!("column '{name}', row {}: not valid UTF-8 text", i + 1),
+                        line: first + i as u64 + 2,
+                        message: format!(
+                            "column '{name}', row {}: not valid UTF-8 text",
+                            first + i as u64 + 1
+                        ),
                     })?;
                 let t = text.trim();
                 v.push((!t.is_empty()).then(|| t.to_string()));
@@ -162,56 +171,87 @@ fn guarded<T>(f: impl FnOnce() -> T) -> Option<T> {
 
 /// Read Parquet bytes. A file the decoder cannot read is an error, never a panic.
 pub fn read_parquet(data: bytes::Bytes, file: &str) -> Result<Table, IngestError> {
-    guarded(|| read_parquet_unguarded(data, file)).unwrap_or_else(|| {
-        Err(IngestError::Csv {
-            file: file.to_string(),
-            line: 0,
-            message: "not a readable Parquet file: it is corrupt or truncated".into(),
-        })
-    })
+    if data.is_empty() {
+        return Err(IngestError::Empty { file: file.into() });
+    }
+    let blake3 = blake3::hash(&data).to_hex().to_string();
+    let mut whole = None;
+    parquet_batches(data, &blake3, file, usize::MAX, |t| {
+        whole = Some(t);
+        Ok::<(), IngestError>(())
+    })?;
+    Ok(whole.unwrap_or_default())
 }
 
-fn read_parquet_unguarded(data: bytes::Bytes, file: &str) -> Result<Table, IngestError> {
+/// Decode Parquet from `data` in batches of at most `batch_rows` rows (see
+/// [`Table::read_batches`]); every table carries `blake3`. A file the decoder cannot read is an
+/// error, never a panic.
+pub(super) fn parquet_batches<R, E>(
+    data: R,
+    blake3: &str,
+    file: &str,
+    batch_rows: usize,
+    mut on_batch: impl FnMut(Table) -> Result<(), E>,
+) -> Result<(), E>
+where
+    R: parquet::file::reader::ChunkReader + 'static,
+    E: From<IngestError>,
+{
     let err = |message: String| IngestError::Csv {
         file: file.to_string(),
         line: 0,
         message,
     };
-    if data.is_empty() {
-        return Err(IngestError::Empty { file: file.into() });
-    }
-    let blake3 = blake3::hash(&data).to_hex().to_string();
-    let reader = ParquetRecordBatchReaderBuilder::try_new(data)
-        .map_err(|e| err(format!("not a readable Parquet file: {e}")))?
-        .with_batch_size(65_536)
-        .build()
-        .map_err(|e| err(format!("not a readable Parquet file: {e}")))?;
-    let mut table = Table {
+    let unreadable = || err("not a readable Parquet file: it is corrupt or truncated".into());
+    let mut reader = guarded(|| {
+        ParquetRecordBatchReaderBuilder::try_new(data)
+            .and_then(|b| b.with_batch_size(batch_rows.clamp(1, 65_536)).build())
+            .map_err(|e| err(format!("not a readable Parquet file: {e}")))
+    })
+    .unwrap_or_else(|| Err(unreadable()))?;
+    let empty = |columns: Vec<String>| Table {
         source: file.into(),
-        blake3,
+        blake3: blake3.into(),
+        cells: vec![super::TextColumn::default(); columns.len()],
+        columns,
         ..Default::default()
     };
+    let mut table = empty(vec![]);
+    let mut batches = 0usize;
     let mut row = 0u64;
-    for batch in reader {
+    loop {
+        let Some(batch) = guarded(|| reader.next()).ok_or_else(unreadable)? else {
+            break;
+        };
         let batch = batch.map_err(|e| err(format!("reading row {}: {e}", row + 1)))?;
         if table.columns.is_empty() {
-            table.columns = batch
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| f.name().clone())
-                .collect();
+            table = empty(
+                batch
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .collect(),
+            );
         }
         let cols: Vec<Vec<Option<String>>> = batch
             .columns()
             .iter()
             .zip(&table.columns)
-            .map(|(c, n)| cells(c.as_ref(), file, n))
+            .map(|(c, n)| cells(c.as_ref(), file, n, row))
             .collect::<Result<_, _>>()?;
         for r in 0..batch.num_rows() {
             row += 1;
             table.push_row(row + 1, cols.iter().map(|c| c[r].as_deref()));
+            if table.n_rows() >= batch_rows {
+                let columns = table.columns.clone();
+                on_batch(std::mem::replace(&mut table, empty(columns)))?;
+                batches += 1;
+            }
         }
     }
-    Ok(table)
+    if table.n_rows() > 0 || batches == 0 {
+        on_batch(table)?;
+    }
+    Ok(())
 }

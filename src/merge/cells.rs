@@ -100,6 +100,11 @@ impl<'a> CellSetBuilder<'a> {
         }
     }
 
+    /// Make room for `cells` more cells at once (no doubling overshoot on large contributions).
+    pub fn reserve(&mut self, cells: usize) {
+        self.tuples.reserve_exact(cells * self.dims.len());
+    }
+
     /// Add one written cell (its dictionary indices in dimension order); each cell once.
     pub fn add(&mut self, cell: impl Iterator<Item = u32>) {
         for (d, i) in cell.enumerate() {

@@ -69,7 +69,7 @@ pub fn interpolate(conv: &Converted, ci: usize, old: &[Key], method: Interpolate
         .iter()
         .map(|(n, v)| (n.clone(), v.empty_like()))
         .collect();
-    let mut lines = Vec::new();
+    let mut lines = super::convert::Lines::default();
     let mut push = |row_keys: Vec<Key>, vals: Vec<Scalar>, line: u64| {
         for (d, k) in row_keys.into_iter().enumerate() {
             keys[d].push(k);
@@ -83,7 +83,7 @@ pub fn interpolate(conv: &Converted, ci: usize, old: &[Key], method: Interpolate
     for r in (0..rows).filter(|r| !inside[*r]) {
         let row_keys = conv.coords.iter().map(|c| c.key(r).clone()).collect();
         let vals = conv.vars.iter().map(|(_, v)| v.get(r)).collect();
-        push(row_keys, vals, conv.lines[r]);
+        push(row_keys, vals, conv.lines.get(r));
     }
     // inside rows: grouped by the other coordinates
     let mut groups: BTreeMap<Vec<Key>, Vec<usize>> = BTreeMap::new();
@@ -135,7 +135,7 @@ pub fn interpolate(conv: &Converted, ci: usize, old: &[Key], method: Interpolate
                 .iter()
                 .map(|pts| value_at(pts, *p, method))
                 .collect();
-            push(row_keys, vals, conv.lines[members[0]]);
+            push(row_keys, vals, conv.lines.get(members[0]));
         }
     }
     Converted {

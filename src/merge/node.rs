@@ -2,6 +2,7 @@
 //! `update` transaction (convert → merge axes → rewrite changed chunks → commit).
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -734,7 +735,7 @@ async fn apply_node(
     node: &NodeSchema,
     conv: &Converted,
     opts: &UpdateOptions,
-    table: &Table,
+    source: &str,
     report: &mut UpdateReport,
     cells: &mut Map<String, Value>,
 ) -> Result<(), MergeError> {
@@ -843,11 +844,11 @@ async fn apply_node(
                         .filter(|c| !v.coords.contains(c))
                         .collect();
                     return Err(MergeError::VariesAlongUnusedDim {
-                        file: table.source.clone(),
+                        file: source.to_string(),
                         variable: name.clone(),
                         detail: format!(
                             "does not use coordinate(s) {unused:?} but its values differ along them (lines {} and {}: {:?} vs {:?})",
-                            conv.lines[prev], conv.lines[r], values.get(prev), values.get(r)
+                            conv.lines.get(prev), conv.lines.get(r), values.get(prev), values.get(r)
                         ),
                     });
                 }
@@ -945,13 +946,14 @@ async fn apply_node(
             data
         };
         // the contribution's cells
-        // row + 1 that wrote each cell (0 = none): cells are unique per variable from here on
-        let mut written: Vec<u32> = vec![0; total];
+        // one bit per cell: written by an earlier row (cells are unique per variable from here on)
+        let mut written: Vec<u64> = vec![0; total.div_ceil(64)];
         let dicts: Vec<&[Key]> = dims
             .iter()
             .map(|&d| conv.coords[d].dict.as_slice())
             .collect();
         let mut cellset = super::cells::CellSetBuilder::new(v.coords.clone(), dicts);
+        cellset.reserve(rows.min(total));
         let chunk: Vec<u64> = v.coords.iter().map(|d| chunk_of(node, d)).collect();
         let grid: Vec<u64> = new_shape
             .iter()
@@ -973,10 +975,11 @@ async fn apply_node(
                 nf += p * nst[a];
                 cf = cf * grid[a] + p as u64 / chunk[a];
             }
-            if written[nf] != 0 {
+            let (word, bit) = (nf / 64, 1u64 << (nf % 64));
+            if written[word] & bit != 0 {
                 continue; // the same cell again (equal values, checked above)
             }
-            written[nf] = r as u32 + 1;
+            written[word] |= bit;
             cellset.add(dims.iter().map(|&d| conv.coords[d].idx[r]));
             data.set_value(nf, values, r);
             touched_chunks[cf as usize] = true;
@@ -1002,12 +1005,101 @@ async fn apply_node(
     Ok(())
 }
 
+/// Rows per batch when an input file is converted while it is read.
+pub const BATCH_ROWS: usize = 1 << 16;
+
+/// Where the contributions of one update come from.
+enum Inputs<'a> {
+    /// Tables in memory, converted again on every attempt.
+    Tables(&'a [(String, Table)]),
+    /// Files, converted batch by batch while read; the conversion is kept across attempts as
+    /// long as the schema it was made for is the tip's.
+    Files {
+        files: &'a [(String, PathBuf)],
+        progress: &'a (dyn Fn(u64) + Sync),
+        /// Schema digest → (source, converted) per file.
+        converted: Option<(String, ConvertedInputs)>,
+    },
+}
+
+/// Converted contributions: (source named in errors, converted rows) per input.
+type ConvertedInputs = Vec<(String, Converted)>;
+
+/// Convert `files` for `schema`, reading each batch by batch; also gives each file's blake3.
+fn convert_files(
+    schema: &Schema,
+    files: &[(String, PathBuf)],
+    on_invalid: OnInvalid,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<(ConvertedInputs, Vec<String>), MergeError> {
+    let mut out = Vec::new();
+    let mut digests = Vec::new();
+    for (path, file) in files {
+        let node = super::require_node(schema, path)?;
+        let mut conv = convert::Converter::new(node, on_invalid);
+        let digest = Table::read_batches(file, BATCH_ROWS, progress, |batch| conv.push(&batch))?;
+        out.push((file.display().to_string(), conv.finish()));
+        digests.push(digest);
+    }
+    Ok((out, digests))
+}
+
 /// Merge `inputs` (node path, table) into `branch` as one commit, retrying on a newer tip when
 /// another writer committed first.
 pub async fn update(
     repo: &Repo,
     branch: &str,
     inputs: &[(String, Table)],
+    prov: Provenance,
+    opts: &UpdateOptions,
+) -> Result<UpdateReport, MergeError> {
+    update_inputs(repo, branch, Inputs::Tables(inputs), prov, opts).await
+}
+
+/// Merge the CSV/Parquet `files` (node path, file) into `branch` as one commit (as [`update`]),
+/// reading each file batch by batch: memory holds one batch of text and the typed rows, never
+/// the whole input. Sets the provenance's input digest (one file: its blake3; several: the
+/// blake3 of their digests in order). `progress` gets the number of bytes read as it goes.
+pub async fn update_files(
+    repo: &Repo,
+    branch: &str,
+    files: &[(String, PathBuf)],
+    mut prov: Provenance,
+    opts: &UpdateOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<UpdateReport, MergeError> {
+    // convert for the tip's schema before the first attempt, so the input digest is known
+    let tx = repo.transaction(branch).await?;
+    let store: Arc<Store> = tx.store();
+    let schema = stored_schema(&store).await?;
+    drop(tx);
+    let t = std::time::Instant::now();
+    let (converted, digests) = convert_files(&schema, files, opts.on_invalid, progress)?;
+    let convert_time = t.elapsed();
+    prov.input_blake3 = match digests.as_slice() {
+        [one] => Some(one.clone()),
+        many => {
+            let mut h = blake3::Hasher::new();
+            for d in many {
+                h.update(d.as_bytes());
+            }
+            Some(h.finalize().to_hex().to_string())
+        }
+    };
+    let inputs = Inputs::Files {
+        files,
+        progress,
+        converted: Some((schema.digest(), converted)),
+    };
+    let mut report = update_inputs(repo, branch, inputs, prov, opts).await?;
+    report.timings.convert += convert_time;
+    Ok(report)
+}
+
+async fn update_inputs(
+    repo: &Repo,
+    branch: &str,
+    mut inputs: Inputs<'_>,
     mut prov: Provenance,
     opts: &UpdateOptions,
 ) -> Result<UpdateReport, MergeError> {
@@ -1023,11 +1115,42 @@ pub async fn update(
             ..Default::default()
         };
         let mut cells = Map::new();
-        for (path, table) in inputs {
+        let paths: Vec<String> = match &inputs {
+            Inputs::Tables(tables) => tables.iter().map(|(p, _)| p.clone()).collect(),
+            Inputs::Files { files, .. } => files.iter().map(|(p, _)| p.clone()).collect(),
+        };
+        let t = std::time::Instant::now();
+        let fresh: ConvertedInputs;
+        let contributions: &[(String, Converted)] = match &mut inputs {
+            Inputs::Tables(tables) => {
+                fresh = tables
+                    .iter()
+                    .map(|(path, table)| {
+                        let node = super::require_node(&schema, path)?;
+                        let conv = convert::convert(table, node, opts.on_invalid)?;
+                        Ok((table.source.clone(), conv))
+                    })
+                    .collect::<Result<_, MergeError>>()?;
+                &fresh
+            }
+            Inputs::Files {
+                files,
+                progress,
+                converted,
+            } => {
+                let digest = schema.digest();
+                if converted.as_ref().is_none_or(|(d, _)| *d != digest) {
+                    // the schema changed under us: convert the files again for the new one
+                    *converted = None;
+                    let (conv, _) = convert_files(&schema, files, opts.on_invalid, *progress)?;
+                    *converted = Some((digest, conv));
+                }
+                converted.as_ref().map(|(_, c)| c.as_slice()).unwrap_or(&[])
+            }
+        };
+        report.timings.convert += t.elapsed();
+        for (path, (source, conv)) in paths.iter().zip(contributions) {
             let node = super::require_node(&schema, path)?;
-            let t = std::time::Instant::now();
-            let conv = convert::convert(table, node, opts.on_invalid)?;
-            report.timings.convert += t.elapsed();
             let t = std::time::Instant::now();
             let written_before = report.timings.write;
             report.rows_read += conv.rows_read;
@@ -1038,9 +1161,9 @@ pub async fn update(
             apply_node(
                 &store,
                 node,
-                &conv,
+                conv,
                 opts,
-                table,
+                source,
                 &mut report,
                 &mut node_cells,
             )

@@ -4,10 +4,13 @@
 //! repository directory), so icechunk-python's `local_filesystem_storage` opens what we write. What
 //! differs is how objects are written (spec/002-local-storage.md):
 //!
-//! * every object is written to a temporary file, `fdatasync`ed, then renamed (or hard-linked for
-//!   create-if-absent) into place: a reader never sees a torn object;
-//! * before any conditional update (the `repo` ref object, its backup copy) every directory this
-//!   process wrote into is `fsync`ed, so all data a ref can point at is durable before the ref moves;
+//! * every object is written to a temporary file, then renamed (or hard-linked for
+//!   create-if-absent) into place: a reader never sees a torn object. Objects whose names are never
+//!   reused (manifests, snapshots, transaction logs, `overwritten/` copies) are `fdatasync`ed later,
+//!   together, just before the next ref move; all others before they get their name;
+//! * before any conditional update (the `repo` ref object, its backup copy) those deferred files
+//!   and every directory this process wrote into are synced, in parallel, so all data a ref can
+//!   point at is durable before the ref moves;
 //! * conditional updates hold an exclusive `flock` on `<repo>/.zf.lock` and re-check the object's
 //!   version under the lock: a real compare-and-swap across processes.
 //!
@@ -52,6 +55,17 @@ pub struct DurableLocalStorage {
     inner: OnceCell<Arc<dyn Storage + Send + Sync>>,
     #[serde(skip)]
     dirty_dirs: Arc<Mutex<HashSet<PathBuf>>>,
+    #[serde(skip)]
+    unsynced: Arc<Mutex<Vec<PathBuf>>>,
+}
+
+/// Key prefixes of objects whose names are never reused (random ids): nothing can reference
+/// them before a ref moves, so their data sync waits for the flush before the next ref move.
+const DEFERRED_SYNC_PREFIXES: [&str; 4] =
+    ["manifests/", "snapshots/", "transactions/", "overwritten/"];
+
+fn sync_deferred(key: &str) -> bool {
+    DEFERRED_SYNC_PREFIXES.iter().any(|p| key.starts_with(p))
 }
 
 /// The blocking half of the storage: what a write needs, cheap to move onto a blocking thread.
@@ -59,6 +73,7 @@ pub struct DurableLocalStorage {
 struct Writer {
     root: PathBuf,
     dirty_dirs: Arc<Mutex<HashSet<PathBuf>>>,
+    unsynced: Arc<Mutex<Vec<PathBuf>>>,
 }
 
 impl fmt::Debug for DurableLocalStorage {
@@ -133,6 +148,16 @@ fn same_etag(a: &str, b: &str) -> bool {
     icechunk::storage::strip_quotes(a) == icechunk::storage::strip_quotes(b)
 }
 
+/// `fdatasync` a file written earlier; one deleted since (an abandoned attempt's object removed
+/// by gc) needs none.
+fn sync_file(file: &Path) -> std::io::Result<()> {
+    match File::open(file) {
+        Ok(f) => f.sync_data(),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 fn fsync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -165,6 +190,7 @@ impl DurableLocalStorage {
             root: root.into(),
             inner: OnceCell::new(),
             dirty_dirs: Arc::new(Mutex::new(HashSet::new())),
+            unsynced: Arc::new(Mutex::new(Vec::new())),
         }
     }
 
@@ -172,6 +198,7 @@ impl DurableLocalStorage {
         Writer {
             root: self.root.clone(),
             dirty_dirs: Arc::clone(&self.dirty_dirs),
+            unsynced: Arc::clone(&self.unsynced),
         }
     }
 
@@ -198,10 +225,21 @@ impl Writer {
         }
     }
 
-    /// fsync every directory this process created entries in since the last flush.
-    fn flush_dirty_dirs(&self) -> std::io::Result<()> {
+    fn defer_sync(&self, file: PathBuf) {
+        if let Ok(mut files) = self.unsynced.lock() {
+            files.push(file);
+        }
+    }
+
+    /// Make durable what this process wrote since the last flush: the data of deferred files and
+    /// every directory it created entries in.
+    fn flush(&self) -> std::io::Result<()> {
         let dirs: Vec<PathBuf> = match self.dirty_dirs.lock() {
             Ok(mut d) => d.drain().collect(),
+            Err(_) => Vec::new(),
+        };
+        let files: Vec<PathBuf> = match self.unsynced.lock() {
+            Ok(mut f) => f.drain(..).collect(),
             Err(_) => Vec::new(),
         };
         // in parallel: the file system commits them together instead of one journal flush each
@@ -209,6 +247,11 @@ impl Writer {
             let handles: Vec<_> = dirs
                 .iter()
                 .map(|dir| scope.spawn(move || fsync_dir(dir)))
+                .chain(
+                    files
+                        .iter()
+                        .map(|file| scope.spawn(move || sync_file(file))),
+                )
                 .collect();
             handles.into_iter().try_for_each(|h| {
                 h.join()
@@ -217,9 +260,9 @@ impl Writer {
         })
     }
 
-    /// Write `bytes` to a synced temporary file in `<repo>/.zf-tmp` (outside every listed prefix)
-    /// and make sure the destination's directory exists.
-    fn write_temp(&self, dest: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
+    /// Write `bytes` to a temporary file in `<repo>/.zf-tmp` (outside every listed prefix), synced
+    /// when `sync`, and make sure the destination's directory exists.
+    fn write_temp(&self, dest: &Path, bytes: &[u8], sync: bool) -> std::io::Result<PathBuf> {
         let dir = dest.parent().unwrap_or(&self.root);
         if !dir.exists() {
             fs::create_dir_all(dir)?;
@@ -243,7 +286,9 @@ impl Writer {
         ));
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_data()?;
+        if sync {
+            f.sync_data()?;
+        }
         Ok(tmp)
     }
 
@@ -254,12 +299,18 @@ impl Writer {
         previous: Option<&VersionInfo>,
     ) -> std::io::Result<VersionedUpdateResult> {
         let dest = self.root.join(key);
-        let tmp = self.write_temp(&dest, bytes)?;
+        // a conditional update's own new version is synced with the flush that precedes its rename
+        let conditional = previous.is_some_and(|p| !p.is_create());
+        let deferred = previous.is_none() && sync_deferred(key);
+        let tmp = self.write_temp(&dest, bytes, !deferred && !conditional)?;
         let dir = dest.parent().unwrap_or(&self.root).to_path_buf();
         let result = match previous {
             None => {
                 fs::rename(&tmp, &dest)?;
                 self.mark_dirty(&dir);
+                if deferred {
+                    self.defer_sync(dest.clone());
+                }
                 VersionedUpdateResult::Updated {
                     new_version: version_of(&dest)?,
                 }
@@ -272,7 +323,7 @@ impl Writer {
                     Ok(()) => {
                         self.mark_dirty(&dir);
                         if key == "repo" {
-                            self.flush_dirty_dirs()?;
+                            self.flush()?;
                         }
                         VersionedUpdateResult::Updated {
                             new_version: version_of(&dest)?,
@@ -302,8 +353,10 @@ impl Writer {
                     let _ = fs::remove_file(&tmp);
                     return Ok(VersionedUpdateResult::NotOnLatestVersion);
                 }
-                // everything the new ref can reach must be durable before the ref moves
-                self.flush_dirty_dirs()?;
+                // everything the new ref can reach, and the new ref itself, must be durable before
+                // the ref moves
+                self.defer_sync(tmp.clone());
+                self.flush()?;
                 fs::rename(&tmp, &dest)?;
                 fsync_dir(&dir)?;
                 VersionedUpdateResult::Updated {
@@ -336,9 +389,13 @@ impl Writer {
         }
         let bytes = fs::read(&src)?;
         let dest = self.root.join(to);
-        let tmp = self.write_temp(&dest, &bytes)?;
+        let deferred = sync_deferred(to);
+        let tmp = self.write_temp(&dest, &bytes, !deferred)?;
         fs::rename(&tmp, &dest)?;
         self.mark_dirty(dest.parent().unwrap_or(&self.root));
+        if deferred {
+            self.defer_sync(dest.clone());
+        }
         Ok(VersionedUpdateResult::Updated {
             new_version: version_of(&dest)?,
         })
