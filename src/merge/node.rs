@@ -1019,6 +1019,8 @@ enum Inputs<'a> {
         progress: &'a (dyn Fn(u64) + Sync),
         /// Schema digest → (source, converted) per file.
         converted: Option<(String, ConvertedInputs)>,
+        /// blake3 of each file as first read (recorded in the provenance).
+        digests: Vec<String>,
     },
 }
 
@@ -1090,6 +1092,7 @@ pub async fn update_files(
         files,
         progress,
         converted: Some((schema.digest(), converted)),
+        digests,
     };
     let mut report = update_inputs(repo, branch, inputs, prov, opts).await?;
     report.timings.convert += convert_time;
@@ -1137,12 +1140,23 @@ async fn update_inputs(
                 files,
                 progress,
                 converted,
+                digests,
             } => {
                 let digest = schema.digest();
                 if converted.as_ref().is_none_or(|(d, _)| *d != digest) {
                     // the schema changed under us: convert the files again for the new one
                     *converted = None;
-                    let (conv, _) = convert_files(&schema, files, opts.on_invalid, *progress)?;
+                    let (conv, again) = convert_files(&schema, files, opts.on_invalid, *progress)?;
+                    if let Some(((_, file), _)) = files
+                        .iter()
+                        .zip(digests.iter().zip(&again))
+                        .find(|(_, (a, b))| a != b)
+                    {
+                        return Err(MergeError::Invalid(format!(
+                            "{}: the file changed while the update was being retried; nothing was written, run the update again",
+                            file.display()
+                        )));
+                    }
                     *converted = Some((digest, conv));
                 }
                 converted.as_ref().map(|(_, c)| c.as_slice()).unwrap_or(&[])
