@@ -169,3 +169,25 @@ fn regression_parquet_string_that_is_not_utf8() {
     }
     zarr_fuse::fuzz::parquet(&data);
 }
+
+/// A 2 242-byte Parquet file (found by libFuzzer) whose dictionary page claims ~900 million
+/// values: the decoder allocated them up front (7 GB). It is now refused before decoding.
+#[test]
+fn regression_parquet_dictionary_page_claiming_millions_of_values() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus/parquet/regression-dictionary-claims.parquet");
+    let data = std::fs::read(&path).expect("seed");
+    match zarr_fuse::ingest::Table::from_parquet_bytes(&data, "d.parquet") {
+        Ok(t) => panic!("read {} rows from a damaged file", t.n_rows()),
+        Err(e) => assert!(e.to_string().contains("not a readable Parquet file"), "{e}"),
+    }
+    // the batch reader of `update` refuses it the same way
+    let rows = zarr_fuse::ingest::Table::read_batches(
+        &path,
+        1024,
+        |_| {},
+        |_| Ok::<(), zarr_fuse::ingest::IngestError>(()),
+    );
+    assert!(rows.is_err());
+    zarr_fuse::fuzz::parquet(&data);
+}

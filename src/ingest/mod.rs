@@ -202,7 +202,8 @@ impl Table {
                 return Err(IngestError::Empty { file }.into());
             }
             let blake3 = hasher.finalize().to_hex().to_string();
-            parquet::parquet_batches(f, &blake3, &file, batch_rows, on_batch)?;
+            let probe = f.try_clone().map_err(read_err)?;
+            parquet::parquet_batches(f, probe, &blake3, &file, batch_rows, on_batch)?;
             Ok(blake3)
         } else {
             csv_batches(
@@ -255,7 +256,7 @@ impl Table {
         }
         let digest = blake3::hash(bytes).to_hex().to_string();
         let data = bytes::Bytes::copy_from_slice(bytes);
-        parquet::parquet_batches(data, &digest, source, batch_rows, on_batch)
+        parquet::parquet_batches(data.clone(), data, &digest, source, batch_rows, on_batch)
     }
 
     /// Parse Parquet bytes; `source` names the input in errors.

@@ -169,6 +169,52 @@ fn guarded<T>(f: impl FnOnce() -> T) -> Option<T> {
     out
 }
 
+/// Refuse a file whose dictionary pages claim more values than their bytes can hold: the decoder
+/// (parquet 60) allocates the claimed count up front, so a 2 KiB file could ask for gigabytes
+/// (found by libFuzzer, spec/014). A value takes at least one bit, so `num_values` may be at most
+/// eight times the page's (decompressed) length.
+fn check_dictionaries<R>(data: R, file: &str) -> Result<(), IngestError>
+where
+    R: parquet::file::reader::ChunkReader + 'static,
+{
+    use parquet::column::page::Page;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let err = |message: String| IngestError::Csv {
+        file: file.to_string(),
+        line: 0,
+        message: format!("not a readable Parquet file: {message}"),
+    };
+    let reader = SerializedFileReader::new(data).map_err(|e| err(e.to_string()))?;
+    let meta = reader.metadata();
+    for rg in 0..reader.num_row_groups() {
+        let group = reader.get_row_group(rg).map_err(|e| err(e.to_string()))?;
+        for col in 0..meta.row_group(rg).num_columns() {
+            let mut pages = group
+                .get_column_page_reader(col)
+                .map_err(|e| err(e.to_string()))?;
+            while let Some(page) = pages.peek_next_page().map_err(|e| err(e.to_string()))? {
+                if !page.is_dict {
+                    pages.skip_next_page().map_err(|e| err(e.to_string()))?;
+                    continue;
+                }
+                if let Some(Page::DictionaryPage {
+                    buf, num_values, ..
+                }) = pages.get_next_page().map_err(|e| err(e.to_string()))?
+                {
+                    if u64::from(num_values) > buf.len() as u64 * 8 {
+                        return Err(err(format!(
+                            "row group {rg}, column {}: a dictionary page claims {num_values} values in {} bytes",
+                            meta.row_group(rg).column(col).column_path(),
+                            buf.len()
+                        )));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Read Parquet bytes. A file the decoder cannot read is an error, never a panic.
 pub fn read_parquet(data: bytes::Bytes, file: &str) -> Result<Table, IngestError> {
     if data.is_empty() {
@@ -176,7 +222,7 @@ pub fn read_parquet(data: bytes::Bytes, file: &str) -> Result<Table, IngestError
     }
     let blake3 = blake3::hash(&data).to_hex().to_string();
     let mut whole = None;
-    parquet_batches(data, &blake3, file, usize::MAX, |t| {
+    parquet_batches(data.clone(), data, &blake3, file, usize::MAX, |t| {
         whole = Some(t);
         Ok::<(), IngestError>(())
     })?;
@@ -184,10 +230,12 @@ pub fn read_parquet(data: bytes::Bytes, file: &str) -> Result<Table, IngestError
 }
 
 /// Decode Parquet from `data` in batches of at most `batch_rows` rows (see
-/// [`Table::read_batches`]); every table carries `blake3`. A file the decoder cannot read is an
-/// error, never a panic.
+/// [`Table::read_batches`]); every table carries `blake3`. `probe` is a second handle on the same
+/// bytes, read first to check the dictionary pages. A file the decoder cannot read is an error,
+/// never a panic.
 pub(super) fn parquet_batches<R, E>(
     data: R,
+    probe: R,
     blake3: &str,
     file: &str,
     batch_rows: usize,
@@ -203,6 +251,7 @@ where
         message,
     };
     let unreadable = || err("not a readable Parquet file: it is corrupt or truncated".into());
+    guarded(|| check_dictionaries(probe, file)).unwrap_or_else(|| Err(unreadable()))?;
     let mut reader = guarded(|| {
         ParquetRecordBatchReaderBuilder::try_new(data)
             .and_then(|b| b.with_batch_size(batch_rows.clamp(1, 65_536)).build())
