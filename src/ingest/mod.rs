@@ -157,14 +157,7 @@ impl Table {
         source: &str,
         progress: impl FnMut(u64),
     ) -> Result<Table, IngestError> {
-        let mut whole = None;
-        let blake3 = csv_batches(reader, source, progress, usize::MAX, |t| {
-            whole = Some(t);
-            Ok::<(), IngestError>(())
-        })?;
-        let mut table = whole.unwrap_or_default();
-        table.blake3 = blake3;
-        Ok(table)
+        single_batch(|on_batch| csv_batches(reader, source, progress, usize::MAX, on_batch))
     }
 
     /// Read a CSV or Parquet file (as [`Table::read`]) in batches of at most `batch_rows` rows,
@@ -231,14 +224,7 @@ impl Table {
         path: &Path,
         progress: impl FnMut(u64),
     ) -> Result<Table, IngestError> {
-        let mut whole: Option<Table> = None;
-        let blake3 = Table::read_batches(path, usize::MAX, progress, |t| {
-            whole = Some(t);
-            Ok::<(), IngestError>(())
-        })?;
-        let mut table = whole.unwrap_or_default();
-        table.blake3 = blake3;
-        Ok(table)
+        single_batch(|on_batch| Table::read_batches(path, usize::MAX, progress, on_batch))
     }
 
     /// Decode Parquet bytes in batches of at most `batch_rows` rows (as [`Table::read_batches`]).
@@ -263,6 +249,20 @@ impl Table {
     pub fn from_parquet_bytes(bytes: &[u8], source: &str) -> Result<Table, IngestError> {
         parquet::read_parquet(bytes::Bytes::copy_from_slice(bytes), source)
     }
+}
+
+/// The one table of a read in a single batch (`usize::MAX` rows), with the input's digest.
+fn single_batch(
+    read: impl FnOnce(&mut dyn FnMut(Table) -> Result<(), IngestError>) -> Result<String, IngestError>,
+) -> Result<Table, IngestError> {
+    let mut whole = None;
+    let blake3 = read(&mut |t| {
+        whole = Some(t);
+        Ok(())
+    })?;
+    let mut table = whole.unwrap_or_default();
+    table.blake3 = blake3;
+    Ok(table)
 }
 
 /// The file name for errors and whether `path` is Parquet (else CSV); other extensions are refused.
