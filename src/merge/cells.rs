@@ -100,22 +100,40 @@ impl<'a> CellSetBuilder<'a> {
         }
     }
 
-    /// Make room for `cells` more cells at once (no doubling overshoot on large contributions).
-    pub fn reserve(&mut self, cells: usize) {
-        self.tuples.reserve_exact(cells * self.dims.len());
+    /// Add one written cell (its dictionary indices in dimension order); each cell once.
+    pub fn add(&mut self, cell: impl Iterator<Item = u32> + Clone) {
+        self.note(cell.clone());
+        self.push_tuple(cell);
     }
 
-    /// Add one written cell (its dictionary indices in dimension order); each cell once.
-    pub fn add(&mut self, cell: impl Iterator<Item = u32>) {
+    /// Count one written cell and its keys without listing it: for large contributions, whose
+    /// cells usually form a full grid (stored as a box). When [`CellSetBuilder::needs_tuples`]
+    /// says so afterwards, list the same cells, in the same order, with `push_tuple`.
+    pub fn note(&mut self, cell: impl Iterator<Item = u32>) {
         for (d, i) in cell.enumerate() {
             let slot = &mut self.remap[d][i as usize];
             if *slot == u32::MAX {
                 *slot = self.keys[d].len() as u32;
                 self.keys[d].push(self.dicts[d][i as usize].clone());
             }
-            self.tuples.push(*slot);
         }
         self.cells += 1;
+    }
+
+    /// Whether the noted cells do not form a full grid and have not all been listed yet.
+    pub fn needs_tuples(&self) -> bool {
+        let full: usize = self.keys.iter().map(Vec::len).product();
+        self.cells != full && self.tuples.len() < self.cells * self.dims.len()
+    }
+
+    /// List one noted cell (after [`CellSetBuilder::note`] of every cell).
+    pub fn push_tuple(&mut self, cell: impl Iterator<Item = u32>) {
+        if self.tuples.capacity() == 0 {
+            self.tuples.reserve_exact(self.cells * self.dims.len());
+        }
+        for (d, i) in cell.enumerate() {
+            self.tuples.push(self.remap[d][i as usize]);
+        }
     }
 
     /// The cell set, or `None` if nothing was written.
@@ -207,5 +225,35 @@ mod tests {
             !m.contains(&[Key::I(0), Key::S("a".into())]),
             "sparse sets are exact"
         );
+    }
+
+    #[test]
+    fn noting_then_listing_equals_adding() {
+        let ts: Vec<Key> = (0..4).map(Key::I).collect();
+        let ss: Vec<Key> = (0..3).map(|i| Key::S(format!("s{i}"))).collect();
+        let cells = [[3u32, 1], [0, 2], [1, 1], [0, 0]];
+        let mut one = CellSetBuilder::new(vec!["t".into(), "s".into()], vec![&ts, &ss]);
+        let mut two = CellSetBuilder::new(vec!["t".into(), "s".into()], vec![&ts, &ss]);
+        for c in cells {
+            one.add(c.into_iter());
+            two.note(c.into_iter());
+        }
+        assert!(two.needs_tuples());
+        for c in cells {
+            two.push_tuple(c.into_iter());
+        }
+        assert!(!two.needs_tuples());
+        let (a, b) = (one.finish().unwrap(), two.finish().unwrap());
+        assert_eq!(
+            serde_json::to_value(&a).unwrap(),
+            serde_json::to_value(&b).unwrap()
+        );
+        // a full grid needs no list
+        let mut full = CellSetBuilder::new(vec!["t".into()], vec![&ts]);
+        for t in 0..4 {
+            full.note([t].into_iter());
+        }
+        assert!(!full.needs_tuples());
+        assert!(full.finish().unwrap().tuples.is_none());
     }
 }

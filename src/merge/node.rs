@@ -953,7 +953,6 @@ async fn apply_node(
             .map(|&d| conv.coords[d].dict.as_slice())
             .collect();
         let mut cellset = super::cells::CellSetBuilder::new(v.coords.clone(), dicts);
-        cellset.reserve(rows.min(total));
         let chunk: Vec<u64> = v.coords.iter().map(|d| chunk_of(node, d)).collect();
         let grid: Vec<u64> = new_shape
             .iter()
@@ -980,7 +979,7 @@ async fn apply_node(
                 continue; // the same cell again (equal values, checked above)
             }
             written[word] |= bit;
-            cellset.add(dims.iter().map(|&d| conv.coords[d].idx[r]));
+            cellset.note(dims.iter().map(|&d| conv.coords[d].idx[r]));
             data.set_value(nf, values, r);
             touched_chunks[cf as usize] = true;
             report.cells_written += 1;
@@ -998,6 +997,27 @@ async fn apply_node(
         let t = std::time::Instant::now();
         write_dense(&mut arr, new_shape, &data, &dirty).await?;
         report.timings.write += t.elapsed();
+        drop(data);
+        if cellset.needs_tuples() {
+            // not a full grid: list the cells, first writer per cell in row order as above,
+            // clearing each cell's bit as it is listed
+            for r in 0..rows {
+                if !keep[r] || (values.is_na(r) && !opts.overwrite_na) {
+                    continue;
+                }
+                let nf: usize = dims
+                    .iter()
+                    .enumerate()
+                    .map(|(a, &d)| pos[d][conv.coords[d].idx[r] as usize] * nst[a])
+                    .sum();
+                let (word, bit) = (nf / 64, 1u64 << (nf % 64));
+                if written[word] & bit == 0 {
+                    continue;
+                }
+                written[word] &= !bit;
+                cellset.push_tuple(dims.iter().map(|&d| conv.coords[d].idx[r]));
+            }
+        }
         if let Some(set) = cellset.finish() {
             cells.insert(name.clone(), serde_json::to_value(set).map_err(zerr)?);
         }
