@@ -730,6 +730,21 @@ pub struct Timings {
     pub commit: std::time::Duration,
 }
 
+/// Position of row `r` of a contribution in a variable's grid: `pos` maps each coordinate's
+/// dictionary index to its axis position, `dims` are the variable's coordinates, `st` its strides.
+fn flat_cell(
+    pos: &[Vec<usize>],
+    conv: &Converted,
+    dims: &[usize],
+    st: &[usize],
+    r: usize,
+) -> usize {
+    dims.iter()
+        .enumerate()
+        .map(|(a, &d)| pos[d][conv.coords[d].idx[r] as usize] * st[a])
+        .sum()
+}
+
 async fn apply_node(
     store: &Arc<Store>,
     node: &NodeSchema,
@@ -824,15 +839,11 @@ async fn apply_node(
         let shape: Vec<u64> = dims.iter().map(|&d| merges[d].axis.len() as u64).collect();
         let st = strides(&shape);
         let mut first: Vec<u32> = vec![0; shape.iter().product::<u64>() as usize];
-        for r in 0..rows {
-            if !keep[r] || (values.is_na(r) && !opts.overwrite_na) {
+        for (r, &kept) in keep.iter().enumerate() {
+            if !kept || (values.is_na(r) && !opts.overwrite_na) {
                 continue;
             }
-            let nf: usize = dims
-                .iter()
-                .enumerate()
-                .map(|(a, &d)| pos[d][conv.coords[d].idx[r] as usize] * st[a])
-                .sum();
+            let nf = flat_cell(&pos, conv, &dims, &st, r);
             match first[nf] {
                 0 => first[nf] = r as u32 + 1,
                 p if !values.same(p as usize - 1, r) => {
@@ -1001,15 +1012,11 @@ async fn apply_node(
         if cellset.needs_tuples() {
             // not a full grid: list the cells, first writer per cell in row order as above,
             // clearing each cell's bit as it is listed
-            for r in 0..rows {
-                if !keep[r] || (values.is_na(r) && !opts.overwrite_na) {
+            for (r, &kept) in keep.iter().enumerate() {
+                if !kept || (values.is_na(r) && !opts.overwrite_na) {
                     continue;
                 }
-                let nf: usize = dims
-                    .iter()
-                    .enumerate()
-                    .map(|(a, &d)| pos[d][conv.coords[d].idx[r] as usize] * nst[a])
-                    .sum();
+                let nf = flat_cell(&pos, conv, &dims, &nst, r);
                 let (word, bit) = (nf / 64, 1u64 << (nf % 64));
                 if written[word] & bit == 0 {
                     continue;
