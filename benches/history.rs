@@ -42,6 +42,8 @@ struct Row {
     log: Duration,
     diff: Duration,
     revert: Duration,
+    commit: Duration,
+    ic_commit: Duration,
 }
 
 fn history(rt: &tokio::runtime::Runtime, loc: Location, n: usize) -> Row {
@@ -69,13 +71,41 @@ fn history(rt: &tokio::runtime::Runtime, loc: Location, n: usize) -> Row {
         assert!(!repo.diff(&ids[1], &ids[0]).await.unwrap().is_empty())
     });
     // revert the 4th-newest commit (the 3 later ones touch the 3 other arrays), then undo it
+    // (the undo is not timed)
     let target = ids[3].clone();
-    let revert = time(rt, 5, || async {
-        let tip = repo.branch_tip("main").await.unwrap().to_string();
-        repo.revert(&target, "main", Strategy::Fail, prov(""))
-            .await
-            .unwrap();
-        repo.reset("main", &tip, false).await.unwrap();
+    let revert = median(
+        (0..5)
+            .map(|_| {
+                rt.block_on(async {
+                    let tip = repo.branch_tip("main").await.unwrap().to_string();
+                    let t = Instant::now();
+                    repo.revert(&target, "main", Strategy::Fail, prov(""))
+                        .await
+                        .unwrap();
+                    let took = t.elapsed();
+                    repo.reset("main", &tip, false).await.unwrap();
+                    took
+                })
+            })
+            .collect(),
+    );
+    // the floor: a plain commit of a small change at this history length, ours and icechunk's
+    // own on the same repository (every commit rewrites icechunk's `repo` object)
+    let mut seed = n as f64;
+    let commit = time(rt, 5, || {
+        seed += 1.0;
+        let s = seed;
+        let repo = &repo;
+        async move {
+            write(repo, "main", &["a"], s, "plain").await;
+        }
+    });
+    let ic = repo.icechunk().clone();
+    let ic_commit = time(rt, 5, || {
+        seed += 1.0;
+        let s = seed;
+        let ic = ic.clone();
+        async move { icechunk_commit(&ic, s).await }
     });
     Row {
         commits: n,
@@ -83,6 +113,8 @@ fn history(rt: &tokio::runtime::Runtime, loc: Location, n: usize) -> Row {
         log,
         diff,
         revert,
+        commit,
+        ic_commit,
     }
 }
 
@@ -192,23 +224,25 @@ fn main() {
         if memory { "memory" } else { "local (durable)" }
     );
     println!(
-        "{:>8} {:>12} {:>12} {:>12} {:>12}",
-        "commits", "build", "log", "diff(1)", "revert(1)"
+        "{:>8} {:>12} {:>12} {:>12} {:>12} {:>12} {:>14}",
+        "commits", "build", "log", "diff(1)", "revert(1)", "commit(1)", "icechunk(1)"
     );
     for r in &rows {
         println!(
-            "{:>8} {:>12.2?} {:>12.2?} {:>12.2?} {:>12.2?}",
-            r.commits, r.build, r.log, r.diff, r.revert
+            "{:>8} {:>12.2?} {:>12.2?} {:>12.2?} {:>12.2?} {:>12.2?} {:>14.2?}",
+            r.commits, r.build, r.log, r.diff, r.revert, r.commit, r.ic_commit
         );
     }
     let ratio = |f: fn(&Row) -> Duration| f(&rows[1]).as_secs_f64() / f(&rows[0]).as_secs_f64();
     println!(
-        "growth {}→{} commits: log {:.2}×, diff {:.2}×, revert {:.2}×",
+        "growth {}→{} commits: log {:.2}×, diff {:.2}×, revert {:.2}×, commit {:.2}×, icechunk's own commit {:.2}×",
         rows[0].commits,
         rows[1].commits,
         ratio(|r| r.log),
         ratio(|r| r.diff),
-        ratio(|r| r.revert)
+        ratio(|r| r.revert),
+        ratio(|r| r.commit),
+        ratio(|r| r.ic_commit)
     );
     commit_interleaved(&rt, dir.path(), if full { 300 } else { 10 });
     let (same, reverted) = dedup(&rt, dir.path());

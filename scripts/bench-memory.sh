@@ -36,7 +36,7 @@ awk -v rows="$rows" -v sites="$sites" 'BEGIN {
 size=$(stat -c %s "$dir/in.csv")
 "$bin" init "$dir/repo" --schema "$dir/schema.yaml" > /dev/null
 /usr/bin/time -f '%M %e' -o "$dir/time" "$bin" update "$dir/repo" "$dir/in.csv" \
-  --author 'Bench <bench@example.org>' -m memory > /dev/null
+  --author 'Bench <bench@example.org>' -m memory ${ZF_UPDATE_ARGS:-} > /dev/null
 read -r kb secs < "$dir/time"
 awk -v size="$size" -v kb="$kb" -v secs="$secs" -v rows="$rows" 'BEGIN {
   printf "CSV %d rows, %.0f MB; update %.1f s (%.0f rows/s); peak RSS %.0f MB = %.2f x the CSV size\n",

@@ -92,6 +92,16 @@ async fn update_csv(
     name: &str,
     csv: &[u8],
 ) -> Result<merge::UpdateReport, MergeError> {
+    update_csv_with(repo, name, csv, None).await
+}
+
+/// As [`update_csv`] with a memory budget (`Some(0)`: the converted rows go to a temporary file).
+async fn update_csv_with(
+    repo: &Repo,
+    name: &str,
+    csv: &[u8],
+    memory: Option<usize>,
+) -> Result<merge::UpdateReport, MergeError> {
     let table = Table::from_csv_bytes(csv, name)?;
     merge::update(
         repo,
@@ -100,6 +110,7 @@ async fn update_csv(
         Provenance::new(WHO, "update", name),
         &UpdateOptions {
             on_invalid: OnInvalid::Error,
+            memory,
             ..Default::default()
         },
     )
@@ -107,6 +118,7 @@ async fn update_csv(
 }
 
 /// An input case: file name, content, the expected class and the words its message must hold.
+#[derive(Clone)]
 struct InputCase {
     name: &'static str,
     csv: Vec<u8>,
@@ -358,9 +370,13 @@ fn bad_inputs_revisions_and_ref_names_leave_the_repository_unchanged() {
     let mut checked = 0usize;
 
     // 1. input tables
-    for case in input_cases() {
+    // each case with the converted rows in memory and with them in a temporary file
+    for (case, memory) in input_cases()
+        .into_iter()
+        .flat_map(|c| [None, Some(0)].map(|m| (c.clone(), m)))
+    {
         let err = rt
-            .block_on(update_csv(&repo, case.name, &case.csv))
+            .block_on(update_csv_with(&repo, case.name, &case.csv, memory))
             .expect_err(case.name);
         assert!((case.class)(&err), "{}: wrong class: {err:?}", case.name);
         let msg = err.to_string();

@@ -76,13 +76,34 @@ struct Row {
 
 #[derive(Clone, Debug)]
 enum Op {
-    Update { branch: usize, rows: Vec<Row> },
-    RevertTip { branch: usize },
-    Reset { branch: usize, back: usize },
-    Branch { from: usize },
-    Merge { from: usize, into: usize },
-    CherryPick { from: usize, into: usize },
-    Tag { branch: usize },
+    /// `tight`: no memory budget (rows in a temporary file, arrays rewritten one row of chunks
+    /// at a time, last first).
+    Update {
+        branch: usize,
+        rows: Vec<Row>,
+        tight: bool,
+    },
+    RevertTip {
+        branch: usize,
+    },
+    Reset {
+        branch: usize,
+        back: usize,
+    },
+    Branch {
+        from: usize,
+    },
+    Merge {
+        from: usize,
+        into: usize,
+    },
+    CherryPick {
+        from: usize,
+        into: usize,
+    },
+    Tag {
+        branch: usize,
+    },
 }
 
 fn row() -> impl proptest::strategy::Strategy<Value = Row> {
@@ -96,8 +117,8 @@ fn row() -> impl proptest::strategy::Strategy<Value = Row> {
 
 fn op() -> impl proptest::strategy::Strategy<Value = Op> {
     prop_oneof![
-        6 => (0usize..3, proptest::collection::vec(row(), 1..8))
-            .prop_map(|(branch, rows)| Op::Update { branch, rows }),
+        6 => (0usize..3, proptest::collection::vec(row(), 1..8), proptest::bool::ANY)
+            .prop_map(|(branch, rows, tight)| Op::Update { branch, rows, tight }),
         1 => (0usize..3).prop_map(|branch| Op::RevertTip { branch }),
         1 => (0usize..3, 1usize..4).prop_map(|(branch, back)| Op::Reset { branch, back }),
         1 => (0usize..3).prop_map(|from| Op::Branch { from }),
@@ -179,7 +200,11 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
     for (step, op) in ops.iter().enumerate() {
         let pick = |i: usize| i % branches.len();
         match op {
-            Op::Update { branch, rows } => {
+            Op::Update {
+                branch,
+                rows,
+                tight,
+            } => {
                 let b = pick(*branch);
                 let name = branches[b].name.clone();
                 let table = Table::from_csv_bytes(csv(rows).as_bytes(), "model.csv").expect("csv");
@@ -189,7 +214,10 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                         &name,
                         &[(String::new(), table)],
                         Provenance::new(WHO, "update", format!("step {step}")),
-                        &UpdateOptions::default(),
+                        &UpdateOptions {
+                            memory: tight.then_some(0),
+                            ..Default::default()
+                        },
                     ))
                     .map_err(|e| TestCaseError::fail(format!("step {step}: update failed: {e}")))?;
                 let next = branches[b].commits.last().expect("tip").1.update(rows);
@@ -370,7 +398,11 @@ fn regression_duplicate_row_keeps_first_appearance_order() {
             temp: Some(0.0),
         },
     ];
-    if let Err(e) = run(&[Op::Update { branch: 0, rows }]) {
+    if let Err(e) = run(&[Op::Update {
+        branch: 0,
+        rows,
+        tight: false,
+    }]) {
         panic!("{e}");
     }
 }

@@ -36,7 +36,7 @@ fn flatten(v: &Value, out: &mut Vec<Value>) {
     }
 }
 
-async fn run(name: &str, text: &str) {
+async fn run(name: &str, text: &str, memory: Option<usize>) {
     let case = zarr_fuse::schema::yaml_to_json(text).unwrap_or_else(|e| panic!("{name}: {e}"));
     let schema_text = case["schema"].as_str().expect("schema");
     let schema = load_str(schema_text, name).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -75,6 +75,7 @@ async fn run(name: &str, text: &str) {
                 OnInvalid::Error
             },
             dry_run: false,
+            memory,
         };
         let tip = repo.branch_tip("main").await.unwrap();
         let res = merge::update(
@@ -184,12 +185,15 @@ fn all_scenarios() {
         .build()
         .unwrap();
     let mut failures = vec![];
-    for f in &files {
+    // every scenario with the default memory budget, and again with none: converted rows in a
+    // temporary file, arrays rewritten one row of chunks at a time
+    for (f, memory) in files.iter().flat_map(|f| [(f, None), (f, Some(0))]) {
         let name = f.file_name().unwrap().to_string_lossy().to_string();
         let text = std::fs::read_to_string(f).unwrap();
         let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            rt.block_on(run(&name, &text))
+            rt.block_on(run(&name, &text, memory))
         }));
+        let name = format!("{name} (memory budget {memory:?})");
         if let Err(e) = res {
             let msg = e
                 .downcast_ref::<String>()

@@ -66,10 +66,19 @@ fn node_schema() -> schema::Schema {
 }
 
 fn batched(path: &Path, batch_rows: usize) -> Result<Converted, MergeError> {
+    batched_spilling(path, batch_rows, usize::MAX)
+}
+
+/// Converted batch by batch, the typed rows going to a temporary file beyond `spill_over` bytes.
+fn batched_spilling(
+    path: &Path,
+    batch_rows: usize,
+    spill_over: usize,
+) -> Result<Converted, MergeError> {
     let schema = node_schema();
-    let mut conv = Converter::new(&schema.root, OnInvalid::Error);
+    let mut conv = Converter::new(&schema.root, OnInvalid::Error).spill_over(spill_over);
     Table::read_batches(path, batch_rows, |_| {}, |t| conv.push(&t))?;
-    Ok(conv.finish())
+    conv.finish()
 }
 
 /// Everything a conversion yields, in a comparable (and NaN-safe) form.
@@ -80,14 +89,16 @@ fn summary(c: &Converted) -> String {
         .flat_map(|(name, m)| m.iter().map(move |(k, v)| format!("{name} {k:?} {v:?}")))
         .collect();
     comps.sort();
+    let rows = c.rows.to_block().expect("rows");
     let coords: Vec<String> = c
-        .coords
+        .dicts
         .iter()
-        .map(|col| format!("{:?} {:?}", col.dict, col.idx))
+        .zip(&rows.idx)
+        .map(|(dict, idx)| format!("{dict:?} {idx:?}"))
         .collect();
     format!(
-        "coords {coords:?}\nvars {:?}\nlines {:?}\ncomponents {comps:?}\ncounts {} {} {} {}",
-        c.vars, c.lines, c.rows_read, c.rows_dropped, c.duplicates, c.invalid_to_na
+        "coords {coords:?}\nvars {:?} {:?}\nlines {:?}\ncomponents {comps:?}\ncounts {} {} {} {}",
+        c.var_names, rows.vals, c.lines, c.rows_read, c.rows_dropped, c.duplicates, c.invalid_to_na
     )
 }
 
@@ -110,6 +121,19 @@ fn conversion_does_not_depend_on_batch_boundaries() {
     for batch_rows in [1, 7, 64, 1_999, 2_000, 5_000] {
         let got = batched(&path, batch_rows).expect("batched");
         assert_eq!(summary(&got), expected, "batches of {batch_rows} rows");
+        // the same with the rows in a temporary file from the first byte, or from midway
+        for spill_over in [0, 20_000] {
+            let got = batched_spilling(&path, batch_rows, spill_over).expect("spilled");
+            assert!(
+                got.rows.spilled(),
+                "rows beyond {spill_over} bytes are spilled"
+            );
+            assert_eq!(
+                summary(&got),
+                expected,
+                "batches of {batch_rows} rows, spilled beyond {spill_over} bytes"
+            );
+        }
     }
 }
 
@@ -241,7 +265,11 @@ fn an_update_from_a_file_equals_the_update_from_the_whole_table() {
                 .await
                 .unwrap();
             let prov = Provenance::new(WHO, "update", "big");
-            let opts = UpdateOptions::default();
+            // the file's typed rows go to a temporary file after ~100 kB (several blocks)
+            let opts = UpdateOptions {
+                memory: from_file.then_some(100_000),
+                ..Default::default()
+            };
             let report = if from_file {
                 let read = std::sync::atomic::AtomicU64::new(0);
                 let progress = |n: u64| {

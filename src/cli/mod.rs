@@ -78,6 +78,10 @@ enum Command {
         /// Report without writing.
         #[arg(long)]
         dry_run: bool,
+        /// Memory budget in MiB: converted rows of each input beyond it go to a temporary file
+        /// in TMPDIR, and arrays are rewritten in bands of about this size.
+        #[arg(long, value_name = "MIB", default_value_t = 64)]
+        memory: usize,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -694,6 +698,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             overwrite_na,
             on_invalid,
             dry_run,
+            memory,
             json,
         } => {
             let mut prov = provenance(author.as_deref(), "update", message, &meta)?;
@@ -738,6 +743,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                     crate::merge::OnInvalid::Error
                 },
                 dry_run,
+                memory: Some(memory.saturating_mul(1 << 20)),
             };
             let r = open(&repo).await?;
             let progress = |n: u64| {

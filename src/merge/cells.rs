@@ -70,8 +70,19 @@ pub struct CellSet {
     pub dims: Vec<String>,
     /// Distinct values per dimension.
     pub values: Vec<DimValues>,
-    /// Index tuples (flattened, `dims.len()` per cell); `None` = every combination.
+    /// Index tuples (flattened, `dims.len()` per cell); `None` (and no `bitmap`) = every
+    /// combination.
     pub tuples: Option<Vec<u32>>,
+    /// Instead of `tuples` when smaller: one bit per combination of the values (C order over
+    /// `values`, least significant bit first), base64 (standard alphabet, padded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bitmap: Option<String>,
+}
+
+/// Whether a set of `cells` in a box of `combinations` is smaller as a bitmap than as tuples.
+fn bitmap_is_smaller(combinations: usize, cells: usize, dims: usize) -> bool {
+    // tuples in JSON: at least two characters per index; the bitmap: 4/3 characters per byte
+    combinations.div_ceil(8) * 4 / 3 < cells * dims * 2
 }
 
 /// Builds a [`CellSet`] from written cells (each cell added once), given as indices into
@@ -82,6 +93,9 @@ pub struct CellSetBuilder<'a> {
     remap: Vec<Vec<u32>>,
     keys: Vec<Vec<Key>>,
     tuples: Vec<u32>,
+    /// Bits of the listed cells when a bitmap is smaller than the tuples.
+    bits: Option<Vec<u8>>,
+    listed: usize,
     cells: usize,
 }
 
@@ -96,14 +110,10 @@ impl<'a> CellSetBuilder<'a> {
             dims,
             keys: vec![vec![]; n],
             tuples: vec![],
+            bits: None,
+            listed: 0,
             cells: 0,
         }
-    }
-
-    /// Add one written cell (its dictionary indices in dimension order); each cell once.
-    pub fn add(&mut self, cell: impl Iterator<Item = u32> + Clone) {
-        self.note(cell.clone());
-        self.push_tuple(cell);
     }
 
     /// Count one written cell and its keys without listing it: for large contributions, whose
@@ -123,16 +133,33 @@ impl<'a> CellSetBuilder<'a> {
     /// Whether the noted cells do not form a full grid and have not all been listed yet.
     pub fn needs_tuples(&self) -> bool {
         let full: usize = self.keys.iter().map(Vec::len).product();
-        self.cells != full && self.tuples.len() < self.cells * self.dims.len()
+        self.cells != full && self.listed < self.cells
     }
 
     /// List one noted cell (after [`CellSetBuilder::note`] of every cell).
     pub fn push_tuple(&mut self, cell: impl Iterator<Item = u32>) {
-        if self.tuples.capacity() == 0 {
-            self.tuples.reserve_exact(self.cells * self.dims.len());
+        if self.listed == 0 {
+            let full: usize = self.keys.iter().map(Vec::len).product();
+            if bitmap_is_smaller(full, self.cells, self.dims.len()) {
+                self.bits = Some(vec![0; full.div_ceil(8)]);
+            } else {
+                self.tuples.reserve_exact(self.cells * self.dims.len());
+            }
         }
-        for (d, i) in cell.enumerate() {
-            self.tuples.push(self.remap[d][i as usize]);
+        self.listed += 1;
+        match &mut self.bits {
+            Some(bits) => {
+                let mut flat = 0usize;
+                for (d, i) in cell.enumerate() {
+                    flat = flat * self.keys[d].len() + self.remap[d][i as usize] as usize;
+                }
+                bits[flat / 8] |= 1 << (flat % 8);
+            }
+            None => {
+                for (d, i) in cell.enumerate() {
+                    self.tuples.push(self.remap[d][i as usize]);
+                }
+            }
         }
     }
 
@@ -141,11 +168,17 @@ impl<'a> CellSetBuilder<'a> {
         if self.cells == 0 {
             return None;
         }
+        use base64::Engine as _;
         let full: usize = self.keys.iter().map(Vec::len).product();
+        let bitmap = self
+            .bits
+            .as_ref()
+            .map(|b| base64::engine::general_purpose::STANDARD.encode(b));
         Some(CellSet {
             dims: self.dims,
             values: self.keys.iter().map(|k| DimValues::from_keys(k)).collect(),
-            tuples: (self.cells != full).then_some(self.tuples),
+            tuples: (self.cells != full && bitmap.is_none()).then_some(self.tuples),
+            bitmap,
         })
     }
 }
@@ -153,7 +186,9 @@ impl<'a> CellSetBuilder<'a> {
 /// Tests cell membership in a [`CellSet`].
 pub struct CellMatcher {
     per_dim: Vec<HashMap<Key, u32>>,
+    sizes: Vec<usize>,
     tuples: Option<std::collections::HashSet<Vec<u32>>>,
+    bits: Option<Vec<u8>>,
 }
 
 impl CellMatcher {
@@ -175,7 +210,19 @@ impl CellMatcher {
         let tuples = set
             .tuples
             .map(|t| t.chunks(n).map(<[u32]>::to_vec).collect());
-        Some(CellMatcher { per_dim, tuples })
+        let bits = match set.bitmap {
+            Some(b) => {
+                use base64::Engine as _;
+                Some(base64::engine::general_purpose::STANDARD.decode(b).ok()?)
+            }
+            None => None,
+        };
+        Some(CellMatcher {
+            per_dim,
+            sizes: set.values.iter().map(|d| d.keys().len()).collect(),
+            tuples,
+            bits,
+        })
     }
 
     /// Whether the cell (keys in the variable's dimension order) is in the set.
@@ -187,6 +234,15 @@ impl CellMatcher {
                 None => return false,
             }
         }
+        if let Some(bits) = &self.bits {
+            let flat = idx
+                .iter()
+                .zip(&self.sizes)
+                .fold(0usize, |acc, (i, n)| acc * n + *i as usize);
+            return bits
+                .get(flat / 8)
+                .is_some_and(|b| b & (1 << (flat % 8)) != 0);
+        }
         self.tuples.as_ref().is_none_or(|t| t.contains(&idx))
     }
 }
@@ -195,6 +251,25 @@ impl CellMatcher {
 mod tests {
     use super::*;
 
+    /// A cell set of `cells` (noted, then listed if needed).
+    fn build(dims: &[&str], dicts: Vec<&[Key]>, cells: &[Vec<u32>]) -> CellSet {
+        let mut b = CellSetBuilder::new(dims.iter().map(|d| d.to_string()).collect(), dicts);
+        for c in cells {
+            b.note(c.iter().copied());
+        }
+        if b.needs_tuples() {
+            for c in cells {
+                b.push_tuple(c.iter().copied());
+            }
+        }
+        assert!(!b.needs_tuples());
+        b.finish().unwrap()
+    }
+
+    fn matcher(set: &CellSet) -> CellMatcher {
+        CellMatcher::from_json(&serde_json::to_value(set).unwrap()).unwrap()
+    }
+
     #[test]
     fn boxes_and_sparse_sets() {
         let ts: Vec<Key> = (0..3).map(Key::I).collect();
@@ -202,25 +277,23 @@ mod tests {
             .iter()
             .map(|s| Key::S(s.to_string()))
             .collect();
-        let mut b = CellSetBuilder::new(vec!["t".into(), "s".into()], vec![&ts, &ss]);
-        for t in 0..3 {
-            for s in 0..2 {
-                b.add([t, s].into_iter());
-            }
-        }
-        let set = b.finish().unwrap();
-        assert!(set.tuples.is_none(), "a full product is stored as a box");
-        let m = CellMatcher::from_json(&serde_json::to_value(&set).unwrap()).unwrap();
+        let all: Vec<Vec<u32>> = (0..3)
+            .flat_map(|t| (0..2).map(move |s| vec![t, s]))
+            .collect();
+        let set = build(&["t", "s"], vec![&ts, &ss], &all);
+        assert!(
+            set.tuples.is_none() && set.bitmap.is_none(),
+            "a full product is a box"
+        );
+        let m = matcher(&set);
         assert!(m.contains(&[Key::I(2), Key::S("b".into())]));
         assert!(!m.contains(&[Key::I(3), Key::S("b".into())]));
 
-        let mut b = CellSetBuilder::new(vec!["t".into(), "s".into()], vec![&ts, &ss]);
-        b.add([0, 2].into_iter());
-        b.add([1, 0].into_iter());
-        let set = b.finish().unwrap();
-        assert!(set.tuples.is_some());
-        let m = CellMatcher::from_json(&serde_json::to_value(&set).unwrap()).unwrap();
+        let set = build(&["t", "s"], vec![&ts, &ss], &[vec![0, 2], vec![1, 0]]);
+        assert!(set.tuples.is_some() || set.bitmap.is_some());
+        let m = matcher(&set);
         assert!(m.contains(&[Key::I(1), Key::S("a".into())]));
+        assert!(m.contains(&[Key::I(0), Key::S("d".into())]));
         assert!(
             !m.contains(&[Key::I(0), Key::S("a".into())]),
             "sparse sets are exact"
@@ -228,29 +301,49 @@ mod tests {
     }
 
     #[test]
-    fn noting_then_listing_equals_adding() {
-        let ts: Vec<Key> = (0..4).map(Key::I).collect();
-        let ss: Vec<Key> = (0..3).map(|i| Key::S(format!("s{i}"))).collect();
-        let cells = [[3u32, 1], [0, 2], [1, 1], [0, 0]];
-        let mut one = CellSetBuilder::new(vec!["t".into(), "s".into()], vec![&ts, &ss]);
-        let mut two = CellSetBuilder::new(vec!["t".into(), "s".into()], vec![&ts, &ss]);
-        for c in cells {
-            one.add(c.into_iter());
-            two.note(c.into_iter());
-        }
-        assert!(two.needs_tuples());
-        for c in cells {
-            two.push_tuple(c.into_iter());
-        }
-        assert!(!two.needs_tuples());
-        let (a, b) = (one.finish().unwrap(), two.finish().unwrap());
-        assert_eq!(
-            serde_json::to_value(&a).unwrap(),
-            serde_json::to_value(&b).unwrap()
+    fn a_diagonal_is_a_bitmap_and_scattered_cells_are_tuples() {
+        // one site per time (irregular sensor times): n of 2n combinations, a bitmap
+        let n = 1000u32;
+        let ts: Vec<Key> = (0..i64::from(n)).map(Key::I).collect();
+        let ss: Vec<Key> = (0..2).map(|i| Key::S(format!("s{i}"))).collect();
+        let cells: Vec<Vec<u32>> = (0..n).map(|t| vec![t, t % 2]).collect();
+        let set = build(&["t", "s"], vec![&ts, &ss], &cells);
+        assert!(set.tuples.is_none() && set.bitmap.is_some());
+        let text = serde_json::to_string(&set).unwrap();
+        assert!(
+            text.len() < 4 * n as usize + 2_000,
+            "compact: {} bytes",
+            text.len()
         );
+        let m = matcher(&set);
+        for t in 0..i64::from(n) {
+            let mine = Key::S(format!("s{}", t % 2));
+            let other = Key::S(format!("s{}", (t + 1) % 2));
+            assert!(m.contains(&[Key::I(t), mine]), "cell {t}");
+            assert!(!m.contains(&[Key::I(t), other]), "not cell {t}");
+        }
+        // 100 cells on a diagonal (a 100 x 100 box of their values): tuples
+        let cells: Vec<Vec<u32>> = (0..100).map(|i| vec![i * 10, i * 10]).collect();
+        let set = build(&["a", "b"], vec![&ts, &ts], &cells);
+        assert!(set.bitmap.is_none() && set.tuples.as_ref().is_some_and(|t| t.len() == 200));
+        let m = matcher(&set);
+        assert!(m.contains(&[Key::I(500), Key::I(500)]));
+        assert!(!m.contains(&[Key::I(500), Key::I(0)]));
+    }
+
+    #[test]
+    fn noting_then_listing_lists_the_cells_in_order() {
+        let ts: Vec<Key> = (0..40).map(Key::I).collect();
+        // 40 cells on a diagonal, last first: tuples in the order listed, indexing the values
+        // in the order noted
+        let cells: Vec<Vec<u32>> = (0..40).rev().map(|i| vec![i, i]).collect();
+        let set = build(&["t", "s"], vec![&ts, &ts], &cells);
+        let expected: Vec<u32> = (0..40).flat_map(|i| [i, i]).collect();
+        assert_eq!(set.tuples, Some(expected));
+        assert_eq!(set.values[0], DimValues::I((0..40).rev().collect()));
         // a full grid needs no list
         let mut full = CellSetBuilder::new(vec!["t".into()], vec![&ts]);
-        for t in 0..4 {
+        for t in 0..40 {
             full.note([t].into_iter());
         }
         assert!(!full.needs_tuples());

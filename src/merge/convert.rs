@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use super::rows::{RowBlock, Rows, SPILL_OVER};
 use super::{Key, MergeError, Scalar};
 use crate::ingest::Table;
 use crate::schema::{Coord, DType, NodeSchema, Range, UnitSpec, Variable};
@@ -16,42 +17,6 @@ pub enum OnInvalid {
     Error,
     /// Make the cell NA and count it.
     Na,
-}
-
-/// One coordinate of a converted contribution, dictionary-encoded: the distinct keys in order of
-/// first appearance and, per kept row, the index of its key.
-#[derive(Debug, Clone, Default)]
-pub struct CoordColumn {
-    /// Distinct keys, in order of first appearance among the kept rows.
-    pub dict: Vec<Key>,
-    /// Per kept row: index into `dict`.
-    pub idx: Vec<u32>,
-}
-
-impl CoordColumn {
-    /// The key of kept row `r`.
-    pub fn key(&self, r: usize) -> &Key {
-        &self.dict[self.idx[r] as usize]
-    }
-
-    /// Encode keys given row by row.
-    pub fn from_keys(keys: Vec<Key>) -> CoordColumn {
-        let mut map: HashMap<Key, u32> = HashMap::new();
-        let mut out = CoordColumn::default();
-        for k in keys {
-            let i = match map.get(&k) {
-                Some(i) => *i,
-                None => {
-                    let i = out.dict.len() as u32;
-                    map.insert(k.clone(), i);
-                    out.dict.push(k);
-                    i
-                }
-            };
-            out.idx.push(i);
-        }
-        out
-    }
 }
 
 /// The values of one variable, one per kept row, typed by the stored type.
@@ -150,19 +115,109 @@ impl Values {
         }
     }
 
-    /// Keep the rows `kept` (ascending), in place.
-    fn retain_rows(&mut self, kept: &[u32]) {
+    /// Append value `r` of `src` (of the same kind).
+    pub fn push_from(&mut self, src: &Values, r: usize) {
+        match (self, src) {
+            (Values::F(v), Values::F(s)) => v.push(s[r]),
+            (Values::I(v), Values::I(s)) => v.push(s[r]),
+            (Values::S(v), Values::S(s)) => v.push(s[r].clone()),
+            (me, src) => me.push(src.get(r)),
+        }
+    }
+
+    /// Append all values of `src` (of the same kind).
+    pub fn extend(&mut self, src: &Values) {
+        match (self, src) {
+            (Values::F(v), Values::F(s)) => v.extend_from_slice(s),
+            (Values::I(v), Values::I(s)) => v.extend_from_slice(s),
+            (Values::S(v), Values::S(s)) => v.extend_from_slice(s),
+            (me, src) => (0..src.len()).for_each(|r| me.push(src.get(r))),
+        }
+    }
+
+    /// Approximate bytes held.
+    pub fn heap_bytes(&self) -> usize {
         match self {
-            Values::F(v) => compact(v, kept, |x| x),
-            Values::I(v) => compact(v, kept, |x| x),
+            Values::F(v) => v.len() * 8,
+            Values::I(v) => v.len() * 16,
+            Values::S(v) => v
+                .iter()
+                .map(|s| 24 + s.as_ref().map_or(0, String::len))
+                .sum(),
+        }
+    }
+
+    /// Append values `rows` to `buf` (the encoding [`Values::decode`] reads).
+    pub fn encode(&self, buf: &mut Vec<u8>, rows: std::ops::Range<usize>) {
+        match self {
+            Values::F(v) => v[rows]
+                .iter()
+                .for_each(|x| buf.extend_from_slice(&x.to_le_bytes())),
+            Values::I(v) => {
+                let v = &v[rows];
+                buf.extend(v.iter().map(|x| u8::from(x.is_some())));
+                v.iter()
+                    .for_each(|x| buf.extend_from_slice(&x.unwrap_or(0).to_le_bytes()));
+            }
             Values::S(v) => {
-                for (i, &r) in kept.iter().enumerate() {
-                    v.swap(i, r as usize);
+                for s in &v[rows] {
+                    match s {
+                        None => buf.extend_from_slice(&u32::MAX.to_le_bytes()),
+                        Some(s) => {
+                            buf.extend_from_slice(&(s.len() as u32).to_le_bytes());
+                            buf.extend_from_slice(s.as_bytes());
+                        }
+                    }
                 }
-                v.truncate(kept.len());
-                v.shrink_to_fit();
             }
         }
+    }
+
+    /// Replace the values by the `n` values encoded in `buf` by [`Values::encode`].
+    pub fn decode(&mut self, buf: &[u8], n: usize) -> Result<(), MergeError> {
+        let corrupt = || MergeError::Invalid("temporary file of converted rows is corrupt".into());
+        let word = |b: &[u8]| -> [u8; 8] {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(b);
+            w
+        };
+        match self {
+            Values::F(v) => {
+                v.clear();
+                v.extend(buf.chunks_exact(8).map(|b| f64::from_le_bytes(word(b))));
+            }
+            Values::I(v) => {
+                v.clear();
+                let (tags, words) = buf.split_at(n.min(buf.len()));
+                v.extend(
+                    tags.iter()
+                        .zip(words.chunks_exact(8))
+                        .map(|(t, b)| (*t == 1).then(|| i64::from_le_bytes(word(b)))),
+                );
+            }
+            Values::S(v) => {
+                v.clear();
+                let mut at = 0;
+                while at + 4 <= buf.len() {
+                    let len = u32::from_le_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
+                    at += 4;
+                    if len == u32::MAX {
+                        v.push(None);
+                        continue;
+                    }
+                    let end = at + len as usize;
+                    let text = buf.get(at..end).ok_or_else(corrupt)?;
+                    v.push(Some(
+                        String::from_utf8(text.to_vec()).map_err(|_| corrupt())?,
+                    ));
+                    at = end;
+                }
+            }
+        }
+        if self.len() != n {
+            return Err(corrupt());
+        }
+        Ok(())
     }
 }
 
@@ -201,15 +256,6 @@ impl Lines {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
-
-    /// The lines of rows `kept` (ascending).
-    fn select(&self, kept: &[u32]) -> Lines {
-        let mut out = Lines::default();
-        for &r in kept {
-            out.push(self.get(r as usize));
-        }
-        out
-    }
 }
 
 impl FromIterator<u64> for Lines {
@@ -225,12 +271,15 @@ impl FromIterator<u64> for Lines {
 /// A converted contribution.
 #[derive(Debug, Default)]
 pub struct Converted {
-    /// Per node coordinate (schema order): the key of each kept row.
-    pub coords: Vec<CoordColumn>,
+    /// Per node coordinate (schema order): the distinct keys of the kept rows, in order of first
+    /// appearance; the rows hold indices into these.
+    pub dicts: Vec<Vec<Key>>,
     /// Per composed coordinate: component name → value by key.
     pub components: HashMap<String, HashMap<Key, Scalar>>,
-    /// Per variable (schema order, components excluded): value of each kept row.
-    pub vars: Vec<(String, Values)>,
+    /// The variables (schema order, components excluded) whose values the rows hold.
+    pub var_names: Vec<String>,
+    /// The kept rows (unique per coordinate tuple, no NA coordinate).
+    pub rows: Rows,
     /// Input line of each kept row.
     pub lines: Lines,
     /// Rows read.
@@ -241,6 +290,13 @@ pub struct Converted {
     pub duplicates: u64,
     /// Cells made NA by `--on-invalid na`.
     pub invalid_to_na: u64,
+}
+
+impl Converted {
+    /// The key of coordinate `ci` at dictionary index `i`.
+    pub fn key(&self, ci: usize, i: u32) -> &Key {
+        &self.dicts[ci][i as usize]
+    }
 }
 
 /// The stored type of a variable, given what the schema says (inference: see spec/010).
@@ -398,25 +454,26 @@ pub fn convert(
 ) -> Result<Converted, MergeError> {
     let mut c = Converter::new(node, on_invalid);
     c.push(table)?;
-    Ok(c.finish())
+    c.finish()
 }
 
 const NA: u32 = u32::MAX;
 
 /// Converts a contribution batch by batch, so that only one batch of input text is held at a
 /// time: what is kept per row is typed (a dictionary index per coordinate, a value per variable,
-/// the input line). [`Converter::finish`] then drops rows with an NA coordinate and resolves
-/// duplicates over the whole contribution.
+/// the input line), in memory up to a budget and then in a temporary file ([`Rows`]).
+/// [`Converter::finish`] then drops rows with an NA coordinate and resolves duplicates over the
+/// whole contribution.
 pub struct Converter<'n> {
     node: &'n NodeSchema,
     on_invalid: OnInvalid,
     data_vars: Vec<&'n Variable>,
-    /// Per coordinate: distinct keys in order of first appearance (any row) and per row its index.
-    coords: Vec<CoordColumn>,
+    /// Per coordinate: distinct keys in order of first appearance (any row).
+    dicts: Vec<Vec<Key>>,
     by_key: Vec<HashMap<Key, u32>>,
-    /// Per coordinate: component name → value per row (composed coordinates only).
-    comp_values: Vec<HashMap<String, Vec<Scalar>>>,
-    var_cols: Vec<Values>,
+    /// Component name → value by composed key.
+    components: HashMap<String, HashMap<Key, Scalar>>,
+    rows: Rows,
     lines: Lines,
     invalid: u64,
 }
@@ -434,20 +491,32 @@ impl<'n> Converter<'n> {
             .iter()
             .filter(|v| !components.contains(&v.name.as_str()))
             .collect();
-        Converter {
-            node,
-            on_invalid,
-            coords: vec![CoordColumn::default(); node.coords.len()],
-            by_key: vec![HashMap::new(); node.coords.len()],
-            comp_values: vec![HashMap::new(); node.coords.len()],
-            var_cols: data_vars
+        let template = RowBlock {
+            len: 0,
+            idx: vec![vec![]; node.coords.len()],
+            vals: data_vars
                 .iter()
                 .map(|v| Values::for_type(stored_type(v), 0))
                 .collect(),
+        };
+        Converter {
+            node,
+            on_invalid,
+            dicts: vec![vec![]; node.coords.len()],
+            by_key: vec![HashMap::new(); node.coords.len()],
+            components: HashMap::new(),
+            rows: Rows::new(template, SPILL_OVER),
             data_vars,
             lines: Lines::default(),
             invalid: 0,
         }
+    }
+
+    /// Keep at most `bytes` of typed rows in memory before moving them to a temporary file
+    /// (default [`SPILL_OVER`]); must be called before the first batch.
+    pub fn spill_over(mut self, bytes: usize) -> Self {
+        self.rows = Rows::new(self.rows.empty_block(), bytes);
+        self
     }
 
     /// Convert the rows of one batch (any batch may be empty; every batch has the same columns).
@@ -498,19 +567,20 @@ impl<'n> Converter<'n> {
                     Err(reason) => Err(bad(v, row, text, reason)),
                 }
             };
+        let mut block = self.rows.empty_block();
+        block.len = n_rows;
         // coordinates, dictionary-encoded (NA = u32::MAX); a text seen before in this batch is
         // not parsed again
         for (ci, c) in node.coords.iter().enumerate() {
-            let col_out = &mut self.coords[ci];
+            let col_out = &mut block.idx[ci];
+            let dict = &mut self.dicts[ci];
             let by_key = &mut self.by_key[ci];
-            // exact: no doubling overshoot on inputs larger than memory (glibc grows big blocks
-            // with mremap, without copying)
-            col_out.idx.reserve_exact(n_rows);
-            let mut intern = |col_out: &mut CoordColumn, k: Option<Key>| -> u32 {
+            col_out.reserve_exact(n_rows);
+            let mut intern = |k: Option<Key>| -> u32 {
                 let Some(k) = k else { return NA };
                 *by_key.entry(k).or_insert_with_key(|k| {
-                    col_out.dict.push(k.clone());
-                    (col_out.dict.len() - 1) as u32
+                    dict.push(k.clone());
+                    (dict.len() - 1) as u32
                 })
             };
             if c.composed.is_empty() {
@@ -519,14 +589,14 @@ impl<'n> Converter<'n> {
                 for row in 0..n_rows {
                     let text = table.cell(row, col);
                     if let Some(i) = text.and_then(|t| by_text.get(t)) {
-                        col_out.idx.push(*i);
+                        col_out.push(*i);
                         continue;
                     }
-                    let i = intern(col_out, cell(&c.var, col, row, true)?.key());
+                    let i = intern(cell(&c.var, col, row, true)?.key());
                     if let (Some(t), true) = (text, i != NA) {
                         by_text.insert(t, i);
                     }
-                    col_out.idx.push(i);
+                    col_out.push(i);
                 }
             } else {
                 let parts: Vec<(&Variable, usize)> = c
@@ -539,7 +609,6 @@ impl<'n> Converter<'n> {
                         Ok((v, column(table, v, &node.path)?))
                     })
                     .collect::<Result<_, MergeError>>()?;
-                let comps = &mut self.comp_values[ci];
                 for row in 0..n_rows {
                     let vals: Vec<Scalar> = parts
                         .iter()
@@ -547,16 +616,23 @@ impl<'n> Converter<'n> {
                         .collect::<Result<_, _>>()?;
                     let key = (!vals.iter().any(|v| matches!(v, Scalar::Na)))
                         .then(|| Key::I(composed_key(&vals)));
-                    let i = intern(col_out, key);
-                    col_out.idx.push(i);
-                    for ((v, _), val) in parts.iter().zip(vals) {
-                        comps.entry(v.name.clone()).or_default().push(val);
+                    let i = intern(key.clone());
+                    col_out.push(i);
+                    // the key is a digest of the component values: one value set per key
+                    if let Some(key) = key {
+                        for ((v, _), val) in parts.iter().zip(vals) {
+                            self.components
+                                .entry(v.name.clone())
+                                .or_default()
+                                .entry(key.clone())
+                                .or_insert(val);
+                        }
                     }
                 }
             }
         }
         // variables
-        for (v, vals) in self.data_vars.iter().zip(self.var_cols.iter_mut()) {
+        for (v, vals) in self.data_vars.iter().zip(block.vals.iter_mut()) {
             let col = column(table, v, &node.path)?;
             vals.reserve_exact(n_rows);
             for row in 0..n_rows {
@@ -566,7 +642,7 @@ impl<'n> Converter<'n> {
         for &l in &table.lines {
             self.lines.push(l);
         }
-        Ok(())
+        self.rows.push(block)
     }
 
     /// Rows converted so far.
@@ -575,12 +651,14 @@ impl<'n> Converter<'n> {
     }
 
     /// Drop rows with an NA coordinate, resolve duplicates (later rows win) and give the result.
-    pub fn finish(self) -> Converted {
+    /// Two passes over the rows: the last row of every cell, then the kept rows copied out
+    /// (spilled again when they were).
+    pub fn finish(self) -> Result<Converted, MergeError> {
         let Converter {
             data_vars,
-            coords,
-            comp_values,
-            var_cols,
+            dicts,
+            components,
+            rows,
             lines,
             invalid,
             ..
@@ -589,136 +667,189 @@ impl<'n> Converter<'n> {
         let mut out = Converted {
             rows_read: n_rows as u64,
             invalid_to_na: invalid,
+            components,
+            var_names: data_vars.iter().map(|v| v.name.clone()).collect(),
             ..Default::default()
         };
-        let kept = dedup(&coords, n_rows, &mut out);
-        // re-encode the coordinates over the kept rows; the dictionary keeps the order of first
-        // appearance in the contribution (rows without an NA coordinate, duplicates included),
-        // which is the order new values of unsorted coordinates are appended in
-        let complete = |r: usize| coords.iter().all(|c| c.idx[r] != NA);
-        let remaps: Vec<(Vec<u32>, Vec<Key>)> = coords
-            .iter()
-            .map(|c| {
-                let mut remap = vec![NA; c.dict.len()];
-                let mut dict = vec![];
-                for r in (0..n_rows).filter(|&r| complete(r)) {
-                    let old = c.idx[r] as usize;
-                    if remap[old] == NA {
-                        remap[old] = dict.len() as u32;
-                        dict.push(c.dict[old].clone());
+        // pass 1: the last row of each cell, and the dictionaries re-encoded over the rows
+        // without an NA coordinate, in order of first appearance in the contribution (duplicates
+        // included): the order new values of unsorted coordinates are appended in
+        let mut last = LastRow::new(&dicts, n_rows);
+        let mut remaps: Vec<Vec<u32>> = dicts.iter().map(|d| vec![NA; d.len()]).collect();
+        let mut new_dicts: Vec<Vec<Key>> = vec![vec![]; dicts.len()];
+        let mut tuple = vec![0u32; dicts.len()];
+        let none: Vec<bool> = vec![false; data_vars.len()];
+        rows.scan(Some(&none), |start, b| {
+            for i in 0..b.len {
+                for (t, col) in tuple.iter_mut().zip(&b.idx) {
+                    *t = col[i];
+                }
+                if tuple.contains(&NA) {
+                    out.rows_dropped += 1;
+                    continue;
+                }
+                for ((t, remap), (dict, new)) in tuple
+                    .iter()
+                    .zip(&mut remaps)
+                    .zip(dicts.iter().zip(&mut new_dicts))
+                {
+                    if remap[*t as usize] == NA {
+                        remap[*t as usize] = new.len() as u32;
+                        new.push(dict[*t as usize].clone());
                     }
                 }
-                (remap, dict)
-            })
-            .collect();
-        for (ci, comps) in comp_values.iter().enumerate() {
-            for (name, vals) in comps {
-                let m = out.components.entry(name.clone()).or_default();
-                for &r in &kept {
-                    let i = coords[ci].idx[r as usize];
-                    if i != NA {
-                        m.insert(
-                            coords[ci].dict[i as usize].clone(),
-                            vals[r as usize].clone(),
-                        );
-                    }
+                if last.set(&tuple, (start + i) as u32) {
+                    out.duplicates += 1;
                 }
             }
+            Ok(())
+        })?;
+        if out.rows_dropped == 0 && out.duplicates == 0 {
+            // every row is kept and the dictionaries are unchanged (the usual clean input)
+            out.dicts = dicts;
+            out.rows = rows;
+            out.lines = lines;
+            return Ok(out);
         }
-        drop(comp_values);
-        // keep the selected rows in place: no second copy of the columns
-        out.coords = coords
-            .into_iter()
-            .zip(remaps)
-            .map(|(mut c, (remap, dict))| {
-                compact(&mut c.idx, &kept, |i| remap[i as usize]);
-                CoordColumn { dict, idx: c.idx }
-            })
-            .collect();
-        out.lines = lines.select(&kept);
-        out.vars = data_vars
-            .iter()
-            .zip(var_cols)
-            .map(|(v, mut vals)| {
-                vals.retain_rows(&kept);
-                (v.name.clone(), vals)
-            })
-            .collect();
-        out
+        if last.needs_rows() && out.duplicates > 0 {
+            // duplicates in a dense grid: now find which row of each cell comes last
+            last = last.with_rows();
+            rows.scan(Some(&none), |start, b| {
+                for i in 0..b.len {
+                    for (t, col) in tuple.iter_mut().zip(&b.idx) {
+                        *t = col[i];
+                    }
+                    if !tuple.contains(&NA) {
+                        last.set(&tuple, (start + i) as u32);
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        let any_duplicate = out.duplicates > 0;
+        // pass 2: keep the last row of each cell, in input order
+        let mut kept = Rows::new(rows.empty_block(), rows.spill_limit());
+        let mut kept_lines = Lines::default();
+        rows.scan(None, |start, b| {
+            let mut o = kept.empty_block();
+            for i in 0..b.len {
+                for (t, col) in tuple.iter_mut().zip(&b.idx) {
+                    *t = col[i];
+                }
+                let r = (start + i) as u32;
+                if tuple.contains(&NA) || (any_duplicate && last.get(&tuple) != Some(r)) {
+                    continue;
+                }
+                o.len += 1;
+                for ((col, t), remap) in o.idx.iter_mut().zip(&tuple).zip(&remaps) {
+                    col.push(remap[*t as usize]);
+                }
+                for (v, src) in o.vals.iter_mut().zip(&b.vals) {
+                    v.push_from(src, i);
+                }
+                kept_lines.push(lines.get(r as usize));
+            }
+            kept.push(o)
+        })?;
+        drop(rows);
+        out.dicts = new_dicts;
+        out.rows = kept;
+        out.lines = kept_lines;
+        Ok(out)
     }
 }
 
-/// Keep the rows `kept` (ascending) of `v` in place, mapping each kept value with `f`.
-fn compact<T: Copy>(v: &mut Vec<T>, kept: &[u32], f: impl Fn(T) -> T) {
-    for (i, &r) in kept.iter().enumerate() {
-        v[i] = f(v[r as usize]);
-    }
-    v.truncate(kept.len());
-    v.shrink_to_fit();
+/// The last row of each coordinate tuple. For a dictionary product small enough for a direct
+/// table, the first pass only marks cells (a bit each: a clean input needs no more) and a table
+/// of rows is built only when there are duplicates; else a hash map of rows.
+enum LastRow {
+    Seen {
+        sizes: Vec<u64>,
+        bits: Vec<u64>,
+    },
+    Dense {
+        sizes: Vec<u64>,
+        slot: Vec<u32>,
+    },
+    Flat {
+        sizes: Vec<u64>,
+        seen: HashMap<u64, u32>,
+    },
+    Tuples(HashMap<Vec<u32>, u32>),
 }
 
-/// The rows to keep, in input order: rows with an NA coordinate are dropped, and of rows with
-/// equal coordinates the last one wins (counted in `out`).
-fn dedup(coords: &[CoordColumn], n_rows: usize, out: &mut Converted) -> Vec<u32> {
-    // a row's cell as one number when the dictionary product fits, else as an index tuple
-    let product = coords
-        .iter()
-        .try_fold(1u64, |acc, c| acc.checked_mul(c.dict.len().max(1) as u64));
-    let flat = |r: usize| -> Option<u64> {
-        coords.iter().try_fold(0u64, |acc, c| {
-            let i = c.idx[r];
-            (i != NA).then(|| acc * c.dict.len().max(1) as u64 + u64::from(i))
-        })
-    };
-    // rows are numbered in u32 (Converter::push refuses more)
-    let mut last: Vec<u32> = Vec::with_capacity(n_rows);
-    let rows = 0..n_rows as u32;
-    match product {
-        // dense: a direct table of the last row per cell
-        Some(p) if p <= (4 * n_rows as u64).max(1 << 16) => {
-            let mut slot = vec![NA; p as usize];
-            for r in rows {
-                let Some(f) = flat(r as usize) else {
-                    out.rows_dropped += 1;
-                    continue;
-                };
-                if slot[f as usize] != NA {
-                    out.duplicates += 1;
-                }
-                slot[f as usize] = r;
-            }
-            last.extend(slot.into_iter().filter(|&r| r != NA));
-        }
-        Some(_) => {
-            let mut seen: HashMap<u64, u32> = HashMap::with_capacity(n_rows);
-            for r in rows {
-                let Some(f) = flat(r as usize) else {
-                    out.rows_dropped += 1;
-                    continue;
-                };
-                if seen.insert(f, r).is_some() {
-                    out.duplicates += 1;
-                }
-            }
-            last.extend(seen.into_values());
-        }
-        None => {
-            let mut seen: HashMap<Vec<u32>, u32> = HashMap::with_capacity(n_rows);
-            for r in rows {
-                let k: Vec<u32> = coords.iter().map(|c| c.idx[r as usize]).collect();
-                if k.contains(&NA) {
-                    out.rows_dropped += 1;
-                    continue;
-                }
-                if seen.insert(k, r).is_some() {
-                    out.duplicates += 1;
-                }
-            }
-            last.extend(seen.into_values());
+impl LastRow {
+    fn new(dicts: &[Vec<Key>], n_rows: usize) -> LastRow {
+        let sizes: Vec<u64> = dicts.iter().map(|d| d.len().max(1) as u64).collect();
+        match sizes.iter().try_fold(1u64, |acc, n| acc.checked_mul(*n)) {
+            Some(p) if p <= (4 * n_rows as u64).max(1 << 16) => LastRow::Seen {
+                sizes,
+                bits: vec![0; p.div_ceil(64) as usize],
+            },
+            Some(_) => LastRow::Flat {
+                sizes,
+                seen: HashMap::new(),
+            },
+            None => LastRow::Tuples(HashMap::new()),
         }
     }
-    last.sort_unstable();
-    last
+
+    /// Whether only cells were marked: [`LastRow::with_rows`] and a second pass give the rows.
+    fn needs_rows(&self) -> bool {
+        matches!(self, LastRow::Seen { .. })
+    }
+
+    /// A direct table of rows for the same cells, empty.
+    fn with_rows(self) -> LastRow {
+        match self {
+            LastRow::Seen { sizes, bits } => {
+                drop(bits);
+                let p = sizes.iter().product::<u64>() as usize;
+                LastRow::Dense {
+                    sizes,
+                    slot: vec![NA; p],
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn flat(sizes: &[u64], t: &[u32]) -> u64 {
+        t.iter()
+            .zip(sizes)
+            .fold(0u64, |acc, (i, n)| acc * n + u64::from(*i))
+    }
+
+    /// Record `r` as the last row of `t`; whether an earlier row had it.
+    fn set(&mut self, t: &[u32], r: u32) -> bool {
+        match self {
+            LastRow::Seen { sizes, bits } => {
+                let f = Self::flat(sizes, t);
+                let (word, bit) = ((f / 64) as usize, 1u64 << (f % 64));
+                let had = bits[word] & bit != 0;
+                bits[word] |= bit;
+                had
+            }
+            LastRow::Dense { sizes, slot } => {
+                let s = &mut slot[Self::flat(sizes, t) as usize];
+                std::mem::replace(s, r) != NA
+            }
+            LastRow::Flat { sizes, seen } => seen.insert(Self::flat(sizes, t), r).is_some(),
+            LastRow::Tuples(seen) => seen.insert(t.to_vec(), r).is_some(),
+        }
+    }
+
+    /// The last row of `t` (not known for cells only marked).
+    fn get(&self, t: &[u32]) -> Option<u32> {
+        match self {
+            LastRow::Seen { .. } => None,
+            LastRow::Dense { sizes, slot } => {
+                Some(slot[Self::flat(sizes, t) as usize]).filter(|&r| r != NA)
+            }
+            LastRow::Flat { sizes, seen } => seen.get(&Self::flat(sizes, t)).copied(),
+            LastRow::Tuples(seen) => seen.get(t).copied(),
+        }
+    }
 }
 
 /// Whether `c` holds datetimes.
@@ -748,8 +879,5 @@ mod tests {
         for (r, l) in given.iter().enumerate() {
             assert_eq!(lines.get(r), *l, "row {r}");
         }
-        let kept = lines.select(&[0, 1, 5, 6, 9, 10]);
-        let got: Vec<u64> = (0..kept.len()).map(|r| kept.get(r)).collect();
-        assert_eq!(got, [2, 3, 7, 9, 30, 12]);
     }
 }

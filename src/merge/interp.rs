@@ -2,10 +2,11 @@
 //! values strictly inside the stored axis are interpolated onto the existing points within the
 //! contribution's own range instead of being inserted; values beyond the stored range stay.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use super::convert::{Converted, CoordColumn, Values};
-use super::{Key, Scalar};
+use super::convert::{Converted, Values};
+use super::rows::{RowBlock, Rows};
+use super::{Key, MergeError, Scalar};
 use crate::schema::Interpolate;
 
 fn num(k: &Key) -> Option<f64> {
@@ -51,82 +52,80 @@ fn value_at(points: &[(f64, Scalar)], p: f64, method: Interpolate) -> Scalar {
 }
 
 /// Replace the rows of `conv` whose coordinate `ci` lies strictly inside `old` by rows on the
-/// existing points of `old`, interpolated per group of the other coordinates.
-pub fn interpolate(conv: &Converted, ci: usize, old: &[Key], method: Interpolate) -> Converted {
+/// existing points of `old`, interpolated per group of the other coordinates; `None` when no row
+/// lies inside. Works on the rows in memory (interpolated nodes hold small contributions).
+pub fn interpolate(
+    conv: &Converted,
+    ci: usize,
+    old: &[Key],
+    method: Interpolate,
+) -> Result<Option<Converted>, MergeError> {
     let (Some(lo), Some(hi)) = (old.first().and_then(num), old.last().and_then(num)) else {
-        return clone(conv);
+        return Ok(None);
     };
-    let rows = conv.lines.len();
-    let inside: Vec<bool> = (0..rows)
-        .map(|r| num(conv.coords[ci].key(r)).is_some_and(|x| x > lo && x < hi))
-        .collect();
-    if !inside.iter().any(|b| *b) {
-        return clone(conv);
+    let is_inside = |k: &Key| num(k).is_some_and(|x| x > lo && x < hi);
+    if !conv.dicts[ci].iter().any(is_inside) {
+        return Ok(None);
     }
-    let mut keys: Vec<Vec<Key>> = vec![vec![]; conv.coords.len()];
-    let mut vars: Vec<(String, Values)> = conv
-        .vars
-        .iter()
-        .map(|(n, v)| (n.clone(), v.empty_like()))
-        .collect();
+    let b = conv.rows.to_block()?;
+    let rows = b.len;
+    let n_coords = conv.dicts.len();
+    let key = |d: usize, r: usize| conv.key(d, b.idx[d][r]);
+    let inside: Vec<bool> = (0..rows).map(|r| is_inside(key(ci, r))).collect();
+    let mut keys: Vec<Vec<Key>> = vec![vec![]; n_coords];
+    let mut vals_out: Vec<Values> = b.vals.iter().map(Values::empty_like).collect();
     let mut lines = super::convert::Lines::default();
     let mut push = |row_keys: Vec<Key>, vals: Vec<Scalar>, line: u64| {
         for (d, k) in row_keys.into_iter().enumerate() {
             keys[d].push(k);
         }
         for (v, s) in vals.into_iter().enumerate() {
-            vars[v].1.push(s);
+            vals_out[v].push(s);
         }
         lines.push(line);
     };
     // rows outside stay as they are
     for r in (0..rows).filter(|r| !inside[*r]) {
-        let row_keys = conv.coords.iter().map(|c| c.key(r).clone()).collect();
-        let vals = conv.vars.iter().map(|(_, v)| v.get(r)).collect();
+        let row_keys = (0..n_coords).map(|d| key(d, r).clone()).collect();
+        let vals = b.vals.iter().map(|v| v.get(r)).collect();
         push(row_keys, vals, conv.lines.get(r));
     }
     // inside rows: grouped by the other coordinates
     let mut groups: BTreeMap<Vec<Key>, Vec<usize>> = BTreeMap::new();
     for r in (0..rows).filter(|r| inside[*r]) {
-        let g: Vec<Key> = conv
-            .coords
-            .iter()
-            .enumerate()
-            .filter(|(d, _)| *d != ci)
-            .map(|(_, c)| c.key(r).clone())
+        let g: Vec<Key> = (0..n_coords)
+            .filter(|d| *d != ci)
+            .map(|d| key(d, r).clone())
             .collect();
         groups.entry(g).or_default().push(r);
     }
     let old_x: Vec<(f64, &Key)> = old.iter().filter_map(|k| num(k).map(|x| (x, k))).collect();
     for (g, members) in groups {
-        let xs: Vec<f64> = members
-            .iter()
-            .filter_map(|&r| num(conv.coords[ci].key(r)))
-            .collect();
+        let xs: Vec<f64> = members.iter().filter_map(|&r| num(key(ci, r))).collect();
         let (xmin, xmax) = xs
             .iter()
             .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
                 (a.min(*x), b.max(*x))
             });
-        let per_var: Vec<Vec<(f64, Scalar)>> = conv
-            .vars
+        let per_var: Vec<Vec<(f64, Scalar)>> = b
+            .vals
             .iter()
-            .map(|(_, vals)| {
+            .map(|vals| {
                 let mut p: Vec<(f64, Scalar)> = members
                     .iter()
                     .filter(|&&r| !vals.is_na(r))
-                    .filter_map(|&r| num(conv.coords[ci].key(r)).map(|x| (x, vals.get(r))))
+                    .filter_map(|&r| num(key(ci, r)).map(|x| (x, vals.get(r))))
                     .collect();
                 p.sort_by(|a, b| a.0.total_cmp(&b.0));
                 p
             })
             .collect();
-        for (p, key) in old_x.iter().filter(|(x, _)| *x >= xmin && *x <= xmax) {
-            let mut row_keys = Vec::with_capacity(conv.coords.len());
+        for (p, k) in old_x.iter().filter(|(x, _)| *x >= xmin && *x <= xmax) {
+            let mut row_keys = Vec::with_capacity(n_coords);
             let mut other = g.iter();
-            for d in 0..conv.coords.len() {
+            for d in 0..n_coords {
                 row_keys.push(if d == ci {
-                    (*key).clone()
+                    (*k).clone()
                 } else {
                     other.next().cloned().unwrap_or(Key::I(0))
                 });
@@ -138,30 +137,37 @@ pub fn interpolate(conv: &Converted, ci: usize, old: &[Key], method: Interpolate
             push(row_keys, vals, conv.lines.get(members[0]));
         }
     }
-    Converted {
-        coords: keys.into_iter().map(CoordColumn::from_keys).collect(),
-        vars,
+    // dictionary-encode the new rows
+    let mut dicts = Vec::with_capacity(n_coords);
+    let mut idx = Vec::with_capacity(n_coords);
+    for col in keys {
+        let mut map: HashMap<Key, u32> = HashMap::new();
+        let mut dict = vec![];
+        let ids = col
+            .into_iter()
+            .map(|k| {
+                *map.entry(k).or_insert_with_key(|k| {
+                    dict.push(k.clone());
+                    (dict.len() - 1) as u32
+                })
+            })
+            .collect();
+        dicts.push(dict);
+        idx.push(ids);
+    }
+    Ok(Some(Converted {
+        dicts,
+        components: conv.components.clone(),
+        var_names: conv.var_names.clone(),
+        rows: Rows::in_memory(RowBlock {
+            len: lines.len(),
+            idx,
+            vals: vals_out,
+        }),
         lines,
-        ..clone_counts(conv)
-    }
-}
-
-fn clone_counts(c: &Converted) -> Converted {
-    Converted {
-        components: c.components.clone(),
-        rows_read: c.rows_read,
-        rows_dropped: c.rows_dropped,
-        duplicates: c.duplicates,
-        invalid_to_na: c.invalid_to_na,
-        ..Default::default()
-    }
-}
-
-fn clone(c: &Converted) -> Converted {
-    Converted {
-        coords: c.coords.clone(),
-        vars: c.vars.clone(),
-        lines: c.lines.clone(),
-        ..clone_counts(c)
-    }
+        rows_read: conv.rows_read,
+        rows_dropped: conv.rows_dropped,
+        duplicates: conv.duplicates,
+        invalid_to_na: conv.invalid_to_na,
+    }))
 }

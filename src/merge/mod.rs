@@ -6,6 +6,7 @@ pub mod cells;
 pub mod convert;
 mod interp;
 mod node;
+pub mod rows;
 
 use std::cmp::Ordering;
 use std::hash::{Hash, Hasher};

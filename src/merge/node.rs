@@ -12,6 +12,7 @@ use zarrs_storage::{AsyncReadableWritableListableStorageTraits, StoreKey};
 
 use super::axis::{merge_axis, AxisMerge};
 use super::convert::{self, Converted, OnInvalid};
+use super::rows::RowBlock;
 use super::{Key, MergeError, Scalar};
 use crate::ingest::Table;
 use crate::provenance::Provenance;
@@ -420,6 +421,13 @@ impl Dense {
             Kind::Str => Dense::S(vec![String::new(); n]),
         }
     }
+    fn len(&self) -> usize {
+        match self {
+            Dense::F(v) => v.len(),
+            Dense::I(v, _) => v.len(),
+            Dense::S(v) => v.len(),
+        }
+    }
     fn get(&self, i: usize) -> Scalar {
         match self {
             Dense::F(v) if v[i].is_nan() => Scalar::Na,
@@ -448,6 +456,16 @@ impl Dense {
             (Dense::F(a), convert::Values::F(b)) => a[i] = b[r],
             (Dense::I(a, na), convert::Values::I(b)) => a[i] = b[r].unwrap_or(*na),
             (me, src) => me.set(i, &src.get(r)),
+        }
+    }
+    /// Whether cell `i` holds what `set_value(i, src, r)` would write.
+    fn same_as(&self, i: usize, src: &convert::Values, r: usize) -> bool {
+        match (self, src) {
+            (Dense::F(a), convert::Values::F(b)) => {
+                a[i] == b[r] || (a[i].is_nan() && b[r].is_nan())
+            }
+            (Dense::I(a, na), convert::Values::I(b)) => a[i] == b[r].unwrap_or(*na),
+            (me, src) => me.get(i) == src.get(r),
         }
     }
     fn copy_from(&mut self, i: usize, src: &Dense, j: usize) {
@@ -612,34 +630,86 @@ async fn write_dense(
     data: &Dense,
     dirty: &dyn Fn(&[u64], &[u64]) -> bool,
 ) -> Result<(), MergeError> {
-    use futures::{StreamExt, TryStreamExt};
     if arr.shape() != shape.as_slice() {
         arr.set_shape(shape.clone()).map_err(zerr)?;
         arr.async_store_metadata().await.map_err(zerr)?;
     }
+    let len0 = shape.first().copied().unwrap_or(1);
+    let todo = band_chunks(arr, &shape, 0, len0, dirty)?;
+    write_chunks(arr, &shape, 0, data, todo).await
+}
+
+/// An array of the transaction, without reading its chunks.
+async fn open_array(store: &Arc<Store>, path: &str) -> Result<Array<Store>, MergeError> {
+    Array::async_open(Arc::clone(store), path)
+        .await
+        .map_err(|e| {
+            MergeError::Invalid(format!(
+                "array {path}: {}",
+                crate::repo::one_line(&e.to_string())
+            ))
+        })
+}
+
+/// A chunk to write: (chunk index, start, chunk shape).
+type ChunkAt = (Vec<u64>, Vec<u64>, Vec<u64>);
+
+/// The chunks of `arr` (shape `shape`) whose first-dimension positions lie in `[lo, hi)` and
+/// that `dirty` selects.
+fn band_chunks(
+    arr: &Array<Store>,
+    shape: &[u64],
+    lo: u64,
+    hi: u64,
+    dirty: &dyn Fn(&[u64], &[u64]) -> bool,
+) -> Result<Vec<ChunkAt>, MergeError> {
     if shape.contains(&0) {
-        return Ok(());
+        return Ok(vec![]);
     }
-    let grid = arr.chunk_grid_shape().to_vec();
-    let n_chunks: u64 = grid.iter().product();
-    let mut todo: Vec<(Vec<u64>, Vec<u64>, Vec<u64>)> = Vec::new();
-    for flat in 0..n_chunks {
-        let idx = chunk_index(flat, &grid);
-        let cshape: Vec<u64> = arr
-            .chunk_shape(&idx)
-            .map_err(zerr)?
-            .iter()
-            .map(|x| x.get())
-            .collect();
+    let cshape: Vec<u64> = arr
+        .chunk_shape(&vec![0; shape.len()])
+        .map_err(zerr)?
+        .iter()
+        .map(|x| x.get())
+        .collect();
+    let mut grid: Vec<u64> = shape
+        .iter()
+        .zip(&cshape)
+        .map(|(n, c)| n.div_ceil(*c))
+        .collect();
+    let first = cshape.first().map_or(0, |c| lo / c);
+    if let (Some(g), Some(c)) = (grid.first_mut(), cshape.first()) {
+        *g = hi.div_ceil(*c) - first;
+    }
+    let mut out = vec![];
+    for flat in 0..grid.iter().product::<u64>() {
+        let mut idx = chunk_index(flat, &grid);
+        if let Some(i) = idx.first_mut() {
+            *i += first;
+        }
         let start: Vec<u64> = idx.iter().zip(&cshape).map(|(i, c)| i * c).collect();
         if dirty(&start, &cshape) {
-            todo.push((idx, start, cshape));
+            out.push((idx, start, cshape.clone()));
         }
     }
-    let arr = &*arr;
-    let shape = &shape;
+    Ok(out)
+}
+
+/// Store `todo` (chunks inside the band of `data`, which holds positions `[lo, lo + shape[0])`
+/// of the first dimension, C order), several at once.
+async fn write_chunks(
+    arr: &Array<Store>,
+    shape: &[u64],
+    lo: u64,
+    data: &Dense,
+    todo: Vec<ChunkAt>,
+) -> Result<(), MergeError> {
+    use futures::{StreamExt, TryStreamExt};
     futures::stream::iter(todo)
-        .map(|(idx, start, cshape)| async move {
+        .map(|(idx, mut start, cshape)| async move {
+            if let Some(s) = start.first_mut() {
+                *s -= lo;
+            }
             match data {
                 Dense::F(v) => {
                     let c = gather(v, shape, &start, &cshape, &f64::NAN);
@@ -660,6 +730,60 @@ async fn write_dense(
         .try_collect::<Vec<()>>()
         .await?;
     Ok(())
+}
+
+/// Positions `[lo, hi)` of the first dimension (all of the others) of `arr` as stored with
+/// shape `shape` — possibly smaller than the array's current shape — read chunk by chunk.
+async fn read_band(
+    arr: &Array<Store>,
+    shape: &[u64],
+    lo: u64,
+    hi: u64,
+    k: Kind,
+) -> Result<Dense, MergeError> {
+    Ok(match k {
+        Kind::F64 => Dense::F(read_band_of(arr, shape, lo, hi, f64::NAN).await?),
+        Kind::I64(na) => Dense::I(read_band_of(arr, shape, lo, hi, na).await?, na),
+        Kind::Str => Dense::S(read_band_of(arr, shape, lo, hi, String::new()).await?),
+    })
+}
+
+async fn read_band_of<T>(
+    arr: &Array<Store>,
+    shape: &[u64],
+    lo: u64,
+    hi: u64,
+    fill: T,
+) -> Result<Vec<T>, MergeError>
+where
+    T: zarrs::array::ElementOwned + Clone + Send + Sync,
+{
+    use futures::StreamExt;
+    let rest: u64 = shape.iter().skip(1).product();
+    let (from, to) = ((lo * rest) as usize, (hi * rest) as usize);
+    let mut out = vec![fill; to - from];
+    let todo = band_chunks(arr, shape, lo, hi, &|_, _| true)?;
+    let mut reads = futures::stream::iter(todo)
+        .map(|(idx, start, cshape)| async move {
+            let chunk = arr
+                .async_retrieve_chunk::<Vec<T>>(&idx)
+                .await
+                .map_err(zerr)?;
+            Ok::<_, MergeError>((start, cshape, chunk))
+        })
+        .buffer_unordered(CHUNKS_IN_FLIGHT);
+    while let Some(r) = reads.next().await {
+        let (start, cshape, chunk) = r?;
+        // runs of the chunk inside the array, clipped to the band (a flat range in C order)
+        for (c, a, n) in chunk_rows(shape, &start, &cshape) {
+            let (a0, a1) = (a.max(from), (a + n).min(to));
+            if a0 < a1 {
+                let src = &chunk[c + (a0 - a)..c + (a1 - a)];
+                out[a0 - from..a1 - from].clone_from_slice(src);
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn keys_of(d: &Dense) -> Vec<Key> {
@@ -687,6 +811,16 @@ pub struct UpdateOptions {
     pub on_invalid: OnInvalid,
     /// Plan and report without writing.
     pub dry_run: bool,
+    /// Memory budget in bytes (`None`: [`super::rows::SPILL_OVER`]): for the converted rows of
+    /// each input before they go to a temporary file, and for each band of an array being
+    /// rewritten (at least one row of chunks).
+    pub memory: Option<usize>,
+}
+
+impl UpdateOptions {
+    fn budget(&self) -> usize {
+        self.memory.unwrap_or(super::rows::SPILL_OVER)
+    }
 }
 
 /// What an update did (the `--json` output of `zarr-fuse update`).
@@ -732,17 +866,43 @@ pub struct Timings {
 
 /// Position of row `r` of a contribution in a variable's grid: `pos` maps each coordinate's
 /// dictionary index to its axis position, `dims` are the variable's coordinates, `st` its strides.
-fn flat_cell(
-    pos: &[Vec<usize>],
-    conv: &Converted,
-    dims: &[usize],
-    st: &[usize],
-    r: usize,
-) -> usize {
+fn flat_cell(pos: &[Vec<usize>], b: &RowBlock, dims: &[usize], st: &[usize], i: usize) -> usize {
     dims.iter()
         .enumerate()
-        .map(|(a, &d)| pos[d][conv.coords[d].idx[r] as usize] * st[a])
+        .map(|(a, &d)| pos[d][b.idx[d][i] as usize] * st[a])
         .sum()
+}
+
+/// Whether every coordinate of row `i` of `b` is on the new axes (step limits may refuse keys).
+fn admitted(pos: &[Vec<usize>], b: &RowBlock, i: usize) -> bool {
+    pos.iter()
+        .zip(&b.idx)
+        .all(|(p, col)| p[col[i] as usize] != usize::MAX)
+}
+
+/// Values of variable `vi` at rows `a` and `b` (for an error message).
+fn clash_values(
+    conv: &Converted,
+    vi: usize,
+    a: usize,
+    b: usize,
+) -> Result<(Scalar, Scalar), MergeError> {
+    let (mut va, mut vb) = (Scalar::Na, Scalar::Na);
+    conv.rows
+        .scan(Some(&only(vi, conv.var_names.len())), |start, blk| {
+            for (r, out) in [(a, &mut va), (b, &mut vb)] {
+                if (start..start + blk.len).contains(&r) {
+                    *out = blk.vals[vi].get(r - start);
+                }
+            }
+            Ok(())
+        })?;
+    Ok((va, vb))
+}
+
+/// Only variable `vi` of `n` (the columns a per-variable pass reads).
+fn only(vi: usize, n: usize) -> Vec<bool> {
+    (0..n).map(|j| j == vi).collect()
 }
 
 async fn apply_node(
@@ -752,7 +912,7 @@ async fn apply_node(
     opts: &UpdateOptions,
     source: &str,
     report: &mut UpdateReport,
-    cells: &mut Map<String, Value>,
+    cells: &mut CellSets,
 ) -> Result<(), MergeError> {
     // 1. axes (interpolating coordinates first turn inside values into existing points)
     let mut old_axes = Vec::new();
@@ -773,8 +933,10 @@ async fn apply_node(
                 ci,
                 &old_axes[ci],
                 method,
-            );
-            owned = Some(next);
+            )?;
+            if next.is_some() {
+                owned = next;
+            }
         }
     }
     let conv: &Converted = owned.as_ref().unwrap_or(conv);
@@ -782,37 +944,34 @@ async fn apply_node(
     let mut old_len = Vec::new();
     for (ci, c) in node.coords.iter().enumerate() {
         let old_keys = std::mem::take(&mut old_axes[ci]);
-        let m = merge_axis(c, &old_keys, &conv.coords[ci].dict);
+        let m = merge_axis(c, &old_keys, &conv.dicts[ci]);
         *report.new_coords.entry(c.name().to_string()).or_default() += m.added as u64;
         old_len.push(old_keys.len());
         merges.push(m);
     }
-    let rows = conv.lines.len();
     // per coordinate: axis position of each dictionary key (usize::MAX = not admitted)
     let axis_pos: Vec<HashMap<&Key, usize>> = merges
         .iter()
         .map(|m| m.axis.iter().enumerate().map(|(i, k)| (k, i)).collect())
         .collect();
     let pos: Vec<Vec<usize>> = conv
-        .coords
+        .dicts
         .iter()
         .zip(&axis_pos)
-        .map(|(c, ap)| {
-            c.dict
-                .iter()
+        .map(|(dict, ap)| {
+            dict.iter()
                 .map(|k| ap.get(k).copied().unwrap_or(usize::MAX))
                 .collect()
         })
         .collect();
-    let keep: Vec<bool> = (0..rows)
-        .map(|r| {
-            conv.coords
-                .iter()
-                .zip(&pos)
-                .all(|(c, p)| p[c.idx[r] as usize] != usize::MAX)
-        })
-        .collect();
-    report.rows_dropped += keep.iter().filter(|k| !**k).count() as u64;
+    let n_vars = conv.var_names.len();
+    if pos.iter().any(|p| p.contains(&usize::MAX)) {
+        let none = vec![false; n_vars];
+        conv.rows.scan(Some(&none), |_, b| {
+            report.rows_dropped += (0..b.len).filter(|&i| !admitted(&pos, b, i)).count() as u64;
+            Ok(())
+        })?;
+    }
     // first position along each dim whose content may differ from before
     let first_change: Vec<u64> = merges
         .iter()
@@ -828,7 +987,7 @@ async fn apply_node(
     };
     // a variable that does not use every coordinate must not vary along the others: checked for
     // every variable before anything is written, so a refused contribution writes nothing
-    for (name, values) in &conv.vars {
+    for (vi, name) in conv.var_names.iter().enumerate() {
         let v = node
             .var(name)
             .ok_or_else(|| MergeError::Invalid(format!("variable {name} missing")))?;
@@ -838,33 +997,51 @@ async fn apply_node(
         }
         let shape: Vec<u64> = dims.iter().map(|&d| merges[d].axis.len() as u64).collect();
         let st = strides(&shape);
-        let mut first: Vec<u32> = vec![0; shape.iter().product::<u64>() as usize];
-        for (r, &kept) in keep.iter().enumerate() {
-            if !kept || (values.is_na(r) && !opts.overwrite_na) {
-                continue;
-            }
-            let nf = flat_cell(&pos, conv, &dims, &st, r);
-            match first[nf] {
-                0 => first[nf] = r as u32 + 1,
-                p if !values.same(p as usize - 1, r) => {
-                    let prev = p as usize - 1;
-                    let unused: Vec<String> = node
-                        .coords
-                        .iter()
-                        .map(|c| c.name().to_string())
-                        .filter(|c| !v.coords.contains(c))
-                        .collect();
-                    return Err(MergeError::VariesAlongUnusedDim {
-                        file: source.to_string(),
-                        variable: name.clone(),
-                        detail: format!(
-                            "does not use coordinate(s) {unused:?} but its values differ along them (lines {} and {}: {:?} vs {:?})",
-                            conv.lines.get(prev), conv.lines.get(r), values.get(prev), values.get(r)
-                        ),
-                    });
+        let n_cells = shape.iter().product::<u64>() as usize;
+        // per cell: the first row (+1) that gave it a value, and that value
+        let mut first: Vec<u32> = vec![0; n_cells];
+        let mut seen = Dense::na(kind(v), n_cells);
+        let mut clash: Option<(usize, usize)> = None;
+        conv.rows
+            .scan(Some(&only(vi, n_vars)), |start, b| {
+                let values = &b.vals[vi];
+                for i in 0..b.len {
+                    if !admitted(&pos, b, i) || (values.is_na(i) && !opts.overwrite_na) {
+                        continue;
+                    }
+                    let nf = flat_cell(&pos, b, &dims, &st, i);
+                    match first[nf] {
+                        0 => {
+                            first[nf] = (start + i) as u32 + 1;
+                            seen.set_value(nf, values, i);
+                        }
+                        p if !seen.same_as(nf, values, i) => {
+                            // stop the scan here; the error is built below
+                            clash = Some((p as usize - 1, start + i));
+                            return Err(MergeError::Invalid(String::new()));
+                        }
+                        _ => {}
+                    }
                 }
-                _ => {}
-            }
+                Ok(())
+            })
+            .or_else(|e| if clash.is_some() { Ok(()) } else { Err(e) })?;
+        if let Some((prev, r)) = clash {
+            let unused: Vec<String> = node
+                .coords
+                .iter()
+                .map(|c| c.name().to_string())
+                .filter(|c| !v.coords.contains(c))
+                .collect();
+            let values = clash_values(conv, vi, prev, r)?;
+            return Err(MergeError::VariesAlongUnusedDim {
+                file: source.to_string(),
+                variable: name.clone(),
+                detail: format!(
+                    "does not use coordinate(s) {unused:?} but its values differ along them (lines {} and {}: {:?} vs {:?})",
+                    conv.lines.get(prev), conv.lines.get(r), values.0, values.1
+                ),
+            });
         }
     }
 
@@ -914,123 +1091,199 @@ async fn apply_node(
         }
     }
 
-    // 3. data variables
-    for (name, values) in &conv.vars {
+    // 3. data variables, each in bands of whole chunk rows along its first dimension: memory
+    // holds one band of the array, never the whole of it (spec/017)
+    for (vi, name) in conv.var_names.iter().enumerate() {
         let v = node
             .var(name)
             .ok_or_else(|| MergeError::Invalid(format!("variable {name} missing")))?;
         let dims = var_dims(v)?;
         let k = kind(v);
-        let (mut arr, old) = read_dense(store, &array_path(&node.path, name), k).await?;
+        let path = array_path(&node.path, name);
+        let mut arr = open_array(store, &path).await?;
         let old_shape: Vec<u64> = arr.shape().to_vec();
         let new_shape: Vec<u64> = dims.iter().map(|&d| merges[d].axis.len() as u64).collect();
         let nst = strides(&new_shape);
         let ost = strides(&old_shape);
         let total = new_shape.iter().product::<u64>() as usize;
-        // old cells to their new positions (a plain copy when no position moved)
-        let old_total: u64 = old_shape.iter().product();
+        let old_total = old_shape.iter().product::<u64>() as usize;
         let unmoved = dims
             .iter()
             .all(|&d| merges[d].first_shift.is_none() && merges[d].added == 0);
-        let mut data = if unmoved {
-            old
-        } else {
-            let mut data = Dense::na(k, total);
-            if old_total > 0 {
-                let maps: Vec<Vec<usize>> = dims
-                    .iter()
-                    .enumerate()
-                    .map(|(a, &d)| {
-                        (0..old_shape[a] as usize)
-                            .map(|i| axis_pos[d].get(&merges[d].old[i]).copied().unwrap_or(0))
-                            .collect()
-                    })
-                    .collect();
-                for flat in 0..old_total as usize {
-                    let mut nf = 0;
-                    for a in 0..dims.len() {
-                        nf += maps[a][(flat / ost[a]) % old_shape[a] as usize] * nst[a];
-                    }
-                    data.copy_from(nf, &old, flat);
-                }
-            }
-            data
-        };
-        // the contribution's cells
-        // one bit per cell: written by an earlier row (cells are unique per variable from here on)
-        let mut written: Vec<u64> = vec![0; total.div_ceil(64)];
-        let dicts: Vec<&[Key]> = dims
+        // per dimension: new position of each old position (ascending: axes only grow, in order)
+        let maps: Vec<Vec<usize>> = dims
             .iter()
-            .map(|&d| conv.coords[d].dict.as_slice())
+            .enumerate()
+            .map(|(a, &d)| {
+                (0..old_shape[a] as usize)
+                    .map(|i| axis_pos[d].get(&merges[d].old[i]).copied().unwrap_or(0))
+                    .collect()
+            })
             .collect();
-        let mut cellset = super::cells::CellSetBuilder::new(v.coords.clone(), dicts);
         let chunk: Vec<u64> = v.coords.iter().map(|d| chunk_of(node, d)).collect();
         let grid: Vec<u64> = new_shape
             .iter()
             .zip(&chunk)
             .map(|(n, c)| n.div_ceil(*c).max(1))
             .collect();
-        let flat_chunk = |cidx: &mut dyn Iterator<Item = u64>| {
-            cidx.zip(&grid).fold(0u64, |acc, (i, g)| acc * g + i)
+        let sel = only(vi, n_vars);
+        let writes = |b: &RowBlock, i: usize| {
+            admitted(&pos, b, i) && (!b.vals[vi].is_na(i) || opts.overwrite_na)
         };
+        // which chunks the contribution writes into, and per block of rows the positions along
+        // the first dimension it writes (so a band reads only the blocks that reach into it)
         let mut touched_chunks = vec![false; grid.iter().product::<u64>() as usize];
-        for r in 0..rows {
-            if !keep[r] || (values.is_na(r) && !opts.overwrite_na) {
-                continue;
+        let mut reach: Vec<(u64, u64)> = vec![];
+        conv.rows.scan(Some(&sel), |_, b| {
+            let mut r = (u64::MAX, 0);
+            for i in (0..b.len).filter(|&i| writes(b, i)) {
+                let cf = dims.iter().enumerate().fold(0u64, |cf, (a, &d)| {
+                    cf * grid[a] + pos[d][b.idx[d][i] as usize] as u64 / chunk[a]
+                });
+                touched_chunks[cf as usize] = true;
+                if let Some(&d) = dims.first() {
+                    let p = pos[d][b.idx[d][i] as usize] as u64;
+                    r = (r.0.min(p), r.1.max(p + 1));
+                }
             }
-            let mut nf = 0;
-            let mut cf = 0u64;
-            for (a, &d) in dims.iter().enumerate() {
-                let p = pos[d][conv.coords[d].idx[r] as usize];
-                nf += p * nst[a];
-                cf = cf * grid[a] + p as u64 / chunk[a];
-            }
-            let (word, bit) = (nf / 64, 1u64 << (nf % 64));
-            if written[word] & bit != 0 {
-                continue; // the same cell again (equal values, checked above)
-            }
-            written[word] |= bit;
-            cellset.note(dims.iter().map(|&d| conv.coords[d].idx[r]));
-            data.set_value(nf, values, r);
-            touched_chunks[cf as usize] = true;
-            report.cells_written += 1;
-        }
+            reach.push(r);
+            Ok(())
+        })?;
         let fc: Vec<u64> = dims.iter().map(|&d| first_change[d]).collect();
         let dirty = |start: &[u64], cshape: &[u64]| {
-            let mut idx = start.iter().zip(cshape).map(|(s, c)| s / c);
-            touched_chunks[flat_chunk(&mut idx) as usize]
+            let cf = start
+                .iter()
+                .zip(cshape)
+                .zip(&grid)
+                .fold(0u64, |acc, ((s, c), g)| acc * g + s / c);
+            touched_chunks[cf as usize]
                 || start
                     .iter()
                     .zip(cshape)
                     .zip(&fc)
                     .any(|((s, c), f)| s + c > *f)
         };
-        let t = std::time::Instant::now();
-        write_dense(&mut arr, new_shape, &data, &dirty).await?;
-        report.timings.write += t.elapsed();
-        drop(data);
+        if arr.shape() != new_shape.as_slice() {
+            arr.set_shape(new_shape.clone()).map_err(zerr)?;
+            arr.async_store_metadata().await.map_err(zerr)?;
+        }
+        // a variable along every coordinate gets each cell from one row at most (rows are unique
+        // per coordinate tuple); one that is not may get a cell from several rows with equal
+        // values (checked above): one bit per cell says "written by an earlier row"
+        let unique = dims.len() == node.coords.len();
+        let mut written: Vec<u64> = vec![0; if unique { 0 } else { total.div_ceil(64) }];
+        let dicts: Vec<&[Key]> = dims.iter().map(|&d| conv.dicts[d].as_slice()).collect();
+        let mut cellset = super::cells::CellSetBuilder::new(v.coords.clone(), dicts);
+        // bands of whole chunk rows along the first dimension, last band first: old cells only
+        // move to higher positions, so a band never reads a chunk a band before it rewrote
+        let len0 = new_shape.first().copied().unwrap_or(1);
+        let rest: u64 = new_shape.iter().skip(1).product::<u64>().max(1);
+        let chunk0 = chunk.first().copied().unwrap_or(1);
+        let band_cells = (opts.budget() / 8) as u64;
+        let band_rows = ((band_cells / rest) / chunk0).max(1) * chunk0;
+        let mut bands: Vec<(u64, u64)> = (0..len0.div_ceil(band_rows))
+            .map(|b| (b * band_rows, ((b + 1) * band_rows).min(len0)))
+            .collect();
+        bands.reverse();
+        for (n0, n1) in bands {
+            if total == 0 {
+                break;
+            }
+            let todo = band_chunks(&arr, &new_shape, n0, n1, &dirty)?;
+            if todo.is_empty() {
+                continue;
+            }
+            let band_shape: Vec<u64> = std::iter::once(n1 - n0)
+                .chain(new_shape.iter().skip(1).copied())
+                .take(new_shape.len())
+                .collect();
+            let base = (n0 * rest) as usize;
+            // the old cells that land in this band, at their new positions
+            let (o0, o1) = if old_total == 0 {
+                (0, 0)
+            } else if unmoved {
+                (n0, n1.min(old_shape[0]))
+            } else {
+                let m0 = &maps[0];
+                (
+                    m0.partition_point(|&p| (p as u64) < n0) as u64,
+                    m0.partition_point(|&p| (p as u64) < n1) as u64,
+                )
+            };
+            let mut data = Dense::na(k, (n1 - n0) as usize * rest as usize);
+            if o1 > o0 {
+                let old = read_band(&arr, &old_shape, o0, o1, k).await?;
+                if unmoved {
+                    data = old;
+                } else {
+                    let from = o0 as usize * ost[0];
+                    for j in 0..old.len() {
+                        let flat = from + j;
+                        let mut nf = 0;
+                        for a in 0..dims.len() {
+                            nf += maps[a][(flat / ost[a]) % old_shape[a] as usize] * nst[a];
+                        }
+                        data.copy_from(nf - base, &old, j);
+                    }
+                }
+            }
+            // the contribution's cells in this band
+            let in_band =
+                |n: usize| dims.is_empty() || reach.get(n).is_some_and(|&(a, z)| a < n1 && z > n0);
+            conv.rows.scan_where(Some(&sel), &in_band, |_, b| {
+                let values = &b.vals[vi];
+                for i in (0..b.len).filter(|&i| writes(b, i)) {
+                    let nf = flat_cell(&pos, b, &dims, &nst, i);
+                    if nf < base || nf >= base + data.len() {
+                        continue;
+                    }
+                    if !unique {
+                        let (word, bit) = (nf / 64, 1u64 << (nf % 64));
+                        if written[word] & bit != 0 {
+                            continue; // the same cell again (equal values, checked above)
+                        }
+                        written[word] |= bit;
+                    }
+                    cellset.note(dims.iter().map(|&d| b.idx[d][i]));
+                    data.set_value(nf - base, values, i);
+                    report.cells_written += 1;
+                }
+                Ok(())
+            })?;
+            let t = std::time::Instant::now();
+            write_chunks(&arr, &band_shape, n0, &data, todo).await?;
+            report.timings.write += t.elapsed();
+        }
         if cellset.needs_tuples() {
             // not a full grid: list the cells, first writer per cell in row order as above,
             // clearing each cell's bit as it is listed
-            for (r, &kept) in keep.iter().enumerate() {
-                if !kept || (values.is_na(r) && !opts.overwrite_na) {
-                    continue;
+            conv.rows.scan(Some(&sel), |_, b| {
+                for i in (0..b.len).filter(|&i| writes(b, i)) {
+                    if !unique {
+                        let nf = flat_cell(&pos, b, &dims, &nst, i);
+                        let (word, bit) = (nf / 64, 1u64 << (nf % 64));
+                        if written[word] & bit == 0 {
+                            continue;
+                        }
+                        written[word] &= !bit;
+                    }
+                    cellset.push_tuple(dims.iter().map(|&d| b.idx[d][i]));
                 }
-                let nf = flat_cell(&pos, conv, &dims, &nst, r);
-                let (word, bit) = (nf / 64, 1u64 << (nf % 64));
-                if written[word] & bit == 0 {
-                    continue;
-                }
-                written[word] &= !bit;
-                cellset.push_tuple(dims.iter().map(|&d| conv.coords[d].idx[r]));
-            }
+                Ok(())
+            })?;
         }
         if let Some(set) = cellset.finish() {
-            cells.insert(name.clone(), serde_json::to_value(set).map_err(zerr)?);
+            // straight to JSON text: a sparse set lists every cell, and a `Value` per number
+            // would take ~4x the memory
+            let text = serde_json::value::to_raw_value(&set).map_err(zerr)?;
+            cells.insert(name.clone(), text);
         }
     }
     Ok(())
 }
+
+/// The cell sets of one node's variables (variable → JSON text of its [`super::cells::CellSet`]).
+type CellSets = BTreeMap<String, Box<serde_json::value::RawValue>>;
 
 /// Rows per batch when an input file is converted while it is read.
 pub const BATCH_ROWS: usize = 1 << 16;
@@ -1058,16 +1311,16 @@ type ConvertedInputs = Vec<(String, Converted)>;
 fn convert_files(
     schema: &Schema,
     files: &[(String, PathBuf)],
-    on_invalid: OnInvalid,
+    opts: &UpdateOptions,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<(ConvertedInputs, Vec<String>), MergeError> {
     let mut out = Vec::new();
     let mut digests = Vec::new();
     for (path, file) in files {
         let node = super::require_node(schema, path)?;
-        let mut conv = convert::Converter::new(node, on_invalid);
+        let mut conv = convert::Converter::new(node, opts.on_invalid).spill_over(opts.budget());
         let digest = Table::read_batches(file, BATCH_ROWS, progress, |batch| conv.push(&batch))?;
-        out.push((file.display().to_string(), conv.finish()));
+        out.push((file.display().to_string(), conv.finish()?));
         digests.push(digest);
     }
     Ok((out, digests))
@@ -1103,7 +1356,7 @@ pub async fn update_files(
     let schema = stored_schema(&store).await?;
     drop(tx);
     let t = std::time::Instant::now();
-    let (converted, digests) = convert_files(&schema, files, opts.on_invalid, progress)?;
+    let (converted, digests) = convert_files(&schema, files, opts, progress)?;
     let convert_time = t.elapsed();
     prov.input_blake3 = match digests.as_slice() {
         [one] => Some(one.clone()),
@@ -1144,7 +1397,7 @@ async fn update_inputs(
             branch: branch.into(),
             ..Default::default()
         };
-        let mut cells = Map::new();
+        let mut cells: crate::repo::CellRecord = BTreeMap::new();
         let paths: Vec<String> = match &inputs {
             Inputs::Tables(tables) => tables.iter().map(|(p, _)| p.clone()).collect(),
             Inputs::Files { files, .. } => files.iter().map(|(p, _)| p.clone()).collect(),
@@ -1157,7 +1410,10 @@ async fn update_inputs(
                     .iter()
                     .map(|(path, table)| {
                         let node = super::require_node(&schema, path)?;
-                        let conv = convert::convert(table, node, opts.on_invalid)?;
+                        let mut conv = convert::Converter::new(node, opts.on_invalid)
+                            .spill_over(opts.budget());
+                        conv.push(table)?;
+                        let conv = conv.finish()?;
                         Ok((table.source.clone(), conv))
                     })
                     .collect::<Result<_, MergeError>>()?;
@@ -1173,7 +1429,7 @@ async fn update_inputs(
                 if converted.as_ref().is_none_or(|(d, _)| *d != digest) {
                     // the schema changed under us: convert the files again for the new one
                     *converted = None;
-                    let (conv, again) = convert_files(&schema, files, opts.on_invalid, *progress)?;
+                    let (conv, again) = convert_files(&schema, files, opts, *progress)?;
                     if let Some(((_, file), _)) = files
                         .iter()
                         .zip(digests.iter().zip(&again))
@@ -1198,7 +1454,7 @@ async fn update_inputs(
             report.rows_dropped += conv.rows_dropped;
             report.duplicates += conv.duplicates;
             report.invalid_to_na += conv.invalid_to_na;
-            let mut node_cells = Map::new();
+            let mut node_cells = CellSets::new();
             apply_node(
                 &store,
                 node,
@@ -1211,10 +1467,10 @@ async fn update_inputs(
             .await?;
             report.timings.merge += t.elapsed() - (report.timings.write - written_before);
             if !node_cells.is_empty() {
-                cells.insert(node.path.clone(), Value::Object(node_cells));
+                cells.insert(node.path.clone(), node_cells);
             }
         }
-        tx.set_cells(Value::Object(cells));
+        tx.set_cells(cells);
         let stats = tx.stats();
         report.chunks_written = stats.chunks_written + stats.chunks_inline;
         report.chunks_deduplicated = stats.chunks_deduplicated;

@@ -21,7 +21,7 @@ pub use gc::GcReport;
 pub use history::{CommitInfo, DiffReport, NodeChange};
 pub use refs::{parse_time, validate_ref_name, RefInfo, Resolved};
 pub use threeway::{ChunkConflict, Strategy};
-pub use transaction::{CommitOutcome, Transaction};
+pub use transaction::{CellRecord, CommitOutcome, Transaction};
 
 /// Errors of repository operations. Each says what is wrong and what to do.
 #[derive(Debug, thiserror::Error)]

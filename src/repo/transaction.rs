@@ -14,6 +14,7 @@ use icechunk::format::SnapshotId;
 use icechunk::session::{Session, SessionErrorKind};
 use icechunk::storage::VersionedUpdateResult;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use tokio::sync::RwLock;
 
 use super::{engine, Repo, RepoError, Result};
@@ -41,6 +42,10 @@ pub struct CommitOutcome {
     pub rebases: u32,
 }
 
+/// The cells a commit wrote, for its side record: node → variable → cell set as JSON text.
+pub type CellRecord =
+    std::collections::BTreeMap<String, std::collections::BTreeMap<String, Box<RawValue>>>;
+
 /// Changes staged for one commit on one branch.
 pub struct Transaction {
     repo: Arc<icechunk::Repository>,
@@ -48,7 +53,8 @@ pub struct Transaction {
     base: SnapshotId,
     session: Arc<RwLock<Session>>,
     writer: Arc<CasWriter>,
-    cells: serde_json::Value,
+    /// Cell sets as JSON text (large for sparse contributions: never a `Value` tree).
+    cells: Option<CellRecord>,
     extra: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -70,7 +76,7 @@ impl Transaction {
             base,
             session: Arc::new(RwLock::new(session)),
             writer,
-            cells: serde_json::Value::Null,
+            cells: None,
             extra: serde_json::Map::new(),
         })
     }
@@ -123,8 +129,8 @@ impl Transaction {
 
     /// Record which cells this transaction writes (node → variable → cell set), for blame.
     /// Stored in the commit's side record (spec/011).
-    pub fn set_cells(&mut self, cells: serde_json::Value) {
-        self.cells = cells;
+    pub fn set_cells(&mut self, cells: CellRecord) {
+        self.cells = Some(cells);
     }
 
     /// Keep `value` under `key` in the commit's side record (e.g. an import's source history).
@@ -175,7 +181,7 @@ impl Transaction {
         ] {
             prov.counts.entry(k.to_string()).or_insert(v);
         }
-        let record = write_record(&self.repo, &stats, &self.cells, &self.extra).await?;
+        let record = write_record(&self.repo, &stats, self.cells.as_ref(), &self.extra).await?;
         let message = prov.message.clone();
         let mut attempt = 0;
         loop {
@@ -252,18 +258,27 @@ fn rebase_detail(e: &icechunk::session::SessionError) -> String {
 async fn write_record(
     repo: &icechunk::Repository,
     stats: &WriteStats,
-    cells: &serde_json::Value,
+    cells: Option<&CellRecord>,
     extra: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<Option<String>> {
-    if stats.written.is_empty() && cells.is_null() && extra.is_empty() {
+    if stats.written.is_empty() && cells.is_none() && extra.is_empty() {
         return Ok(None);
     }
-    let mut record = serde_json::json!({"format": 1, "chunks": stats.written, "cells": cells});
-    if let Some(o) = record.as_object_mut() {
-        for (k, v) in extra {
-            o.insert(k.clone(), v.clone());
-        }
+    /// The record, serialized straight from its parts (the cell sets are already JSON text).
+    #[derive(serde::Serialize)]
+    struct Record<'a, C> {
+        format: u32,
+        chunks: &'a C,
+        cells: Option<&'a CellRecord>,
+        #[serde(flatten)]
+        extra: &'a serde_json::Map<String, serde_json::Value>,
     }
+    let record = Record {
+        format: 1,
+        chunks: &stats.written,
+        cells,
+        extra,
+    };
     let body = serde_json::to_vec(&record).map_err(|e| RepoError::Invalid(e.to_string()))?;
     let key = format!("{RECORDS_PREFIX}/{}.json", blake3::hash(&body).to_hex());
     let res = repo
