@@ -3,8 +3,9 @@
 //! same data and a reverted commit's data).
 //!
 //! `cargo bench --bench history` runs N = 1 000 and 10 000 on local storage (ZF_BENCH_BACKEND=memory
-//! to use memory; ZF_BENCH_ONLY=commit for the commit latency and dedup only); under `cargo test`
-//! it runs a smoke version (N = 20, 200).
+//! to use memory; ZF_BENCH_ONLY=commit for the commit latency and dedup only; ZF_BENCH_ONLY=blame
+//! for blame of one cell on a history of N forecast updates); under `cargo test` it runs a smoke
+//! version (N = 20, 200).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -118,6 +119,58 @@ fn history(rt: &tokio::runtime::Runtime, loc: Location, n: usize) -> Row {
     }
 }
 
+/// Blame of one cell on a history of `n` forecast updates (each 48 hours x 20 sites, shifting
+/// by one hour): the cell's hour is written by 48 updates, the last of them `n / 2` commits
+/// before the tip. Returns (time to build, median blame time).
+fn blame_history(rt: &tokio::runtime::Runtime, loc: Location, n: usize) -> (Duration, Duration) {
+    use zarr_fuse::ingest::Table;
+    use zarr_fuse::merge::{self, UpdateOptions};
+    const SCHEMA: &str = "VARS:\n  temp: {coords: [time, site], type: float64}\nCOORDS:\n  time: {type: int64, chunk_size: 48}\n  site: {type: 'str[4]', sorted: false}\n";
+    let t = Instant::now();
+    let repo = rt.block_on(async {
+        let repo = zarr_fuse::Repo::init(&loc).await.expect("init");
+        merge::init_dataset(&repo, SCHEMA, "blame.yaml", prov("init"))
+            .await
+            .expect("schema");
+        for k in 0..n {
+            let mut csv = String::from("time,site,temp\n");
+            for h in k..k + 48 {
+                for s in 0..20 {
+                    csv.push_str(&format!("{h},s{s},{k}\n"));
+                }
+            }
+            let table = Table::from_csv_bytes(csv.as_bytes(), "f.csv").expect("csv");
+            merge::update(
+                &repo,
+                "main",
+                &[(String::new(), table)],
+                prov(&format!("update {k}")),
+                &UpdateOptions::default(),
+            )
+            .await
+            .expect("update");
+        }
+        repo
+    });
+    let build = t.elapsed();
+    let hour = n / 2;
+    let wheres = [
+        zarr_fuse::audit::Where::parse(&format!("time={hour}")).expect("where"),
+        zarr_fuse::audit::Where::parse("site=s7").expect("where"),
+    ];
+    let blame = time(rt, 5, || async {
+        let got = zarr_fuse::audit::blame(&repo, "", "temp", "main", &wheres)
+            .await
+            .expect("blame");
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            got[0].message.as_deref(),
+            Some(format!("update {hour}").as_str())
+        );
+    });
+    (build, blame)
+}
+
 fn dedup(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> (u64, u64) {
     let path = dir.join("dedup");
     rt.block_on(async {
@@ -201,6 +254,31 @@ fn main() {
     let memory = std::env::var("ZF_BENCH_BACKEND").as_deref() == Ok("memory");
     let rt = rt();
     let dir = tempfile::tempdir().expect("tempdir");
+    if std::env::var("ZF_BENCH_ONLY").as_deref() == Ok("blame") || !full {
+        let times: Vec<(Duration, Duration)> = sizes
+            .iter()
+            .map(|&n| {
+                let loc = if memory {
+                    Location::Memory(format!("blame-{n}"))
+                } else {
+                    Location::Local(dir.path().join(format!("b{n}")))
+                };
+                blame_history(&rt, loc, n)
+            })
+            .collect();
+        for (n, (build, blame)) in sizes.iter().zip(&times) {
+            println!("blame of one cell (last written n/2 commits ago) on {n} forecast updates: {blame:.2?} (history built in {build:.2?})");
+        }
+        println!(
+            "growth {}→{} commits: blame {:.2}×",
+            sizes[0],
+            sizes[1],
+            times[1].1.as_secs_f64() / times[0].1.as_secs_f64()
+        );
+        if full {
+            return;
+        }
+    }
     if std::env::var("ZF_BENCH_ONLY").as_deref() == Ok("commit") {
         // only the side-by-side commit latency and dedup (minutes instead of ~25)
         commit_interleaved(&rt, dir.path(), if full { 300 } else { 10 });

@@ -162,9 +162,43 @@ struct Walker<'a> {
     repo: &'a Repo,
     node: String,
     var: String,
+    /// The variable's dimensions (the order of a cell's keys).
+    dims: Vec<String>,
+}
+
+/// `v` as a key of the same kind as `like` (`None` when it is not one).
+fn key_like(like: &Key, v: &Value) -> Option<Key> {
+    match like {
+        Key::I(_) => v.as_i64().map(Key::I),
+        Key::F(_) => v.as_f64().map(Key::f),
+        Key::S(_) => v.as_str().map(|s| Key::S(s.to_string())),
+    }
 }
 
 impl Walker<'_> {
+    /// Whether the commit's extent (spec/011) shows that it wrote none of the `open` cells, so
+    /// its side record need not be read. Commits without an extent are read.
+    fn misses(&self, info: &CommitInfo, open: &[Vec<Key>]) -> bool {
+        let Some(all) = info.extra.get(keys::EXTENT).and_then(Value::as_object) else {
+            return false;
+        };
+        let Some(ext) = all.get(&self.node) else {
+            return true; // an update that wrote nothing in this node
+        };
+        open.iter().all(|cell| {
+            cell.iter().zip(&self.dims).any(|(k, d)| {
+                let bounds = ext.get(d).and_then(Value::as_array);
+                match bounds.map(|b| b.as_slice()) {
+                    Some([lo, hi]) => match (key_like(k, lo), key_like(k, hi)) {
+                        (Some(lo), Some(hi)) => *k < lo || *k > hi,
+                        _ => false,
+                    },
+                    _ => false,
+                }
+            })
+        })
+    }
+
     async fn cells_of(&self, info: &CommitInfo) -> Result<Option<CellMatcher>, MergeError> {
         let Some(rec) = self.repo.record(info).await? else {
             return Ok(None);
@@ -215,7 +249,9 @@ impl Walker<'_> {
                 continue;
             }
             // a cherry-pick is credited with the cells of the commit it picked
-            let credited_cells = match info.extra.get(keys::CHERRY_PICKED).and_then(Value::as_str) {
+            let picked = info.extra.get(keys::CHERRY_PICKED).and_then(Value::as_str);
+            let credited_cells = match picked {
+                None if self.misses(&info, open) => None,
                 Some(other) => {
                     let id = SnapshotId::try_from(other)
                         .map_err(|e| MergeError::Invalid(e.to_string()))?;
@@ -328,7 +364,7 @@ pub async fn blame(
                 .join(", ")
         ))
     })?;
-    let data = read_node(repo, &at.id, path).await?;
+    let data = crate::merge::read_coords(repo, &at.id, path).await?;
     let sel = select(node, &data, &v.coords, wheres)?;
     // every combination of the selected values
     let mut open: Vec<Vec<Key>> = vec![vec![]];
@@ -348,6 +384,7 @@ pub async fn blame(
         repo,
         node: path.to_string(),
         var: var.to_string(),
+        dims: v.coords.clone(),
     };
     let mut found = Vec::new();
     walker

@@ -43,6 +43,8 @@ pub mod keys {
     pub const MERGE_BASE: &str = "merge_base";
     /// For cherry-picks: the picked commit.
     pub const CHERRY_PICKED: &str = "cherry_picked";
+    /// Per node, per coordinate: `[least, greatest]` value an update wrote.
+    pub const EXTENT: &str = "extent";
 }
 
 /// Errors resolving who the author is.
@@ -134,6 +136,8 @@ pub struct Provenance {
     pub meta: BTreeMap<String, String>,
     /// Operation-specific references (reverts, merged_from, ...).
     pub refs: BTreeMap<String, String>,
+    /// Per node, per coordinate: the least and greatest value an update wrote (spec/011).
+    pub extent: Option<Value>,
 }
 
 impl Provenance {
@@ -185,6 +189,9 @@ impl Provenance {
         }
         for (k, v) in &self.refs {
             p.insert(k.clone(), json!(v));
+        }
+        if let Some(e) = &self.extent {
+            p.insert(keys::EXTENT.into(), e.clone());
         }
         p
     }

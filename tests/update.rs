@@ -551,3 +551,51 @@ fn export_parquet_round_trips_through_update() {
     assert_eq!(names, vec!["t", "site", "temp", "hum", "count", "lat"]);
     assert_eq!(ok(&["log", &repo, "--json"]), before);
 }
+
+/// An update records the extent of what it wrote (spec/011); blame passes over a commit whose
+/// extent misses the cells without reading its side record: with that record deleted, blame of
+/// a cell outside the extent still works, and of a cell inside it fails.
+#[test]
+fn blame_skips_commits_whose_extent_misses_the_cell() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = setup(dir.path());
+    let c = dir.path().join("c.csv");
+    std::fs::write(
+        &c,
+        "time,site,temperature,hum,count,lat\n2026-01-01T05:00,A,30,70,8,50.1\n",
+    )
+    .unwrap();
+    ok(&["update", &repo, c.to_str().unwrap(), "-m", "later"]);
+    let log: Value = serde_json::from_str(&ok(&["log", &repo, "--json", "-n", "1"])).unwrap();
+    // 05:00 CET = 04:00 UTC, in hours since the epoch
+    let hour = chrono::NaiveDate::from_ymd_opt(2026, 1, 1)
+        .unwrap()
+        .and_hms_opt(4, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp()
+        / 3600;
+    assert_eq!(log[0]["extent"][""]["t"], serde_json::json!([hour, hour]));
+    assert_eq!(log[0]["extent"][""]["site"], serde_json::json!(["A", "A"]));
+    let record = log[0]["record"].as_str().expect("record key").to_string();
+    std::fs::remove_file(Path::new(&repo).join(&record)).expect("remove the side record");
+    let blame = |t: &str| {
+        zf(&[
+            "blame", &repo, "--var", "temp", "--where", t, "--where", "site=A", "--json",
+        ])
+    };
+    let out = blame("t=2026-01-01T01:00");
+    assert!(
+        out.status.success(),
+        "a cell outside the extent: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got.as_array().map(Vec::len), Some(1));
+    assert_eq!(got[0]["message"], "first");
+    // (blame takes UTC: the later commit wrote 04:00 UTC)
+    assert!(
+        !blame("t=2026-01-01T04:00").status.success(),
+        "a cell inside the extent needs the (deleted) record"
+    );
+}

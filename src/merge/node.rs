@@ -794,6 +794,15 @@ fn keys_of(d: &Dense) -> Vec<Key> {
     }
 }
 
+/// A coordinate value in JSON (the extent of an update, spec/011).
+fn key_json(k: &Key) -> Value {
+    match k {
+        Key::I(i) => json!(i),
+        Key::F(f) => json!(f.0),
+        Key::S(s) => json!(s),
+    }
+}
+
 fn key_scalar(k: &Key) -> Scalar {
     match k {
         Key::I(i) => Scalar::I(*i),
@@ -913,6 +922,7 @@ async fn apply_node(
     source: &str,
     report: &mut UpdateReport,
     cells: &mut CellSets,
+    extent: &mut Map<String, Value>,
 ) -> Result<(), MergeError> {
     // 1. axes (interpolating coordinates first turn inside values into existing points)
     let mut old_axes = Vec::new();
@@ -964,6 +974,19 @@ async fn apply_node(
                 .collect()
         })
         .collect();
+    // per coordinate the least and greatest value the contribution may write (blame skips a
+    // commit whose extent misses the cells it looks for without reading its side record)
+    for ((c, dict), p) in node.coords.iter().zip(&conv.dicts).zip(&pos) {
+        let mut admitted = dict
+            .iter()
+            .zip(p)
+            .filter(|(_, p)| **p != usize::MAX)
+            .map(|(k, _)| k);
+        if let Some(first) = admitted.next() {
+            let (lo, hi) = admitted.fold((first, first), |(lo, hi), k| (lo.min(k), hi.max(k)));
+            extent.insert(c.name().to_string(), json!([key_json(lo), key_json(hi)]));
+        }
+    }
     let n_vars = conv.var_names.len();
     if pos.iter().any(|p| p.contains(&usize::MAX)) {
         let none = vec![false; n_vars];
@@ -1398,6 +1421,7 @@ async fn update_inputs(
             ..Default::default()
         };
         let mut cells: crate::repo::CellRecord = BTreeMap::new();
+        let mut extents = Map::new();
         let paths: Vec<String> = match &inputs {
             Inputs::Tables(tables) => tables.iter().map(|(p, _)| p.clone()).collect(),
             Inputs::Files { files, .. } => files.iter().map(|(p, _)| p.clone()).collect(),
@@ -1455,6 +1479,7 @@ async fn update_inputs(
             report.duplicates += conv.duplicates;
             report.invalid_to_na += conv.invalid_to_na;
             let mut node_cells = CellSets::new();
+            let mut node_extent = Map::new();
             apply_node(
                 &store,
                 node,
@@ -1463,8 +1488,12 @@ async fn update_inputs(
                 source,
                 &mut report,
                 &mut node_cells,
+                &mut node_extent,
             )
             .await?;
+            if !node_extent.is_empty() {
+                extents.insert(node.path.clone(), Value::Object(node_extent));
+            }
             report.timings.merge += t.elapsed() - (report.timings.write - written_before);
             if !node_cells.is_empty() {
                 cells.insert(node.path.clone(), node_cells);
@@ -1479,6 +1508,7 @@ async fn update_inputs(
         }
         let mut p = prov.clone();
         p.schema_blake3 = Some(schema.digest());
+        p.extent = Some(Value::Object(extents.clone()));
         for (k, v) in [
             ("rows_read", report.rows_read),
             ("rows_dropped", report.rows_dropped),
@@ -1532,6 +1562,24 @@ pub async fn read_node(
     id: &icechunk::format::SnapshotId,
     path: &str,
 ) -> Result<NodeData, MergeError> {
+    read_node_parts(repo, id, path, true).await
+}
+
+/// A node's coordinates read back (its variables left out).
+pub async fn read_coords(
+    repo: &Repo,
+    id: &icechunk::format::SnapshotId,
+    path: &str,
+) -> Result<NodeData, MergeError> {
+    read_node_parts(repo, id, path, false).await
+}
+
+async fn read_node_parts(
+    repo: &Repo,
+    id: &icechunk::format::SnapshotId,
+    path: &str,
+    with_vars: bool,
+) -> Result<NodeData, MergeError> {
     let store: Arc<Store> = repo.read_store(id).await?;
     let schema = stored_schema(&store).await?;
     let node = super::require_node(&schema, path)?;
@@ -1551,7 +1599,7 @@ pub async fn read_node(
         out.coords
             .push((c.name().to_string(), (0..n).map(|i| d.get(i)).collect()));
     }
-    for v in &node.vars {
+    for v in node.vars.iter().filter(|_| with_vars) {
         let (arr, d) = read_dense(&store, &array_path(&node.path, &v.name), kind(v)).await?;
         let shape = arr.shape().to_vec();
         let n: u64 = shape.iter().product();
