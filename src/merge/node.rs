@@ -921,9 +921,9 @@ async fn apply_node(
     opts: &UpdateOptions,
     source: &str,
     report: &mut UpdateReport,
-    cells: &mut CellSets,
-    extent: &mut Map<String, Value>,
+    out: &mut NodeOutput,
 ) -> Result<(), MergeError> {
+    let NodeOutput { cells, extent } = out;
     // 1. axes (interpolating coordinates first turn inside values into existing points)
     let mut old_axes = Vec::new();
     for c in &node.coords {
@@ -1308,6 +1308,15 @@ async fn apply_node(
 /// The cell sets of one node's variables (variable → JSON text of its [`super::cells::CellSet`]).
 type CellSets = BTreeMap<String, Box<serde_json::value::RawValue>>;
 
+/// What merging one node records for the commit besides the data.
+#[derive(Default)]
+struct NodeOutput {
+    /// Cells written, per variable (blame).
+    cells: CellSets,
+    /// Least and greatest value per coordinate (the commit's extent).
+    extent: Map<String, Value>,
+}
+
 /// Rows per batch when an input file is converted while it is read.
 pub const BATCH_ROWS: usize = 1 << 16;
 
@@ -1478,19 +1487,12 @@ async fn update_inputs(
             report.rows_dropped += conv.rows_dropped;
             report.duplicates += conv.duplicates;
             report.invalid_to_na += conv.invalid_to_na;
-            let mut node_cells = CellSets::new();
-            let mut node_extent = Map::new();
-            apply_node(
-                &store,
-                node,
-                conv,
-                opts,
-                source,
-                &mut report,
-                &mut node_cells,
-                &mut node_extent,
-            )
-            .await?;
+            let mut node_out = NodeOutput::default();
+            apply_node(&store, node, conv, opts, source, &mut report, &mut node_out).await?;
+            let NodeOutput {
+                cells: node_cells,
+                extent: node_extent,
+            } = node_out;
             if !node_extent.is_empty() {
                 extents.insert(node.path.clone(), Value::Object(node_extent));
             }
