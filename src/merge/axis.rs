@@ -42,32 +42,55 @@ fn between(a: &Key, b: &Key, i: usize, n: usize) -> Key {
     }
 }
 
-/// Merge `new` (contribution values in row order, duplicates allowed) into `old`.
-pub fn merge_axis(coord: &Coord, old: &[Key], new: &[Key]) -> AxisMerge {
+/// Merge `new` (contribution values in row order, duplicates allowed) into `old` (the stored
+/// axis, sorted for a sorted coordinate).
+pub fn merge_axis(coord: &Coord, old: Vec<Key>, new: &[Key]) -> AxisMerge {
     let old_set: HashSet<&Key> = old.iter().collect();
-    let mut fresh: Vec<Key> = Vec::new();
-    let mut seen = HashSet::new();
-    for k in new {
-        if !old_set.contains(k) && seen.insert(k.clone()) {
-            fresh.push(k.clone());
-        }
-    }
+    let mut seen: HashSet<&Key> = HashSet::new();
+    let mut fresh: Vec<&Key> = new
+        .iter()
+        .filter(|k| !old_set.contains(k) && seen.insert(k))
+        .collect();
+    drop((old_set, seen));
     let mut dropped = HashSet::new();
     if coord.step_limits == StepLimits::NoNew && !old.is_empty() {
-        dropped.extend(fresh.drain(..));
+        dropped.extend(fresh.drain(..).cloned());
     }
     if !coord.sorted {
         let added = fresh.len();
-        let mut axis = old.to_vec();
-        axis.extend(fresh);
+        let mut axis = old.clone();
+        axis.extend(fresh.into_iter().cloned());
         return AxisMerge {
             axis,
             dropped,
             added,
             first_shift: None,
-            old: old.to_vec(),
+            old,
         };
     }
+    if !matches!(coord.step_limits, StepLimits::Bounds(..)) {
+        // sorted union of two sorted lists, no tree
+        fresh.sort();
+        let added = fresh.len();
+        let mut axis = Vec::with_capacity(old.len() + added);
+        let mut fresh = fresh.into_iter().peekable();
+        for k in &old {
+            while let Some(f) = fresh.next_if(|f| *f < k) {
+                axis.push(f.clone());
+            }
+            axis.push(k.clone());
+        }
+        axis.extend(fresh.cloned());
+        let first_shift = old.iter().zip(&axis).position(|(a, b)| a != b);
+        return AxisMerge {
+            axis,
+            dropped,
+            added,
+            first_shift,
+            old,
+        };
+    }
+    let mut fresh: Vec<Key> = fresh.into_iter().cloned().collect();
     let mut result: BTreeSet<Key> = old.iter().cloned().collect();
     let mut added = 0;
     match coord.step_limits {
@@ -122,6 +145,6 @@ pub fn merge_axis(coord: &Coord, old: &[Key], new: &[Key]) -> AxisMerge {
         dropped,
         added,
         first_shift,
-        old: old.to_vec(),
+        old,
     }
 }

@@ -36,27 +36,24 @@ impl DimValues {
         }
     }
 
-    fn from_keys(keys: &[Key]) -> DimValues {
-        match keys.first() {
+    fn from_keys<'k>(keys: impl Iterator<Item = &'k Key> + Clone) -> DimValues {
+        match keys.clone().next() {
             Some(Key::F(_)) => DimValues::F(
-                keys.iter()
-                    .map(|k| if let Key::F(f) = k { f.0 } else { f64::NAN })
+                keys.map(|k| if let Key::F(f) = k { f.0 } else { f64::NAN })
                     .collect(),
             ),
             Some(Key::S(_)) => DimValues::S(
-                keys.iter()
-                    .map(|k| {
-                        if let Key::S(s) = k {
-                            s.clone()
-                        } else {
-                            String::new()
-                        }
-                    })
-                    .collect(),
+                keys.map(|k| {
+                    if let Key::S(s) = k {
+                        s.clone()
+                    } else {
+                        String::new()
+                    }
+                })
+                .collect(),
             ),
             _ => DimValues::I(
-                keys.iter()
-                    .map(|k| if let Key::I(i) = k { *i } else { 0 })
+                keys.map(|k| if let Key::I(i) = k { *i } else { 0 })
                     .collect(),
             ),
         }
@@ -91,7 +88,8 @@ pub struct CellSetBuilder<'a> {
     dims: Vec<String>,
     dicts: Vec<&'a [Key]>,
     remap: Vec<Vec<u32>>,
-    keys: Vec<Vec<Key>>,
+    /// Per dimension: the dictionary indices of the values written, in order of first note.
+    keys: Vec<Vec<u32>>,
     tuples: Vec<u32>,
     /// Bits of the listed cells when a bitmap is smaller than the tuples.
     bits: Option<Vec<u8>>,
@@ -124,7 +122,7 @@ impl<'a> CellSetBuilder<'a> {
             let slot = &mut self.remap[d][i as usize];
             if *slot == u32::MAX {
                 *slot = self.keys[d].len() as u32;
-                self.keys[d].push(self.dicts[d][i as usize].clone());
+                self.keys[d].push(i);
             }
         }
         self.cells += 1;
@@ -176,7 +174,12 @@ impl<'a> CellSetBuilder<'a> {
             .map(|b| base64::engine::general_purpose::STANDARD.encode(b));
         Some(CellSet {
             dims: self.dims,
-            values: self.keys.iter().map(|k| DimValues::from_keys(k)).collect(),
+            values: self
+                .keys
+                .iter()
+                .zip(&self.dicts)
+                .map(|(k, dict)| DimValues::from_keys(k.iter().map(|&i| &dict[i as usize])))
+                .collect(),
             tuples: (self.cells != full && bitmap.is_none()).then_some(self.tuples),
             bitmap,
         })

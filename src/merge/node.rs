@@ -954,9 +954,9 @@ async fn apply_node(
     let mut old_len = Vec::new();
     for (ci, c) in node.coords.iter().enumerate() {
         let old_keys = std::mem::take(&mut old_axes[ci]);
-        let m = merge_axis(c, &old_keys, &conv.dicts[ci]);
-        *report.new_coords.entry(c.name().to_string()).or_default() += m.added as u64;
         old_len.push(old_keys.len());
+        let m = merge_axis(c, old_keys, &conv.dicts[ci]);
+        *report.new_coords.entry(c.name().to_string()).or_default() += m.added as u64;
         merges.push(m);
     }
     // per coordinate: axis position of each dictionary key (usize::MAX = not admitted)
