@@ -882,6 +882,30 @@ fn flat_cell(pos: &[Vec<usize>], b: &RowBlock, dims: &[usize], st: &[usize], i: 
         .sum()
 }
 
+/// Where a value is on a merged axis: by binary search when the axis is sorted (no memory),
+/// else by a hash map.
+enum AxisIndex<'a> {
+    Sorted,
+    Map(HashMap<&'a Key, usize>),
+}
+
+impl<'a> AxisIndex<'a> {
+    fn new(axis: &'a [Key], sorted: bool) -> Self {
+        if sorted && axis.windows(2).all(|w| w[0] < w[1]) {
+            AxisIndex::Sorted
+        } else {
+            AxisIndex::Map(axis.iter().enumerate().map(|(i, k)| (k, i)).collect())
+        }
+    }
+
+    fn get(&self, axis: &[Key], k: &Key) -> Option<usize> {
+        match self {
+            AxisIndex::Sorted => axis.binary_search(k).ok(),
+            AxisIndex::Map(m) => m.get(k).copied(),
+        }
+    }
+}
+
 /// Whether every coordinate of row `i` of `b` is on the new axes (step limits may refuse keys).
 fn admitted(pos: &[Vec<usize>], b: &RowBlock, i: usize) -> bool {
     pos.iter()
@@ -960,17 +984,19 @@ async fn apply_node(
         merges.push(m);
     }
     // per coordinate: axis position of each dictionary key (usize::MAX = not admitted)
-    let axis_pos: Vec<HashMap<&Key, usize>> = merges
+    let axis_pos: Vec<AxisIndex> = merges
         .iter()
-        .map(|m| m.axis.iter().enumerate().map(|(i, k)| (k, i)).collect())
+        .zip(&node.coords)
+        .map(|(m, c)| AxisIndex::new(&m.axis, c.sorted))
         .collect();
     let pos: Vec<Vec<usize>> = conv
         .dicts
         .iter()
         .zip(&axis_pos)
-        .map(|(dict, ap)| {
+        .zip(&merges)
+        .map(|((dict, ap), m)| {
             dict.iter()
-                .map(|k| ap.get(k).copied().unwrap_or(usize::MAX))
+                .map(|k| ap.get(&m.axis, k).unwrap_or(usize::MAX))
                 .collect()
         })
         .collect();
@@ -1139,7 +1165,11 @@ async fn apply_node(
             .enumerate()
             .map(|(a, &d)| {
                 (0..old_shape[a] as usize)
-                    .map(|i| axis_pos[d].get(&merges[d].old[i]).copied().unwrap_or(0))
+                    .map(|i| {
+                        axis_pos[d]
+                            .get(&merges[d].axis, &merges[d].old[i])
+                            .unwrap_or(0)
+                    })
                     .collect()
             })
             .collect();
