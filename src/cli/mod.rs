@@ -79,7 +79,8 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
         /// Memory budget in MiB: converted rows of each input beyond it go to a temporary file
-        /// in TMPDIR, and arrays are rewritten in bands of about this size.
+        /// in TMPDIR (which must be on disk, not a tmpfs, to save memory), and arrays are
+        /// rewritten in bands of about this size.
         #[arg(long, value_name = "MIB", default_value_t = 64)]
         memory: usize,
         /// Print JSON.
