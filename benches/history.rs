@@ -271,6 +271,15 @@ fn commit_interleaved(rt: &tokio::runtime::Runtime, dir: &std::path::Path, round
     );
 }
 
+/// Where the repository for a history of `n` commits lives.
+fn location(memory: bool, dir: &std::path::Path, name: &str, n: usize) -> Location {
+    if memory {
+        Location::Memory(format!("{name}-{n}"))
+    } else {
+        Location::Local(dir.join(format!("{name}-{n}")))
+    }
+}
+
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let sizes = if full { [1_000, 10_000] } else { [20, 200] };
@@ -281,12 +290,7 @@ fn main() {
         let times: Vec<(Duration, Duration)> = sizes
             .iter()
             .map(|&n| {
-                let loc = if memory {
-                    Location::Memory(format!("blame-{n}"))
-                } else {
-                    Location::Local(dir.path().join(format!("b{n}")))
-                };
-                let (build, blame) = blame_history(&rt, loc, n);
+                let (build, blame) = blame_history(&rt, location(memory, dir.path(), "blame", n), n);
                 println!("blame of one cell (last written n/2 commits ago) on {n} forecast updates: {blame:.2?} (history built in {build:.2?})");
                 (build, blame)
             })
@@ -310,14 +314,7 @@ fn main() {
     }
     let rows: Vec<Row> = sizes
         .iter()
-        .map(|&n| {
-            let loc = if memory {
-                Location::Memory(format!("hist-{n}"))
-            } else {
-                Location::Local(dir.path().join(format!("h{n}")))
-            };
-            history(&rt, loc, n)
-        })
+        .map(|&n| history(&rt, location(memory, dir.path(), "hist", n), n))
         .collect();
     println!(
         "backend: {}",

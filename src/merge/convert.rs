@@ -661,8 +661,12 @@ impl<'n> Converter<'n> {
             rows,
             lines,
             invalid,
+            by_key,
             ..
         } = self;
+        // only needed while pushing: free it before the passes (a hash map entry per distinct
+        // coordinate value)
+        drop(by_key);
         let n_rows = lines.len();
         let mut out = Converted {
             rows_read: n_rows as u64,

@@ -481,66 +481,17 @@ impl Dense {
     }
 }
 
+/// A whole array of the transaction, read chunk by chunk.
 async fn read_dense(
     store: &Arc<Store>,
     path: &str,
     k: Kind,
 ) -> Result<(Array<Store>, Dense), MergeError> {
-    let arr = Array::async_open(Arc::clone(store), path)
-        .await
-        .map_err(|e| {
-            MergeError::Invalid(format!(
-                "array {path}: {}",
-                crate::repo::one_line(&e.to_string())
-            ))
-        })?;
-    let d = match k {
-        Kind::F64 => Dense::F(read_all(&arr, f64::NAN).await?),
-        Kind::I64(na) => Dense::I(read_all(&arr, na).await?, na),
-        Kind::Str => Dense::S(read_all(&arr, String::new()).await?),
-    };
-    Ok((arr, d))
-}
-
-/// The whole array, read chunk by chunk (whole chunks: one object read each, decoded once,
-/// several in flight).
-async fn read_all<T>(arr: &Array<Store>, fill: T) -> Result<Vec<T>, MergeError>
-where
-    T: zarrs::array::ElementOwned + Clone + Send + Sync,
-{
-    use futures::StreamExt;
+    let arr = open_array(store, path).await?;
     let shape = arr.shape().to_vec();
-    let total = shape.iter().product::<u64>() as usize;
-    let mut out = vec![fill; total];
-    if total == 0 {
-        return Ok(out);
-    }
-    let grid = arr.chunk_grid_shape().to_vec();
-    let n_chunks: u64 = grid.iter().product();
-    let mut reads = futures::stream::iter(0..n_chunks)
-        .map(|flat| {
-            let idx = chunk_index(flat, &grid);
-            async move {
-                let cshape: Vec<u64> = arr
-                    .chunk_shape(&idx)
-                    .map_err(zerr)?
-                    .iter()
-                    .map(|x| x.get())
-                    .collect();
-                let chunk = arr
-                    .async_retrieve_chunk::<Vec<T>>(&idx)
-                    .await
-                    .map_err(zerr)?;
-                let start: Vec<u64> = idx.iter().zip(&cshape).map(|(i, c)| i * c).collect();
-                Ok::<_, MergeError>((start, cshape, chunk))
-            }
-        })
-        .buffer_unordered(CHUNKS_IN_FLIGHT);
-    while let Some(r) = reads.next().await {
-        let (start, cshape, chunk) = r?;
-        scatter(&mut out, &shape, &start, &cshape, chunk);
-    }
-    Ok(out)
+    let len0 = shape.first().copied().unwrap_or(1);
+    let d = read_band(&arr, &shape, 0, len0, k).await?;
+    Ok((arr, d))
 }
 
 /// Rows of the chunk at `start` with shape `cshape` (C order) that lie inside `shape`, as
@@ -581,11 +532,23 @@ fn chunk_rows(shape: &[u64], start: &[u64], cshape: &[u64]) -> Vec<(usize, usize
     }
 }
 
-/// Copy a decoded chunk into the array buffer `dst` (C order, `shape`).
-fn scatter<T: Clone>(dst: &mut [T], shape: &[u64], start: &[u64], cshape: &[u64], chunk: Vec<T>) {
+/// Copy a decoded chunk into `dst`, which holds the flat positions `from..from + dst.len()` of
+/// an array of shape `shape` (C order): what lies outside is left out.
+fn scatter<T: Clone>(
+    dst: &mut [T],
+    from: usize,
+    shape: &[u64],
+    start: &[u64],
+    cshape: &[u64],
+    chunk: &[T],
+) {
+    let to = from + dst.len();
     for (c, a, n) in chunk_rows(shape, start, cshape) {
-        if let (Some(src), Some(to)) = (chunk.get(c..c + n), dst.get_mut(a..a + n)) {
-            to.clone_from_slice(src);
+        let (a0, a1) = (a.max(from), (a + n).min(to));
+        if a0 < a1 {
+            if let Some(src) = chunk.get(c + (a0 - a)..c + (a1 - a)) {
+                dst[a0 - from..a1 - from].clone_from_slice(src);
+            }
         }
     }
 }
@@ -733,7 +696,8 @@ async fn write_chunks(
 }
 
 /// Positions `[lo, hi)` of the first dimension (all of the others) of `arr` as stored with
-/// shape `shape` — possibly smaller than the array's current shape — read chunk by chunk.
+/// shape `shape` — possibly smaller than the array's current shape — read chunk by chunk (whole
+/// chunks: one object read each, decoded once, several in flight).
 async fn read_band(
     arr: &Array<Store>,
     shape: &[u64],
@@ -774,14 +738,8 @@ where
         .buffer_unordered(CHUNKS_IN_FLIGHT);
     while let Some(r) = reads.next().await {
         let (start, cshape, chunk) = r?;
-        // runs of the chunk inside the array, clipped to the band (a flat range in C order)
-        for (c, a, n) in chunk_rows(shape, &start, &cshape) {
-            let (a0, a1) = (a.max(from), (a + n).min(to));
-            if a0 < a1 {
-                let src = &chunk[c + (a0 - a)..c + (a1 - a)];
-                out[a0 - from..a1 - from].clone_from_slice(src);
-            }
-        }
+        // the band is a flat range of the array in C order
+        scatter(&mut out, from, shape, &start, &cshape, &chunk);
     }
     Ok(out)
 }
@@ -1105,7 +1063,7 @@ async fn apply_node(
         } else {
             Kind::I64(i64::MIN)
         };
-        let (mut arr, _) = read_dense(store, &array_path(&node.path, c.name()), k).await?;
+        let mut arr = open_array(store, &array_path(&node.path, c.name())).await?;
         let mut d = Dense::na(k, m.axis.len());
         for (i, key) in m.axis.iter().enumerate() {
             d.set(i, &key_scalar(key));
@@ -1669,7 +1627,7 @@ mod tests {
                 };
                 assert_eq!(*x, want, "chunk {ci},{cj} element {k}");
             }
-            scatter(&mut back, &shape, &start, &[2, 2], chunk);
+            scatter(&mut back, 0, &shape, &start, &[2, 2], &chunk);
         }
         assert_eq!(back, v);
         assert_eq!(chunk_index(5, &[3, 2]), vec![2, 1]);
