@@ -505,7 +505,7 @@ impl<'n> Converter<'n> {
             dicts: vec![vec![]; node.coords.len()],
             by_key: vec![HashMap::new(); node.coords.len()],
             components: HashMap::new(),
-            rows: Rows::new(template, SPILL_OVER),
+            rows: Rows::new(&template, SPILL_OVER),
             data_vars,
             lines: Lines::default(),
             invalid: 0,
@@ -515,7 +515,7 @@ impl<'n> Converter<'n> {
     /// Keep at most `bytes` of typed rows in memory before moving them to a temporary file
     /// (default [`SPILL_OVER`]); must be called before the first batch.
     pub fn spill_over(mut self, bytes: usize) -> Self {
-        self.rows = Rows::new(self.rows.empty_block(), bytes);
+        self.rows = Rows::new(&self.rows.empty_block(), bytes);
         self
     }
 
@@ -732,7 +732,7 @@ impl<'n> Converter<'n> {
         }
         let any_duplicate = out.duplicates > 0;
         // pass 2: keep the last row of each cell, in input order
-        let mut kept = Rows::new(rows.empty_block(), rows.spill_limit());
+        let mut kept = Rows::new(&rows.empty_block(), rows.spill_limit());
         let mut kept_lines = Lines::default();
         rows.scan(None, |start, b| {
             let mut o = kept.empty_block();

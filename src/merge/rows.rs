@@ -74,7 +74,7 @@ pub struct Rows {
 
 impl Default for Rows {
     fn default() -> Self {
-        Rows::new(RowBlock::default(), usize::MAX)
+        Rows::new(&RowBlock::default(), usize::MAX)
     }
 }
 
@@ -89,7 +89,7 @@ fn spill_error(e: std::io::Error) -> MergeError {
 impl Rows {
     /// No rows yet, for blocks shaped like `template`; rows beyond `spill_over` bytes go to a
     /// temporary file.
-    pub fn new(template: RowBlock, spill_over: usize) -> Rows {
+    pub fn new(template: &RowBlock, spill_over: usize) -> Rows {
         Rows {
             template: RowBlock::empty(template.idx.len(), &template.vals),
             mem: vec![],
@@ -102,7 +102,7 @@ impl Rows {
 
     /// All rows in one block in memory.
     pub fn in_memory(block: RowBlock) -> Rows {
-        let mut r = Rows::new(block.clone(), usize::MAX);
+        let mut r = Rows::new(&block, usize::MAX);
         r.len = block.len;
         r.mem_bytes = block.bytes();
         r.mem.push(block);
@@ -326,8 +326,8 @@ mod tests {
     #[test]
     fn spilled_rows_read_back_as_written() {
         let template = block(0, 0);
-        let mut mem = Rows::new(template.clone(), usize::MAX);
-        let mut disk = Rows::new(template, 100);
+        let mut mem = Rows::new(&template, usize::MAX);
+        let mut disk = Rows::new(&template, 100);
         for (s, n) in [(0, 10), (10, 0), (10, 33), (43, 1), (44, BLOCK_ROWS + 5)] {
             mem.push(block(s, n)).unwrap();
             disk.push(block(s, n)).unwrap();
