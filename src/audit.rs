@@ -16,6 +16,7 @@ use serde_json::{json, Map, Value};
 use crate::merge::cells::CellMatcher;
 use crate::merge::{read_node, Key, MergeError, NodeData, Scalar};
 use crate::provenance::keys;
+use crate::repo::skip::{lowbit, Skip};
 use crate::repo::{CommitInfo, Repo};
 use crate::schema::{DType, NodeSchema, Schema};
 use crate::time::{format_ticks, parse_instant, to_ticks, Zone};
@@ -176,14 +177,14 @@ fn key_like(like: &Key, v: &Value) -> Option<Key> {
 }
 
 impl Walker<'_> {
-    /// Whether the commit's extent (spec/011) shows that it wrote none of the `open` cells, so
-    /// its side record need not be read. Commits without an extent are read.
-    fn misses(&self, info: &CommitInfo, open: &[Vec<Key>]) -> bool {
-        let Some(all) = info.extra.get(keys::EXTENT).and_then(Value::as_object) else {
+    /// Whether `extent` (spec/011; a commit's own or the union over a run of commits, spec/018)
+    /// shows that none of the `open` cells were written. `None` (unbounded) excludes nothing.
+    fn excludes(&self, extent: Option<&Map<String, Value>>, open: &[Vec<Key>]) -> bool {
+        let Some(all) = extent else {
             return false;
         };
         let Some(ext) = all.get(&self.node) else {
-            return true; // an update that wrote nothing in this node
+            return true; // wrote nothing in this node
         };
         open.iter().all(|cell| {
             cell.iter().zip(&self.dims).any(|(k, d)| {
@@ -197,6 +198,15 @@ impl Walker<'_> {
                 }
             })
         })
+    }
+
+    /// Whether the commit's extent shows that it wrote none of the `open` cells, so its side
+    /// record need not be read. Commits without an extent are read.
+    fn misses(&self, info: &CommitInfo, open: &[Vec<Key>]) -> bool {
+        self.excludes(
+            info.extra.get(keys::EXTENT).and_then(Value::as_object),
+            open,
+        )
     }
 
     async fn cells_of(&self, info: &CommitInfo) -> Result<Option<CellMatcher>, MergeError> {
@@ -223,29 +233,60 @@ impl Walker<'_> {
         found: &mut Vec<(CommitInfo, Vec<Vec<Key>>)>,
         reverted: &mut HashSet<String>,
     ) -> Result<(), MergeError> {
-        // stream the history: stop as soon as every selected cell is attributed
-        let engine_err = |e: icechunk::repository::RepositoryError| {
-            MergeError::Invalid(
-                crate::repo::RepoError::from_engine("reading history", e).to_string(),
-            )
+        let engine_err = |what: String| {
+            move |e: icechunk::format::IcechunkFormatError| {
+                MergeError::Invalid(format!("reading history: {what}: {e}"))
+            }
         };
-        let history = self
+        let (history, _) = self
             .repo
             .icechunk()
-            .ancestry(&icechunk::repository::VersionInfo::SnapshotId(tip.clone()))
+            .asset_manager()
+            .fetch_repo_info()
             .await
-            .map_err(engine_err)?;
-        futures::pin_mut!(history);
-        while let Some(snap) = futures::StreamExt::next(&mut history).await {
-            let info = CommitInfo::from_snapshot(&snap.map_err(engine_err)?);
+            .map_err(|e| {
+                MergeError::Invalid(
+                    crate::repo::RepoError::from_engine("reading history", e).to_string(),
+                )
+            })?;
+        // a skip may land on `stop` but not below it (spec/018); a stop without a skip record is
+        // the floor of every chain above it
+        let stop_depth = match stop {
+            None => 0,
+            Some(s) => SnapshotId::try_from(s)
+                .ok()
+                .and_then(|id| history.find_snapshot(&id).ok())
+                .map_or(u64::MAX, |snap| {
+                    Skip::of(&snap.metadata).map_or(0, |k| k.depth)
+                }),
+        };
+        // newest first along first parents; stop as soon as every selected cell is attributed
+        let mut cursor = Some(tip.clone());
+        while let Some(id) = cursor.take() {
+            let snap = history
+                .find_snapshot(&id)
+                .map_err(engine_err(format!("commit {id}")))?;
+            let info = CommitInfo::from_snapshot(&snap);
             if open.is_empty() || Some(info.id.as_str()) == stop {
                 break;
             }
-            if let Some(target) = info.extra.get(keys::REVERTS).and_then(Value::as_str) {
-                reverted.insert(target.to_string());
+            // jump over a run of commits whose extents all miss the open cells
+            if let Some(skip) = Skip::of(&snap.metadata) {
+                if lowbit(skip.depth) > 1
+                    && skip.to_depth() >= stop_depth
+                    && self.excludes(skip.over.as_ref(), open)
+                {
+                    cursor = Some(skip.to);
+                    continue;
+                }
+            }
+            cursor = snap.parent_id.clone();
+            // a reverted revert is passed over too: what it undid is back
+            if reverted.contains(&info.id) {
                 continue;
             }
-            if reverted.contains(&info.id) {
+            if let Some(target) = info.extra.get(keys::REVERTS).and_then(Value::as_str) {
+                reverted.insert(target.to_string());
                 continue;
             }
             // a cherry-pick is credited with the cells of the commit it picked
@@ -289,33 +330,93 @@ fn json_pointer(s: &str) -> String {
     s.replace('~', "~0").replace('/', "~1")
 }
 
-/// Describe a set of cells as selections: a box when it is one, else split along the first dim.
+/// Split a set of cells (keys over `dims[k..]`) into boxes: per dimension the values of the box,
+/// in axis order. A box's values along a sorted dimension are adjacent on the selection's axis
+/// (`pos[d]`: position of each selected value), so `[first, last]` names exactly them; along an
+/// unsorted one they are listed. Values whose remaining cells are the same share a box.
+fn boxes(
+    pos: &[HashMap<&Key, usize>],
+    sorted: &[bool],
+    k: usize,
+    cells: &[&[Key]],
+) -> Vec<Vec<Vec<Key>>> {
+    if k == pos.len() {
+        return vec![vec![]];
+    }
+    // the rest of the cells under each value of dimension k, by position on the axis
+    let mut under: BTreeMap<usize, (&Key, Vec<&[Key]>)> = BTreeMap::new();
+    for c in cells {
+        let p = pos[k].get(&c[0]).copied().unwrap_or(usize::MAX);
+        under
+            .entry(p)
+            .or_insert_with(|| (&c[0], vec![]))
+            .1
+            .push(&c[1..]);
+    }
+    // values with the same rest: runs of adjacent positions (sorted) or all of them (unsorted)
+    // (values, their rest, position of the last value)
+    type Group<'a> = (Vec<Key>, Vec<&'a [Key]>, usize);
+    let mut groups: Vec<Group> = vec![];
+    let mut by_rest: HashMap<Vec<&[Key]>, usize> = HashMap::new();
+    for (p, (key, mut rest)) in under {
+        rest.sort();
+        rest.dedup();
+        let same = if sorted[k] {
+            groups
+                .len()
+                .checked_sub(1)
+                .filter(|&g| groups[g].1 == rest && groups[g].2 + 1 == p)
+        } else {
+            by_rest.get(&rest).copied()
+        };
+        match same {
+            Some(g) => {
+                groups[g].0.push(key.clone());
+                groups[g].2 = p;
+            }
+            None => {
+                if !sorted[k] {
+                    by_rest.insert(rest.clone(), groups.len());
+                }
+                groups.push((vec![key.clone()], rest, p));
+            }
+        }
+    }
+    let mut out = vec![];
+    for (vals, rest, _) in groups {
+        for mut b in boxes(pos, sorted, k + 1, &rest) {
+            b.insert(0, vals.clone());
+            out.push(b);
+        }
+    }
+    out
+}
+
+/// Describe a set of cells as selections (`sel`: the selected values per dimension, in axis
+/// order): `{dim: [first, last]}` for a run of a sorted dimension, `{dim: [values]}` otherwise.
 fn describe(
     node: &NodeSchema,
     dims: &[String],
+    sel: &[Vec<Key>],
     cells: &[Vec<Key>],
     out: &mut Vec<Map<String, Value>>,
 ) {
-    let per_dim: Vec<Vec<Key>> = (0..dims.len())
-        .map(|d| {
-            let mut v: Vec<Key> = cells
-                .iter()
-                .map(|c| c[d].clone())
-                .collect::<HashSet<_>>()
-                .into_iter()
-                .collect();
-            v.sort();
-            v
-        })
+    let pos: Vec<HashMap<&Key, usize>> = sel
+        .iter()
+        .map(|vals| vals.iter().enumerate().map(|(i, k)| (k, i)).collect())
         .collect();
-    let full: usize = per_dim.iter().map(Vec::len).product();
-    if full == cells.len() || dims.is_empty() {
+    let sorted: Vec<bool> = dims
+        .iter()
+        .map(|d| node.coord(d).is_some_and(|c| c.sorted))
+        .collect();
+    let refs: Vec<&[Key]> = cells.iter().map(Vec::as_slice).collect();
+    for b in boxes(&pos, &sorted, 0, &refs) {
         let mut m = Map::new();
-        for (d, vals) in dims.iter().zip(&per_dim) {
+        for ((d, vals), sorted) in dims.iter().zip(&b).zip(&sorted) {
             let shown: Vec<Value> = vals.iter().map(|k| display(node, d, k)).collect();
             let v = if shown.len() == 1 {
                 json!([shown[0], shown[0]])
-            } else if node.coord(d).is_some_and(|c| c.sorted) {
+            } else if *sorted {
                 json!([shown[0], shown[shown.len() - 1]])
             } else {
                 Value::Array(shown)
@@ -323,24 +424,41 @@ fn describe(
             m.insert(d.clone(), v);
         }
         out.push(m);
-        return;
-    }
-    let mut groups: BTreeMap<Key, Vec<Vec<Key>>> = BTreeMap::new();
-    for c in cells {
-        groups.entry(c[0].clone()).or_default().push(c.clone());
-    }
-    for g in groups.values() {
-        describe(node, dims, g, out);
     }
 }
 
+type Store = std::sync::Arc<dyn zarrs_storage::AsyncReadableWritableListableStorageTraits>;
+
 /// Resolve `rev` and load the schema stored there.
-async fn stored_at(repo: &Repo, rev: &str) -> Result<(crate::repo::Resolved, Schema), MergeError> {
+async fn stored_at(
+    repo: &Repo,
+    rev: &str,
+) -> Result<(crate::repo::Resolved, Schema, Store), MergeError> {
     let at = repo.resolve(rev).await?;
-    let store: std::sync::Arc<dyn zarrs_storage::AsyncReadableWritableListableStorageTraits> =
-        repo.read_store(&at.id).await?;
+    let store: Store = repo.read_store(&at.id).await?;
     let schema = crate::merge::stored_schema(&store).await?;
-    Ok((at, schema))
+    Ok((at, schema, store))
+}
+
+/// The values `--where` admits on `dim` (the intersection of its filters), if it has any.
+fn where_range(
+    node: &NodeSchema,
+    dim: &str,
+    wheres: &[Where],
+) -> Result<Option<(Key, Key)>, MergeError> {
+    let mut range: Option<(Key, Key)> = None;
+    for w in wheres.iter().filter(|w| w.dim == dim) {
+        let lo = key_of(node, dim, &w.from)?;
+        let hi = match &w.to {
+            Some(t) => key_of(node, dim, t)?,
+            None => lo.clone(),
+        };
+        range = Some(match range {
+            None => (lo, hi),
+            Some((a, b)) => (a.max(lo), b.min(hi)),
+        });
+    }
+    Ok(range)
 }
 
 /// Blame `var` of `node` at `rev` over the cells selected by `wheres`.
@@ -351,7 +469,7 @@ pub async fn blame(
     rev: &str,
     wheres: &[Where],
 ) -> Result<Vec<BlameRecord>, MergeError> {
-    let (at, schema) = stored_at(repo, rev).await?;
+    let (at, schema, store) = stored_at(repo, rev).await?;
     let path = node_path.trim_matches('/');
     let node = crate::merge::require_node(&schema, path)?;
     let v = node.var(var).ok_or_else(|| {
@@ -364,7 +482,14 @@ pub async fn blame(
                 .join(", ")
         ))
     })?;
-    let data = crate::merge::read_coords(repo, &at.id, path).await?;
+    // only the selected part of each axis (spec/018: a binary search on sorted ones)
+    let mut data = NodeData::default();
+    for d in &v.coords {
+        let range = where_range(node, d, wheres)?;
+        let values =
+            crate::merge::read_axis(&store, node, d, range.as_ref().map(|(a, b)| (a, b))).await?;
+        data.coords.push((d.clone(), values));
+    }
     let sel = select(node, &data, &v.coords, wheres)?;
     // every combination of the selected values
     let mut open: Vec<Vec<Key>> = vec![vec![]];
@@ -393,7 +518,7 @@ pub async fn blame(
     let mut out = Vec::new();
     for (info, cells) in &found {
         let mut sels = Vec::new();
-        describe(node, &v.coords, cells, &mut sels);
+        describe(node, &v.coords, &sel, cells, &mut sels);
         for s in sels {
             out.push(BlameRecord {
                 selection: s,
@@ -406,7 +531,7 @@ pub async fn blame(
     }
     if !open.is_empty() {
         let mut sels = Vec::new();
-        describe(node, &v.coords, &open, &mut sels);
+        describe(node, &v.coords, &sel, &open, &mut sels);
         for s in sels {
             out.push(BlameRecord {
                 selection: s,
@@ -480,7 +605,7 @@ pub async fn export(
     format: Format,
     out: &mut dyn Write,
 ) -> Result<u64, MergeError> {
-    let (at, schema) = stored_at(repo, rev).await?;
+    let (at, schema, _) = stored_at(repo, rev).await?;
     let path = node_path.trim_matches('/');
     let node = crate::merge::require_node(&schema, path)?;
     let data = read_node(repo, &at.id, path).await?;

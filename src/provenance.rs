@@ -45,6 +45,8 @@ pub mod keys {
     pub const CHERRY_PICKED: &str = "cherry_picked";
     /// Per node, per coordinate: `[least, greatest]` value an update wrote.
     pub const EXTENT: &str = "extent";
+    /// Skip pointer over earlier commits for blame: depth, ancestor, union of extents (spec/018).
+    pub const SKIP: &str = "skip";
 }
 
 /// Errors resolving who the author is.

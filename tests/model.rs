@@ -3,7 +3,10 @@
 //! insertions before, between and after stored values), revert, reset, branch, merge,
 //! cherry-pick, tag — and applies each to the engine and to a plain reference model (dense
 //! arrays following ../shared/merge-semantics.md). After every step, the content of every branch
-//! and every tag, read back through the public API, equals the model's.
+//! and every tag, read back through the public API, equals the model's, and blame of every cell
+//! of every branch names the commit the model credits (spec/011, 018: reverts and what they
+//! revert passed over, merges followed, cherry-picks credited with the picked update's cells),
+//! so the skip pointers blame jumps by are checked against a walk of every commit.
 //!
 //! The model is exact where the outcome is defined without chunk-level three-way logic: revert of
 //! a branch's newest commit, merge and cherry-pick when the target holds exactly the source's
@@ -44,6 +47,16 @@ impl State {
     /// merge-semantics.md: NA coordinates none here; later duplicate rows win; NA values do not
     /// erase stored ones; new t values are inserted in order, new sites appended in order of
     /// first appearance.
+    /// The cells an update with `rows` writes (blame credits them to it): the last row of each
+    /// cell, when its value is not NA.
+    fn written(rows: &[Row]) -> Vec<(i64, String)> {
+        let mut last: BTreeMap<(i64, String), Option<f64>> = BTreeMap::new();
+        for r in rows {
+            last.insert((r.t, SITES[r.site].to_string()), r.temp);
+        }
+        last.into_iter().filter_map(|(k, v)| v.map(|_| k)).collect()
+    }
+
     fn update(&self, rows: &[Row]) -> State {
         let mut s = self.clone();
         let mut last: BTreeMap<(i64, String), Option<f64>> = BTreeMap::new();
@@ -128,11 +141,52 @@ fn op() -> impl proptest::strategy::Strategy<Value = Op> {
     ]
 }
 
-/// A branch of the model: its commits (id, state), oldest first.
+/// Who blame says last wrote each cell (spec/011): cell → commit id; `None` where the model
+/// does not define it (after a cherry-pick of a commit that is not an update).
+type Attr = Option<BTreeMap<(i64, String), String>>;
+
+/// A branch of the model: its commits (id, state, blame), oldest first.
 #[derive(Clone, Debug)]
 struct Branch {
     name: String,
-    commits: Vec<(String, State)>,
+    commits: Vec<(String, State, Attr)>,
+}
+
+/// Blame of every cell of `rev` (one call, no selection), as cell → commit id.
+fn read_blame(
+    rt: &tokio::runtime::Runtime,
+    repo: &Repo,
+    rev: &str,
+    state: &State,
+    wheres: &[&str],
+) -> BTreeMap<(i64, String), Option<String>> {
+    let wheres: Vec<_> = wheres
+        .iter()
+        .map(|w| zarr_fuse::audit::Where::parse(w).expect("where"))
+        .collect();
+    let recs = rt
+        .block_on(zarr_fuse::audit::blame(repo, "", "temp", rev, &wheres))
+        .expect("blame");
+    let mut got = BTreeMap::new();
+    for r in recs {
+        let t = r.selection["t"].as_array().expect("t range");
+        let (lo, hi) = (t[0].as_i64().expect("t"), t[1].as_i64().expect("t"));
+        // one site shows as [s, s]
+        let sites: std::collections::BTreeSet<&str> = r.selection["site"]
+            .as_array()
+            .expect("sites")
+            .iter()
+            .map(|s| s.as_str().expect("site"))
+            .collect();
+        for site in sites {
+            let site = site.to_string();
+            for tv in state.t.iter().filter(|tv| (lo..=hi).contains(*tv)) {
+                let prev = got.insert((*tv, site.clone()), r.commit.clone());
+                assert!(prev.is_none(), "blame names cell ({tv}, {site}) twice");
+            }
+        }
+    }
+    got
 }
 
 fn read_state(rt: &tokio::runtime::Runtime, repo: &Repo, rev: &str) -> State {
@@ -194,9 +248,11 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
         .to_string();
     let mut branches = vec![Branch {
         name: "main".into(),
-        commits: vec![(root, State::default())],
+        commits: vec![(root, State::default(), Some(BTreeMap::new()))],
     }];
     let mut tags: Vec<(String, State)> = Vec::new();
+    // the cells each update commit wrote (what a cherry-pick of it is credited with)
+    let mut picked_cells: BTreeMap<String, Vec<(i64, String)>> = BTreeMap::new();
     for (step, op) in ops.iter().enumerate() {
         let pick = |i: usize| i % branches.len();
         match op {
@@ -220,9 +276,18 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                         },
                     ))
                     .map_err(|e| TestCaseError::fail(format!("step {step}: update failed: {e}")))?;
-                let next = branches[b].commits.last().expect("tip").1.update(rows);
+                let tip = branches[b].commits.last().expect("tip");
+                let next = tip.1.update(rows);
+                let mut attr = tip.2.clone();
                 match out.commit {
-                    Some(id) => branches[b].commits.push((id, next)),
+                    Some(id) => {
+                        let cells = State::written(rows);
+                        for cell in &cells {
+                            attr.as_mut().map(|a| a.insert(cell.clone(), id.clone()));
+                        }
+                        picked_cells.insert(id.clone(), cells);
+                        branches[b].commits.push((id, next, attr))
+                    }
                     None => prop_assert_eq!(
                         &next,
                         &branches[b].commits.last().expect("tip").1,
@@ -236,8 +301,9 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 if branches[b].commits.len() < 2 {
                     continue;
                 }
-                let (tip, _) = branches[b].commits.last().expect("tip").clone();
-                let before = branches[b].commits[branches[b].commits.len() - 2].1.clone();
+                let (tip, _, _) = branches[b].commits.last().expect("tip").clone();
+                let (_, before, before_attr) =
+                    branches[b].commits[branches[b].commits.len() - 2].clone();
                 let (out, _) = rt
                     .block_on(repo.revert(
                         &tip,
@@ -248,8 +314,9 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                     .map_err(|e| {
                         TestCaseError::fail(format!("step {step}: revert of the tip failed: {e}"))
                     })?;
+                // blame passes over a revert and the commit it reverts
                 if let Some(id) = out.commit {
-                    branches[b].commits.push((id, before));
+                    branches[b].commits.push((id, before, before_attr));
                 }
             }
             Op::Reset { branch, back } => {
@@ -259,7 +326,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                     continue;
                 }
                 let keep = n - back;
-                let (target, _) = branches[b].commits[keep - 1].clone();
+                let (target, _, _) = branches[b].commits[keep - 1].clone();
                 rt.block_on(repo.reset(&branches[b].name, &target, false))
                     .map_err(|e| TestCaseError::fail(format!("step {step}: reset failed: {e}")))?;
                 branches[b].commits.truncate(keep);
@@ -270,7 +337,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 }
                 let f = pick(*from);
                 let name = format!("b{step}");
-                let (tip, _) = branches[f].commits.last().expect("tip").clone();
+                let (tip, _, _) = branches[f].commits.last().expect("tip").clone();
                 rt.block_on(repo.create_branch(&name, &tip))
                     .map_err(|e| TestCaseError::fail(format!("step {step}: branch failed: {e}")))?;
                 branches.push(Branch {
@@ -289,7 +356,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 let is_merge = matches!(op, Op::Merge { .. });
                 if is_merge {
                     // defined outcome: the target is an ancestor of the source (or equal to it)
-                    if !from_commits.iter().any(|(id, _)| *id == into_tip.0) {
+                    if !from_commits.iter().any(|(id, _, _)| *id == into_tip.0) {
                         continue;
                     }
                     let out = rt
@@ -301,8 +368,13 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                         .map_err(|e| {
                             TestCaseError::fail(format!("step {step}: merge failed: {e}"))
                         })?;
+                    // blame follows a merge into the merged branch
                     match out.commit {
-                        Some(id) => branches[i].commits.push((id, from_tip.1.clone())),
+                        Some(id) => {
+                            branches[i]
+                                .commits
+                                .push((id, from_tip.1.clone(), from_tip.2.clone()))
+                        }
                         None => prop_assert_eq!(
                             &into_tip.1,
                             &from_tip.1,
@@ -326,25 +398,64 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                         .map_err(|e| {
                             TestCaseError::fail(format!("step {step}: cherry-pick failed: {e}"))
                         })?;
+                    // a cherry-pick is credited with the cells of the commit it picked
+                    let picked = picked_cells.get(&from_tip.0);
                     if let Some(id) = out.commit {
-                        branches[i].commits.push((id, from_tip.1.clone()));
+                        let attr = match (into_tip.2.clone(), picked) {
+                            (Some(mut a), Some(cells)) => {
+                                for c in cells {
+                                    a.insert(c.clone(), id.clone());
+                                }
+                                Some(a)
+                            }
+                            _ => None,
+                        };
+                        branches[i].commits.push((id, from_tip.1.clone(), attr));
                     }
                 }
             }
             Op::Tag { branch } => {
                 let b = pick(*branch);
                 let name = format!("t{step}");
-                let (tip, state) = branches[b].commits.last().expect("tip").clone();
+                let (tip, state, _) = branches[b].commits.last().expect("tip").clone();
                 rt.block_on(repo.create_tag(&name, &tip, None))
                     .map_err(|e| TestCaseError::fail(format!("step {step}: tag failed: {e}")))?;
                 tags.push((name, state));
             }
         }
-        // after every step: every branch tip and every tag equals the model
+        // after every step: every branch tip and every tag equals the model, and blame of
+        // every cell of every branch names the commit the model says
         for b in &branches {
             let got = read_state(&rt, &repo, &b.name);
-            let want = &b.commits.last().expect("tip").1;
+            let (_, want, attr) = b.commits.last().expect("tip");
             prop_assert_eq!(&got, want, "step {} ({:?}): branch {}", step, op, b.name);
+            if let Some(attr) = attr {
+                let blamed = read_blame(&rt, &repo, &b.name, want, &[]);
+                // a range of t (bounds inside, outside or between stored values) selects
+                // exactly the cells of that range
+                let (lo, hi) = (step as i64 % 7 - 1, step as i64 % 7 + 9);
+                let part = read_blame(&rt, &repo, &b.name, want, &[&format!("t={lo}..{hi}")]);
+                let expect: BTreeMap<_, _> = blamed
+                    .iter()
+                    .filter(|((t, _), _)| (lo..=hi).contains(t))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                prop_assert_eq!(part, expect, "step {}: blame of t={}..{}", step, lo, hi);
+                for tv in &want.t {
+                    for site in &want.site {
+                        let cell = (*tv, site.clone());
+                        prop_assert_eq!(
+                            blamed.get(&cell).cloned().flatten(),
+                            attr.get(&cell).cloned(),
+                            "step {} ({:?}): blame of {:?} on branch {}",
+                            step,
+                            op,
+                            cell,
+                            b.name
+                        );
+                    }
+                }
+            }
         }
         for (name, want) in &tags {
             let got = read_state(&rt, &repo, name);
@@ -372,7 +483,7 @@ proptest! {
     })]
 
     #[test]
-    fn engine_equals_model(ops in proptest::collection::vec(op(), 1..14)) {
+    fn engine_equals_model(ops in proptest::collection::vec(op(), 1..24)) {
         run(&ops)?;
     }
 }
@@ -404,5 +515,115 @@ fn regression_duplicate_row_keeps_first_appearance_order() {
         tight: false,
     }]) {
         panic!("{e}");
+    }
+}
+
+/// Regression found by this test: blame of a cell whose update was reverted and the revert
+/// reverted again must name the update (the second revert brought its values back).
+#[test]
+fn regression_blame_after_a_reverted_revert() {
+    let rows = vec![Row {
+        t: 0,
+        site: 0,
+        temp: Some(1.0),
+    }];
+    let ops = [
+        Op::Update {
+            branch: 0,
+            rows,
+            tight: false,
+        },
+        Op::RevertTip { branch: 0 },
+        Op::RevertTip { branch: 0 },
+    ];
+    if let Err(e) = run(&ops) {
+        panic!("{e}");
+    }
+}
+
+/// The skip records (spec/018) of a linear history: depth counts the commits, `to` is the
+/// ancestor `lowbit(depth)` back, and `over` bounds the extents of every commit it jumps over.
+#[test]
+fn skip_records_tile_a_linear_history() {
+    use zarr_fuse::repo::skip::{lowbit, Skip};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let repo = rt.block_on(async {
+        let repo = Repo::init(&Location::Memory("skip-tiles".into()))
+            .await
+            .expect("init");
+        merge::init_dataset(
+            &repo,
+            SCHEMA,
+            "m.yaml",
+            Provenance::new(WHO, "init", "init"),
+        )
+        .await
+        .expect("schema");
+        for k in 0..21i64 {
+            let rows: Vec<Row> = (k..k + 3)
+                .map(|t| Row {
+                    t,
+                    site: (k % 4) as usize,
+                    temp: Some(k as f64),
+                })
+                .collect();
+            let table = Table::from_csv_bytes(csv(&rows).as_bytes(), "m.csv").expect("csv");
+            merge::update(
+                &repo,
+                "main",
+                &[(String::new(), table)],
+                Provenance::new(WHO, "update", format!("u{k}")),
+                &UpdateOptions::default(),
+            )
+            .await
+            .expect("update");
+        }
+        repo
+    });
+    let tip = rt.block_on(repo.resolve("main")).expect("main").id;
+    let (info, _) = rt
+        .block_on(repo.icechunk().asset_manager().fetch_repo_info())
+        .expect("repo info");
+    // oldest first: icechunk's first snapshot (no skip record), init, 21 updates
+    let mut chain: Vec<_> = info
+        .ancestry(&tip)
+        .expect("ancestry")
+        .map(|s| s.expect("snapshot"))
+        .collect();
+    chain.reverse();
+    assert_eq!(chain.len(), 23);
+    assert!(Skip::of(&chain[0].metadata).is_none());
+    for (d, snap) in chain.iter().enumerate().skip(1) {
+        let skip = Skip::of(&snap.metadata).expect("a skip record");
+        assert_eq!(skip.depth, d as u64, "depth of {}", snap.id);
+        let to = d - lowbit(d as u64) as usize;
+        assert_eq!(skip.to, chain[to].id, "ancestor of depth {d}");
+        let over = skip
+            .over
+            .as_ref()
+            .map(|o| serde_json::Value::Object(o.clone()));
+        for covered in &chain[to + 1..=d] {
+            let Some(extent) = covered.metadata.get("extent") else {
+                continue; // init wrote no cells
+            };
+            for (coord, bounds) in extent[""].as_object().expect("node extent") {
+                let o = &over.as_ref().expect("bounded")[""][coord];
+                let lo_ok = match (o[0].as_i64(), bounds[0].as_i64()) {
+                    (Some(a), Some(b)) => a <= b,
+                    _ => o[0].as_str() <= bounds[0].as_str(),
+                };
+                let hi_ok = match (o[1].as_i64(), bounds[1].as_i64()) {
+                    (Some(a), Some(b)) => a >= b,
+                    _ => o[1].as_str() >= bounds[1].as_str(),
+                };
+                assert!(
+                    lo_ok && hi_ok,
+                    "depth {d}: {coord} {o} does not bound {bounds}"
+                );
+            }
+        }
     }
 }

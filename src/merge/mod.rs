@@ -13,7 +13,7 @@ use std::hash::{Hash, Hasher};
 
 pub use convert::OnInvalid;
 pub use node::{
-    apply_schema, create_node, init_dataset, read_coords, read_node, stored_schema, update,
+    apply_schema, create_node, init_dataset, read_axis, read_node, stored_schema, update,
     update_files, NodeData, Timings, UpdateOptions, UpdateReport, VarData, BATCH_ROWS,
 };
 

@@ -428,6 +428,11 @@ impl Dense {
             Dense::S(v) => v.len(),
         }
     }
+    /// Every value, as scalars.
+    fn scalars(&self) -> Vec<Scalar> {
+        (0..self.len()).map(|i| self.get(i)).collect()
+    }
+
     fn get(&self, i: usize) -> Scalar {
         match self {
             Dense::F(v) if v[i].is_nan() => Scalar::Na,
@@ -1552,55 +1557,107 @@ pub async fn read_node(
     id: &icechunk::format::SnapshotId,
     path: &str,
 ) -> Result<NodeData, MergeError> {
-    read_node_parts(repo, id, path, true).await
-}
-
-/// A node's coordinates read back (its variables left out).
-pub async fn read_coords(
-    repo: &Repo,
-    id: &icechunk::format::SnapshotId,
-    path: &str,
-) -> Result<NodeData, MergeError> {
-    read_node_parts(repo, id, path, false).await
-}
-
-async fn read_node_parts(
-    repo: &Repo,
-    id: &icechunk::format::SnapshotId,
-    path: &str,
-    with_vars: bool,
-) -> Result<NodeData, MergeError> {
     let store: Arc<Store> = repo.read_store(id).await?;
     let schema = stored_schema(&store).await?;
     let node = super::require_node(&schema, path)?;
     let mut out = NodeData::default();
     for c in &node.coords {
-        let k = if c.composed.is_empty() {
-            kind(&c.var)
-        } else {
-            Kind::I64(i64::MIN)
-        };
-        let (_, d) = read_dense(&store, &array_path(&node.path, c.name()), k).await?;
-        let n = match &d {
-            Dense::F(v) => v.len(),
-            Dense::I(v, _) => v.len(),
-            Dense::S(v) => v.len(),
-        };
-        out.coords
-            .push((c.name().to_string(), (0..n).map(|i| d.get(i)).collect()));
+        let values = read_axis(&store, node, c.name(), None).await?;
+        out.coords.push((c.name().to_string(), values));
     }
-    for v in node.vars.iter().filter(|_| with_vars) {
+    for v in &node.vars {
         let (arr, d) = read_dense(&store, &array_path(&node.path, &v.name), kind(v)).await?;
-        let shape = arr.shape().to_vec();
-        let n: u64 = shape.iter().product();
         out.vars.push((
             v.name.clone(),
             v.coords.clone(),
-            shape,
-            (0..n as usize).map(|i| d.get(i)).collect(),
+            arr.shape().to_vec(),
+            d.scalars(),
         ));
     }
     Ok(out)
+}
+
+/// The values of coordinate `coord` of `node` at a snapshot's `store`; with `range`, only those
+/// in `lo..=hi`. On a sorted coordinate the range is found by binary search, reading only the
+/// chunks the search visits and those of the range (blame of a few cells on a long axis).
+pub async fn read_axis(
+    store: &Arc<Store>,
+    node: &NodeSchema,
+    coord: &str,
+    range: Option<(&Key, &Key)>,
+) -> Result<Vec<Scalar>, MergeError> {
+    let c = node.coord(coord).ok_or_else(|| {
+        MergeError::Invalid(format!("no coordinate '{coord}' in node '{}'", node.path))
+    })?;
+    let k = if c.composed.is_empty() {
+        kind(&c.var)
+    } else {
+        Kind::I64(i64::MIN)
+    };
+    let arr = open_array(store, &array_path(&node.path, c.name())).await?;
+    let shape = arr.shape().to_vec();
+    let n = shape.first().copied().unwrap_or(0);
+    let (from, to) = match range.filter(|_| c.sorted && shape.len() == 1) {
+        Some((lo, hi)) => sorted_span(&arr, &shape, k, lo, hi)
+            .await?
+            .unwrap_or((0, n)),
+        None => (0, n),
+    };
+    if from >= to {
+        return Ok(vec![]);
+    }
+    let values = read_band(&arr, &shape, from, to, k).await?.scalars();
+    Ok(match range {
+        Some((lo, hi)) => values
+            .into_iter()
+            .filter(|v| v.key().is_some_and(|x| x >= *lo && x <= *hi))
+            .collect(),
+        None => values,
+    })
+}
+
+/// Positions `[from, to)` of the values in `lo..=hi` on a sorted 1-D axis, by binary search
+/// reading one chunk per probe (`None`: an NA value on the axis, which is then not searchable).
+async fn sorted_span(
+    arr: &Array<Store>,
+    shape: &[u64],
+    k: Kind,
+    lo: &Key,
+    hi: &Key,
+) -> Result<Option<(u64, u64)>, MergeError> {
+    let n = shape.first().copied().unwrap_or(0);
+    let chunk = arr
+        .chunk_shape(&[0])
+        .map_err(zerr)?
+        .first()
+        .map_or(n, |x| x.get());
+    let mut cache: HashMap<u64, Vec<Scalar>> = HashMap::new();
+    // the first position whose value is not below `lo`, and the first above `hi`
+    let mut ends = [0u64; 2];
+    for (end, (bound, past)) in ends.iter_mut().zip([(lo, false), (hi, true)]) {
+        let mut span = (0u64, n);
+        while span.0 < span.1 {
+            let mid = span.0 + (span.1 - span.0) / 2;
+            let ci = mid / chunk;
+            let values = match cache.entry(ci) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let to = ((ci + 1) * chunk).min(n);
+                    e.insert(read_band(arr, shape, ci * chunk, to, k).await?.scalars())
+                }
+            };
+            let Some(key) = values[(mid - ci * chunk) as usize].key() else {
+                return Ok(None);
+            };
+            if (past && key <= *bound) || (!past && key < *bound) {
+                span.0 = mid + 1;
+            } else {
+                span.1 = mid;
+            }
+        }
+        *end = span.0;
+    }
+    Ok(Some((ends[0], ends[1])))
 }
 
 #[cfg(test)]

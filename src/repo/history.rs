@@ -76,6 +76,7 @@ impl CommitInfo {
             keys::CONTENT_DIGEST,
             keys::COUNTS,
             keys::META,
+            keys::SKIP,
         ];
         let extra = p
             .iter()

@@ -7,6 +7,7 @@
 mod gc;
 mod history;
 mod refs;
+pub mod skip;
 mod threeway;
 mod transaction;
 

@@ -189,7 +189,9 @@ impl Transaction {
             let digest = cas::content_digest(&session)
                 .await
                 .map_err(engine("computing the content digest"))?;
-            let props = prov.to_properties(&digest, record.as_deref());
+            let mut props = prov.to_properties(&digest, record.as_deref());
+            let skip = self.skip_record(&session, &props).await?;
+            props.insert(crate::provenance::keys::SKIP.into(), skip);
             let res = session
                 .commit(message.clone())
                 .properties(props)
@@ -228,6 +230,24 @@ impl Transaction {
                 Err(e) => return Err(engine(format!("committing to '{}'", self.branch))(e)),
             }
         }
+    }
+}
+
+impl Transaction {
+    /// The skip record (spec/018) of a commit with `props` on the session's current parent.
+    async fn skip_record(
+        &self,
+        session: &Session,
+        props: &std::collections::BTreeMap<String, serde_json::Value>,
+    ) -> Result<serde_json::Value> {
+        let (info, _) = self
+            .repo
+            .asset_manager()
+            .fetch_repo_info()
+            .await
+            .map_err(engine("reading the snapshot list"))?;
+        let own = super::skip::effective_extent(&info, props, Some(self.cells.is_some()));
+        Ok(super::skip::next(&info, session.snapshot_id(), own).to_json())
     }
 }
 
