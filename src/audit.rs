@@ -266,8 +266,7 @@ impl Walker<'_> {
             let snap = history
                 .find_snapshot(&id)
                 .map_err(engine_err(format!("commit {id}")))?;
-            let info = CommitInfo::from_snapshot(&snap);
-            if open.is_empty() || Some(info.id.as_str()) == stop {
+            if open.is_empty() || stop.is_some_and(|s| snap.id.to_string() == s) {
                 break;
             }
             // jump over a run of commits whose extents all miss the open cells
@@ -281,6 +280,7 @@ impl Walker<'_> {
                 }
             }
             cursor = snap.parent_id.clone();
+            let info = CommitInfo::from_snapshot(&snap);
             // a reverted revert is passed over too: what it undid is back
             if reverted.contains(&info.id) {
                 continue;
