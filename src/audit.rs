@@ -235,7 +235,10 @@ impl Walker<'_> {
     ) -> Result<(), MergeError> {
         let engine_err = |what: String| {
             move |e: icechunk::format::IcechunkFormatError| {
-                MergeError::Invalid(format!("reading history: {what}: {e}"))
+                MergeError::Invalid(format!(
+                    "reading history: {what}: {}",
+                    crate::repo::one_line(&e.to_string())
+                ))
             }
         };
         let (history, _) = self
@@ -260,26 +263,34 @@ impl Walker<'_> {
                     Skip::of(&snap.metadata).map_or(0, |k| k.depth)
                 }),
         };
+        let find = |id: &SnapshotId| {
+            history
+                .find_snapshot(id)
+                .map_err(engine_err(format!("commit {id}")))
+        };
         // newest first along first parents; stop as soon as every selected cell is attributed
-        let mut cursor = Some(tip.clone());
-        while let Some(id) = cursor.take() {
-            let snap = history
-                .find_snapshot(&id)
-                .map_err(engine_err(format!("commit {id}")))?;
+        let mut next = Some(find(tip)?);
+        while let Some(snap) = next.take() {
             if open.is_empty() || stop.is_some_and(|s| snap.id.to_string() == s) {
                 break;
             }
-            // jump over a run of commits whose extents all miss the open cells
+            // jump over a run of commits whose extents all miss the open cells (not to an
+            // ancestor that gc expired: then commit by commit)
             if let Some(skip) = Skip::of(&snap.metadata) {
                 if lowbit(skip.depth) > 1
                     && skip.to_depth() >= stop_depth
                     && self.excludes(skip.over.as_ref(), open)
                 {
-                    cursor = Some(skip.to);
-                    continue;
+                    if let Ok(to) = history.find_snapshot(&skip.to) {
+                        next = Some(to);
+                        continue;
+                    }
                 }
             }
-            cursor = snap.parent_id.clone();
+            next = match &snap.parent_id {
+                Some(parent) => Some(find(parent)?),
+                None => None,
+            };
             let info = CommitInfo::from_snapshot(&snap);
             // a reverted revert is passed over too: what it undid is back
             if reverted.contains(&info.id) {

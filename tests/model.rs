@@ -6,7 +6,7 @@
 //! and every tag, read back through the public API, equals the model's, and blame of every cell
 //! of every branch names the commit the model credits (spec/011, 018: reverts and what they
 //! revert passed over, merges followed, cherry-picks credited with the picked update's cells),
-//! so the skip pointers blame jumps by are checked against a walk of every commit.
+//! so the skip pointers blame jumps by (spec/018) are checked against the model.
 //!
 //! The model is exact where the outcome is defined without chunk-level three-way logic: revert of
 //! a branch's newest commit, merge and cherry-pick when the target holds exactly the source's
@@ -626,4 +626,75 @@ fn skip_records_tile_a_linear_history() {
             }
         }
     }
+}
+
+/// Blame on a history whose older commits gc expired: a skip pointer to an expired commit is
+/// not followed (the walk goes on commit by commit), and blame still answers.
+#[test]
+fn blame_after_gc_expired_the_commits_skips_point_to() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = rt.block_on(async {
+        let repo = Repo::init(&Location::Local(dir.path().join("r")))
+            .await
+            .expect("init");
+        merge::init_dataset(
+            &repo,
+            SCHEMA,
+            "m.yaml",
+            Provenance::new(WHO, "init", "init"),
+        )
+        .await
+        .expect("schema");
+        // init is at depth 1, update k at depth k + 2: the tip (k = 10) jumps to depth 8
+        for k in 0..11i64 {
+            let rows: Vec<Row> = (k..k + 3)
+                .map(|t| Row {
+                    t,
+                    site: (k % 4) as usize,
+                    temp: Some(k as f64),
+                })
+                .collect();
+            let table = Table::from_csv_bytes(csv(&rows).as_bytes(), "m.csv").expect("csv");
+            merge::update(
+                &repo,
+                "main",
+                &[(String::new(), table)],
+                Provenance::new(WHO, "update", format!("u{k}")),
+                &UpdateOptions::default(),
+            )
+            .await
+            .expect("update");
+        }
+        let cutoff = chrono::Utc::now() + chrono::Duration::seconds(1);
+        let report = repo.gc(cutoff, false).await.expect("gc");
+        assert!(report.snapshots_expired >= 10, "{report:?}");
+        repo
+    });
+    let w = |s: &str| zarr_fuse::audit::Where::parse(s).expect("where");
+    let tip = rt.block_on(zarr_fuse::audit::blame(
+        &repo,
+        "",
+        "temp",
+        "main",
+        &[w("t=12"), w("site=s2")],
+    ));
+    assert_eq!(
+        tip.expect("blame of the tip's cell")[0].message.as_deref(),
+        Some("u10")
+    );
+    let old = rt.block_on(zarr_fuse::audit::blame(
+        &repo,
+        "",
+        "temp",
+        "main",
+        &[w("t=0"), w("site=s0")],
+    ));
+    assert!(
+        old.is_ok(),
+        "blame of a cell written by an expired commit: {old:?}"
+    );
 }
