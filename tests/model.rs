@@ -541,19 +541,11 @@ fn regression_blame_after_a_reverted_revert() {
     }
 }
 
-/// The skip records (spec/018) of a linear history: depth counts the commits, `to` is the
-/// ancestor `lowbit(depth)` back, and `over` bounds the extents of every commit it jumps over.
-#[test]
-fn skip_records_tile_a_linear_history() {
-    use zarr_fuse::repo::skip::{lowbit, Skip};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let repo = rt.block_on(async {
-        let repo = Repo::init(&Location::Memory("skip-tiles".into()))
-            .await
-            .expect("init");
+/// A repository with the model schema and `n` updates on main: update k writes t = k..k+2 at
+/// site k % 4.
+fn linear_history(rt: &tokio::runtime::Runtime, loc: &Location, n: i64) -> Repo {
+    rt.block_on(async {
+        let repo = Repo::init(loc).await.expect("init");
         merge::init_dataset(
             &repo,
             SCHEMA,
@@ -562,7 +554,7 @@ fn skip_records_tile_a_linear_history() {
         )
         .await
         .expect("schema");
-        for k in 0..21i64 {
+        for k in 0..n {
             let rows: Vec<Row> = (k..k + 3)
                 .map(|t| Row {
                     t,
@@ -582,7 +574,19 @@ fn skip_records_tile_a_linear_history() {
             .expect("update");
         }
         repo
-    });
+    })
+}
+
+/// The skip records (spec/018) of a linear history: depth counts the commits, `to` is the
+/// ancestor `lowbit(depth)` back, and `over` bounds the extents of every commit it jumps over.
+#[test]
+fn skip_records_tile_a_linear_history() {
+    use zarr_fuse::repo::skip::{lowbit, Skip};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let repo = linear_history(&rt, &Location::Memory("skip-tiles".into()), 21);
     let tip = rt.block_on(repo.resolve("main")).expect("main").id;
     let (info, _) = rt
         .block_on(repo.icechunk().asset_manager().fetch_repo_info())
@@ -637,43 +641,11 @@ fn blame_after_gc_expired_the_commits_skips_point_to() {
         .build()
         .expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
-    let repo = rt.block_on(async {
-        let repo = Repo::init(&Location::Local(dir.path().join("r")))
-            .await
-            .expect("init");
-        merge::init_dataset(
-            &repo,
-            SCHEMA,
-            "m.yaml",
-            Provenance::new(WHO, "init", "init"),
-        )
-        .await
-        .expect("schema");
-        // init is at depth 1, update k at depth k + 2: the tip (k = 10) jumps to depth 8
-        for k in 0..11i64 {
-            let rows: Vec<Row> = (k..k + 3)
-                .map(|t| Row {
-                    t,
-                    site: (k % 4) as usize,
-                    temp: Some(k as f64),
-                })
-                .collect();
-            let table = Table::from_csv_bytes(csv(&rows).as_bytes(), "m.csv").expect("csv");
-            merge::update(
-                &repo,
-                "main",
-                &[(String::new(), table)],
-                Provenance::new(WHO, "update", format!("u{k}")),
-                &UpdateOptions::default(),
-            )
-            .await
-            .expect("update");
-        }
-        let cutoff = chrono::Utc::now() + chrono::Duration::seconds(1);
-        let report = repo.gc(cutoff, false).await.expect("gc");
-        assert!(report.snapshots_expired >= 10, "{report:?}");
-        repo
-    });
+    // init is at depth 1, update k at depth k + 2: the tip (k = 10) jumps to depth 8
+    let repo = linear_history(&rt, &Location::Local(dir.path().join("r")), 11);
+    let cutoff = chrono::Utc::now() + chrono::Duration::seconds(1);
+    let report = rt.block_on(repo.gc(cutoff, false)).expect("gc");
+    assert!(report.snapshots_expired >= 10, "{report:?}");
     let w = |s: &str| zarr_fuse::audit::Where::parse(s).expect("where");
     let tip = rt.block_on(zarr_fuse::audit::blame(
         &repo,
