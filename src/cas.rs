@@ -336,7 +336,9 @@ impl CasWriter {
                 s.chunks_inline += 1;
                 s.written.push(written(StoredAs::Inline));
             });
-            ChunkPayload::Inline(bytes)
+            // the session keeps inline chunks until the commit: keep their bytes, not the
+            // encoder's buffer (sized for the uncompressed chunk: ~1000x more for a sparse one)
+            ChunkPayload::Inline(Bytes::copy_from_slice(&bytes))
         } else {
             let id = chunk_id(&digest);
             if matches!(&existing, Some(ChunkPayload::Ref(r)) if r.id == id && r.offset == 0 && r.length == len)
