@@ -2,6 +2,7 @@
 //! ranges, drop rows with NA coordinates, resolve duplicates (later row wins), build composed keys.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 
 use super::rows::{RowBlock, Rows, SPILL_OVER};
 use super::{Key, MergeError, Scalar};
@@ -470,7 +471,10 @@ pub struct Converter<'n> {
     data_vars: Vec<&'n Variable>,
     /// Per coordinate: distinct keys in order of first appearance (any row).
     dicts: Vec<Vec<Key>>,
-    by_key: Vec<HashMap<Key, u32>>,
+    /// Per coordinate: positions in `dicts` found by the key's hash (4 bytes a distinct value:
+    /// the keys themselves are only in `dicts`).
+    by_key: Vec<hashbrown::HashTable<u32>>,
+    hasher: std::hash::RandomState,
     /// Component name → value by composed key.
     components: HashMap<String, HashMap<Key, Scalar>>,
     rows: Rows,
@@ -503,7 +507,10 @@ impl<'n> Converter<'n> {
             node,
             on_invalid,
             dicts: vec![vec![]; node.coords.len()],
-            by_key: vec![HashMap::new(); node.coords.len()],
+            by_key: (0..node.coords.len())
+                .map(|_| hashbrown::HashTable::new())
+                .collect(),
+            hasher: std::hash::RandomState::new(),
             components: HashMap::new(),
             rows: Rows::new(&template, SPILL_OVER),
             data_vars,
@@ -575,13 +582,18 @@ impl<'n> Converter<'n> {
             let col_out = &mut block.idx[ci];
             let dict = &mut self.dicts[ci];
             let by_key = &mut self.by_key[ci];
+            let hasher = &self.hasher;
             col_out.reserve_exact(n_rows);
             let mut intern = |k: Option<Key>| -> u32 {
                 let Some(k) = k else { return NA };
-                *by_key.entry(k).or_insert_with_key(|k| {
-                    dict.push(k.clone());
-                    (dict.len() - 1) as u32
-                })
+                let hash = hasher.hash_one(&k);
+                if let Some(i) = by_key.find(hash, |&i| dict[i as usize] == k) {
+                    return *i;
+                }
+                let i = dict.len() as u32;
+                dict.push(k);
+                by_key.insert_unique(hash, i, |&j| hasher.hash_one(&dict[j as usize]));
+                i
             };
             if c.composed.is_empty() {
                 let col = column(table, &c.var, &node.path)?;
