@@ -190,7 +190,7 @@ impl Transaction {
                 .await
                 .map_err(engine("computing the content digest"))?;
             let mut props = prov.to_properties(&digest, record.as_deref());
-            let skip = self.skip_record(&session, &props).await?;
+            let skip = self.skip_record(&session, &props).await;
             props.insert(crate::provenance::keys::SKIP.into(), skip);
             let res = session
                 .commit(message.clone())
@@ -231,23 +231,28 @@ impl Transaction {
             }
         }
     }
-}
 
-impl Transaction {
     /// The skip record (spec/018) of a commit with `props` on the session's current parent.
+    /// Without the snapshot list (a storage error) the commit still goes ahead: its record then
+    /// starts a new chain and bounds nothing, which blame walks commit by commit.
     async fn skip_record(
         &self,
         session: &Session,
         props: &std::collections::BTreeMap<String, serde_json::Value>,
-    ) -> Result<serde_json::Value> {
-        let (info, _) = self
-            .repo
-            .asset_manager()
-            .fetch_repo_info()
-            .await
-            .map_err(engine("reading the snapshot list"))?;
-        let own = super::skip::effective_extent(&info, props, Some(self.cells.is_some()));
-        Ok(super::skip::next(&info, session.snapshot_id(), own).to_json())
+    ) -> serde_json::Value {
+        let parent = session.snapshot_id();
+        let skip = match self.repo.asset_manager().fetch_repo_info().await {
+            Ok((info, _)) => {
+                let own = super::skip::effective_extent(&info, props, Some(self.cells.is_some()));
+                super::skip::next(&info, parent, own)
+            }
+            Err(_) => super::skip::Skip {
+                depth: 1,
+                to: parent.clone(),
+                over: None,
+            },
+        };
+        skip.to_json()
     }
 }
 
