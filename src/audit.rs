@@ -213,11 +213,18 @@ impl Walker<'_> {
         let Some(rec) = self.repo.record(info).await? else {
             return Ok(None);
         };
-        let v = rec.pointer(&format!(
-            "/cells/{}/{}",
-            json_pointer(&self.node),
-            json_pointer(&self.var)
-        ));
+        let at = |var: &str| {
+            rec.pointer(&format!(
+                "/cells/{}/{}",
+                json_pointer(&self.node),
+                json_pointer(var)
+            ))
+        };
+        let mut v = at(&self.var);
+        // a variable written at the same cells as another names it (spec/019)
+        if let Some(other) = v.and_then(|v| v.get("same_as")).and_then(Value::as_str) {
+            v = at(other);
+        }
         Ok(v.and_then(CellMatcher::from_json))
     }
 

@@ -1,8 +1,10 @@
 //! Merging a coordinate axis (merge-semantics.md §3): sorted union with insertion, append for
 //! unsorted and composed coordinates, `no_new`, and `[min, max]` step limits with gap filling.
 
+use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashSet};
 
+use super::keys::{KeyIndex, KeyRef, Keys};
 use super::Key;
 use crate::schema::{Coord, StepLimits};
 
@@ -10,7 +12,7 @@ use crate::schema::{Coord, StepLimits};
 #[derive(Debug, Clone)]
 pub struct AxisMerge {
     /// The resulting axis.
-    pub axis: Vec<Key>,
+    pub axis: Keys,
     /// Contribution values that were not admitted (their rows lose their cells).
     pub dropped: HashSet<Key>,
     /// Values added (contribution values and gap-filling points).
@@ -19,7 +21,7 @@ pub struct AxisMerge {
     /// `None` when the old values keep their positions.
     pub first_shift: Option<usize>,
     /// The stored axis before the merge.
-    pub old: Vec<Key>,
+    pub old: Keys,
 }
 
 fn num(k: &Key) -> Option<f64> {
@@ -43,54 +45,140 @@ fn between(a: &Key, b: &Key, i: usize, n: usize) -> Key {
 }
 
 /// Merge `new` (contribution values in row order, duplicates allowed) into `old` (the stored
-/// axis, sorted for a sorted coordinate).
-pub fn merge_axis(coord: &Coord, old: Vec<Key>, new: &[Key]) -> AxisMerge {
-    let old_set: HashSet<&Key> = old.iter().collect();
-    let mut seen: HashSet<&Key> = HashSet::new();
-    let mut fresh: Vec<&Key> = new
-        .iter()
-        .filter(|k| !old_set.contains(k) && seen.insert(k))
-        .collect();
-    drop((old_set, seen));
-    let mut dropped = HashSet::new();
-    if coord.step_limits == StepLimits::NoNew && !old.is_empty() {
-        dropped.extend(fresh.drain(..).cloned());
+/// axis, sorted for a sorted coordinate). A sorted axis is merged by sorting the new values
+/// (8 bytes a value for numbers), an unsorted one with an index of positions (4 bytes a value);
+/// only step limits with bounds go through a tree of keys.
+pub fn merge_axis(coord: &Coord, old: Keys, new: &Keys) -> AxisMerge {
+    if matches!(coord.step_limits, StepLimits::Bounds(..)) && coord.sorted {
+        return merge_bounded(coord, old, new);
     }
-    if !coord.sorted {
-        let added = fresh.len();
-        let mut axis = old.clone();
-        axis.extend(fresh.into_iter().cloned());
+    let no_new = coord.step_limits == StepLimits::NoNew && !old.is_empty();
+    let fresh = if coord.sorted {
+        sorted_fresh(&old, new)
+    } else {
+        fresh_in_order(&old, new)
+    };
+    if no_new {
         return AxisMerge {
-            axis,
-            dropped,
-            added,
+            axis: old.clone(),
+            dropped: fresh.iter().map(KeyRef::to_key).collect(),
+            added: 0,
             first_shift: None,
             old,
         };
     }
-    if !matches!(coord.step_limits, StepLimits::Bounds(..)) {
-        // sorted union of two sorted lists, no tree
-        fresh.sort();
-        let added = fresh.len();
-        let mut axis = Vec::with_capacity(old.len() + added);
-        let mut fresh = fresh.into_iter().peekable();
-        for k in &old {
-            while let Some(f) = fresh.next_if(|f| *f < k) {
-                axis.push(f.clone());
-            }
-            axis.push(k.clone());
-        }
-        axis.extend(fresh.cloned());
-        let first_shift = old.iter().zip(&axis).position(|(a, b)| a != b);
-        return AxisMerge {
-            axis,
-            dropped,
-            added,
-            first_shift,
-            old,
+    let added = fresh.len();
+    let axis = if coord.sorted {
+        sorted_union(&old, &fresh)
+    } else {
+        let mut axis = if old.is_empty() {
+            fresh.with_capacity_like(added)
+        } else {
+            old.with_capacity_like(old.len() + added)
         };
+        old.iter()
+            .chain(fresh.iter())
+            .for_each(|k| axis.push_ref(k));
+        axis
+    };
+    let first_shift = (0..old.len()).position(|i| old.get(i) != axis.get(i));
+    AxisMerge {
+        axis,
+        dropped: HashSet::new(),
+        added,
+        first_shift,
+        old,
     }
-    let mut fresh: Vec<Key> = fresh.into_iter().cloned().collect();
+}
+
+/// The distinct values of `new` not in `old` (sorted), in order.
+fn sorted_fresh(old: &Keys, new: &Keys) -> Keys {
+    let absent = |k: KeyRef| old.binary_search(k).is_err();
+    match new {
+        Keys::I(v) => {
+            let mut f = v.clone();
+            f.sort_unstable();
+            f.dedup();
+            f.retain(|x| absent(KeyRef::I(*x)));
+            Keys::I(f)
+        }
+        Keys::F(v) => {
+            let mut f = v.clone();
+            f.sort_unstable_by(f64::total_cmp);
+            f.dedup_by(|a, b| a.total_cmp(b) == Ordering::Equal);
+            f.retain(|x| absent(KeyRef::F(*x)));
+            Keys::F(f)
+        }
+        _ => {
+            let mut f: Vec<Key> = new.iter().map(KeyRef::to_key).collect();
+            f.sort();
+            f.dedup();
+            f.retain(|k| absent(k.as_ref()));
+            f.into_iter().collect()
+        }
+    }
+}
+
+/// The distinct values of `new` not in `old`, in order of first appearance.
+fn fresh_in_order(old: &Keys, new: &Keys) -> Keys {
+    let old_ix = KeyIndex::of(old);
+    let mut fresh = new.with_capacity_like(0);
+    let mut fresh_ix = KeyIndex::default();
+    for k in new.iter() {
+        if old_ix.get(old, k).is_none() && fresh_ix.get(&fresh, k).is_none() {
+            fresh.push_ref(k);
+            fresh_ix.insert(&fresh, fresh.len() - 1);
+        }
+    }
+    fresh
+}
+
+/// Union of two sorted lists without common values.
+fn sorted_union(old: &Keys, fresh: &Keys) -> Keys {
+    if let (Keys::I(a), Keys::I(b)) = (old, fresh) {
+        let mut out = Vec::with_capacity(a.len() + b.len());
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() && j < b.len() {
+            if a[i] < b[j] {
+                out.push(a[i]);
+                i += 1;
+            } else {
+                out.push(b[j]);
+                j += 1;
+            }
+        }
+        out.extend_from_slice(&a[i..]);
+        out.extend_from_slice(&b[j..]);
+        return Keys::I(out);
+    }
+    let mut out = if old.is_empty() {
+        fresh.with_capacity_like(fresh.len())
+    } else {
+        old.with_capacity_like(old.len() + fresh.len())
+    };
+    let (mut i, mut j) = (0, 0);
+    while i < old.len() || j < fresh.len() {
+        if j == fresh.len() || (i < old.len() && old.get(i) < fresh.get(j)) {
+            out.push_ref(old.get(i));
+            i += 1;
+        } else {
+            out.push_ref(fresh.get(j));
+            j += 1;
+        }
+    }
+    out
+}
+
+/// A sorted axis with `[min, max]` step limits: new values closer than `min` to a neighbour are
+/// refused, gaps wider than `max` are filled.
+fn merge_bounded(coord: &Coord, old_keys: Keys, new_keys: &Keys) -> AxisMerge {
+    let old: Vec<Key> = old_keys.iter().map(KeyRef::to_key).collect();
+    let mut dropped = HashSet::new();
+    let fresh: Vec<Key> = sorted_fresh(&old_keys, new_keys)
+        .iter()
+        .map(KeyRef::to_key)
+        .collect();
+    let mut fresh = fresh;
     let mut result: BTreeSet<Key> = old.iter().cloned().collect();
     let mut added = 0;
     match coord.step_limits {
@@ -141,10 +229,10 @@ pub fn merge_axis(coord: &Coord, old: Vec<Key>, new: &[Key]) -> AxisMerge {
     }
     let first_shift = old.iter().zip(&axis).position(|(a, b)| a != b);
     AxisMerge {
-        axis,
+        axis: axis.into_iter().collect(),
         dropped,
         added,
         first_shift,
-        old,
+        old: old_keys,
     }
 }

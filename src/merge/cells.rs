@@ -7,8 +7,10 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
+use super::keys::{KeyRef, Keys};
 use super::Key;
 
 /// Typed values along one dimension.
@@ -24,38 +26,52 @@ pub enum DimValues {
     /// Strings.
     #[serde(rename = "s")]
     S(Vec<String>),
+    /// Strictly increasing integers as runs `[first, step, count]` (step > 0, count > 0; each
+    /// run starts above the last value of the one before): a regular time series is one run.
+    #[serde(rename = "r")]
+    Runs(Vec<[i64; 3]>),
 }
 
 impl DimValues {
-    /// As keys.
-    pub fn keys(&self) -> Vec<Key> {
+    /// As keys (`None` for runs: see [`DimIndex`]).
+    pub fn keys(&self) -> Option<Vec<Key>> {
         match self {
-            DimValues::I(v) => v.iter().map(|x| Key::I(*x)).collect(),
-            DimValues::F(v) => v.iter().map(|x| Key::f(*x)).collect(),
-            DimValues::S(v) => v.iter().map(|x| Key::S(x.clone())).collect(),
+            DimValues::I(v) => Some(v.iter().map(|x| Key::I(*x)).collect()),
+            DimValues::F(v) => Some(v.iter().map(|x| Key::f(*x)).collect()),
+            DimValues::S(v) => Some(v.iter().map(|x| Key::S(x.clone())).collect()),
+            DimValues::Runs(_) => None,
         }
     }
 
-    fn from_keys<'k>(keys: impl Iterator<Item = &'k Key> + Clone) -> DimValues {
-        match keys.clone().next() {
-            Some(Key::F(_)) => DimValues::F(
-                keys.map(|k| if let Key::F(f) = k { f.0 } else { f64::NAN })
+    /// The values at positions `at` of `keys`.
+    fn from_keys(keys: &Keys, at: impl Iterator<Item = usize> + Clone) -> DimValues {
+        match keys {
+            Keys::I(v) => DimValues::I(at.map(|i| v[i]).collect()),
+            Keys::F(v) => DimValues::F(at.map(|i| v[i]).collect()),
+            Keys::S(v) => DimValues::S(at.map(|i| v[i].clone()).collect()),
+            Keys::K(_) => match at.clone().next().map(|i| keys.get(i)) {
+                Some(KeyRef::F(_)) => DimValues::F(
+                    at.map(|i| match keys.get(i) {
+                        KeyRef::F(f) => f,
+                        _ => f64::NAN,
+                    })
                     .collect(),
-            ),
-            Some(Key::S(_)) => DimValues::S(
-                keys.map(|k| {
-                    if let Key::S(s) = k {
-                        s.clone()
-                    } else {
-                        String::new()
-                    }
-                })
-                .collect(),
-            ),
-            _ => DimValues::I(
-                keys.map(|k| if let Key::I(i) = k { *i } else { 0 })
+                ),
+                Some(KeyRef::S(_)) => DimValues::S(
+                    at.map(|i| match keys.get(i) {
+                        KeyRef::S(s) => s.to_string(),
+                        _ => String::new(),
+                    })
                     .collect(),
-            ),
+                ),
+                _ => DimValues::I(
+                    at.map(|i| match keys.get(i) {
+                        KeyRef::I(x) => x,
+                        _ => 0,
+                    })
+                    .collect(),
+                ),
+            },
         }
     }
 }
@@ -83,13 +99,18 @@ fn bitmap_is_smaller(combinations: usize, cells: usize, dims: usize) -> bool {
 }
 
 /// Builds a [`CellSet`] from written cells (each cell added once), given as indices into
-/// per-dimension dictionaries of keys.
+/// per-dimension dictionaries of keys. What it holds per dictionary value is one bit ("some
+/// written cell has it"); a value's index in the set is its rank among the used values, so the
+/// values are listed in dictionary order.
 pub struct CellSetBuilder<'a> {
     dims: Vec<String>,
-    dicts: Vec<&'a [Key]>,
-    remap: Vec<Vec<u32>>,
-    /// Per dimension: the dictionary indices of the values written, in order of first note.
-    keys: Vec<Vec<u32>>,
+    dicts: Vec<&'a Keys>,
+    /// Per dimension: bit i = dictionary value i is in a written cell.
+    used: Vec<Vec<u64>>,
+    /// Per dimension: number of values used.
+    count: Vec<usize>,
+    /// Per dimension: values used before each word of `used` (built to list tuples).
+    rank: Vec<Vec<u32>>,
     tuples: Vec<u32>,
     /// Bits of the listed cells when a bitmap is smaller than the tuples.
     bits: Option<Vec<u8>>,
@@ -100,13 +121,17 @@ pub struct CellSetBuilder<'a> {
 impl<'a> CellSetBuilder<'a> {
     /// A builder for a variable with these dimensions and, per dimension, the keys that cells
     /// name by index.
-    pub fn new(dims: Vec<String>, dicts: Vec<&'a [Key]>) -> Self {
+    pub fn new(dims: Vec<String>, dicts: Vec<&'a Keys>) -> Self {
         let n = dims.len();
         CellSetBuilder {
-            remap: dicts.iter().map(|d| vec![u32::MAX; d.len()]).collect(),
+            used: dicts
+                .iter()
+                .map(|d| vec![0; d.len().div_ceil(64)])
+                .collect(),
             dicts,
             dims,
-            keys: vec![vec![]; n],
+            count: vec![0; n],
+            rank: vec![],
             tuples: vec![],
             bits: None,
             listed: 0,
@@ -119,10 +144,11 @@ impl<'a> CellSetBuilder<'a> {
     /// says so afterwards, list the same cells, in the same order, with `push_tuple`.
     pub fn note(&mut self, cell: impl Iterator<Item = u32>) {
         for (d, i) in cell.enumerate() {
-            let slot = &mut self.remap[d][i as usize];
-            if *slot == u32::MAX {
-                *slot = self.keys[d].len() as u32;
-                self.keys[d].push(i);
+            let (word, bit) = (i as usize / 64, 1u64 << (i % 64));
+            let w = &mut self.used[d][word];
+            if *w & bit == 0 {
+                *w |= bit;
+                self.count[d] += 1;
             }
         }
         self.cells += 1;
@@ -130,14 +156,36 @@ impl<'a> CellSetBuilder<'a> {
 
     /// Whether the noted cells do not form a full grid and have not all been listed yet.
     pub fn needs_tuples(&self) -> bool {
-        let full: usize = self.keys.iter().map(Vec::len).product();
+        let full: usize = self.count.iter().product();
         self.cells != full && self.listed < self.cells
+    }
+
+    /// Index of dictionary value `i` of dimension `d` among the values used.
+    fn index(&self, d: usize, i: u32) -> usize {
+        let (word, bit) = (i as usize / 64, i % 64);
+        let below = self.used[d][word] & ((1u64 << bit) - 1);
+        self.rank[d][word] as usize + below.count_ones() as usize
     }
 
     /// List one noted cell (after [`CellSetBuilder::note`] of every cell).
     pub fn push_tuple(&mut self, cell: impl Iterator<Item = u32>) {
         if self.listed == 0 {
-            let full: usize = self.keys.iter().map(Vec::len).product();
+            self.rank = self
+                .used
+                .iter()
+                .map(|words| {
+                    let mut total = 0u32;
+                    words
+                        .iter()
+                        .map(|w| {
+                            let before = total;
+                            total += w.count_ones();
+                            before
+                        })
+                        .collect()
+                })
+                .collect();
+            let full: usize = self.count.iter().product();
             if bitmap_is_smaller(full, self.cells, self.dims.len()) {
                 self.bits = Some(vec![0; full.div_ceil(8)]);
             } else {
@@ -145,20 +193,77 @@ impl<'a> CellSetBuilder<'a> {
             }
         }
         self.listed += 1;
-        match &mut self.bits {
-            Some(bits) => {
-                let mut flat = 0usize;
-                for (d, i) in cell.enumerate() {
-                    flat = flat * self.keys[d].len() + self.remap[d][i as usize] as usize;
-                }
+        if self.bits.is_some() {
+            let mut flat = 0usize;
+            for (d, i) in cell.enumerate() {
+                flat = flat * self.count[d] + self.index(d, i);
+            }
+            if let Some(bits) = &mut self.bits {
                 bits[flat / 8] |= 1 << (flat % 8);
             }
-            None => {
-                for (d, i) in cell.enumerate() {
-                    self.tuples.push(self.remap[d][i as usize]);
-                }
+        } else {
+            for (d, i) in cell.enumerate() {
+                let x = self.index(d, i) as u32;
+                self.tuples.push(x);
             }
         }
+    }
+
+    /// A digest of the cells noted and listed: two variables of a node with the same digest
+    /// were written at the same cells.
+    pub fn digest(&self) -> [u8; 32] {
+        let mut h = blake3::Hasher::new();
+        h.update(b"zarr-fuse/cells/v1");
+        h.update(&(self.cells as u64).to_le_bytes());
+        for (d, used) in self.dims.iter().zip(&self.used) {
+            h.update(&(d.len() as u64).to_le_bytes());
+            h.update(d.as_bytes());
+            h.update(&(used.len() as u64).to_le_bytes());
+            used.iter().for_each(|w| {
+                h.update(&w.to_le_bytes());
+            });
+        }
+        h.update(&(self.tuples.len() as u64).to_le_bytes());
+        self.tuples.iter().for_each(|t| {
+            h.update(&t.to_le_bytes());
+        });
+        if let Some(bits) = &self.bits {
+            h.update(b"bits");
+            h.update(bits);
+        }
+        *h.finalize().as_bytes()
+    }
+
+    /// The cell set as JSON text ([`CellSet`]'s form), or `None` if nothing was written:
+    /// serialized from the dictionaries (no copy of the values) into a buffer of its size,
+    /// integers that increase regularly as runs.
+    pub fn to_json(&self) -> Result<Option<Box<RawValue>>, serde_json::Error> {
+        if self.cells == 0 {
+            return Ok(None);
+        }
+        use base64::Engine as _;
+        let full: usize = self.count.iter().product();
+        let bitmap = self
+            .bits
+            .as_ref()
+            .map(|b| base64::engine::general_purpose::STANDARD.encode(b));
+        let view = CellSetView {
+            dims: &self.dims,
+            values: self
+                .used
+                .iter()
+                .zip(&self.dicts)
+                .map(|(used, keys)| DimView { keys, used })
+                .collect(),
+            tuples: (self.cells != full && bitmap.is_none()).then_some(&self.tuples[..]),
+            bitmap,
+        };
+        let mut size = Count::default();
+        serde_json::to_writer(&mut size, &view)?;
+        let mut buf = Vec::with_capacity(size.0);
+        serde_json::to_writer(&mut buf, &view)?;
+        let text = String::from_utf8(buf).map_err(serde::ser::Error::custom)?;
+        RawValue::from_string(text).map(Some)
     }
 
     /// The cell set, or `None` if nothing was written.
@@ -167,28 +272,93 @@ impl<'a> CellSetBuilder<'a> {
             return None;
         }
         use base64::Engine as _;
-        let full: usize = self.keys.iter().map(Vec::len).product();
+        let full: usize = self.count.iter().product();
         let bitmap = self
             .bits
             .as_ref()
             .map(|b| base64::engine::general_purpose::STANDARD.encode(b));
         Some(CellSet {
-            dims: self.dims,
             values: self
-                .keys
+                .used
                 .iter()
                 .zip(&self.dicts)
-                .map(|(k, dict)| DimValues::from_keys(k.iter().map(|&i| &dict[i as usize])))
+                .map(|(used, dict)| DimValues::from_keys(dict, set_bits(used)))
                 .collect(),
+            dims: self.dims,
             tuples: (self.cells != full && bitmap.is_none()).then_some(self.tuples),
             bitmap,
         })
     }
 }
 
+/// Positions of the set bits, ascending.
+fn set_bits(words: &[u64]) -> impl Iterator<Item = usize> + Clone + '_ {
+    words.iter().enumerate().flat_map(|(w, &word)| {
+        (0..64)
+            .filter(move |b| word & (1u64 << b) != 0)
+            .map(move |b| w * 64 + b)
+    })
+}
+
+/// Where the values of one dimension of a stored cell set are: a value → index map, or runs
+/// searched by value (never expanded: a record cannot make blame allocate its runs' length).
+enum DimIndex {
+    Map(HashMap<Key, u32>),
+    /// (first, step, count, index of first), ascending.
+    Runs(Vec<(i64, i64, u64, u64)>),
+}
+
+impl DimIndex {
+    fn of(d: &DimValues) -> Option<(DimIndex, usize)> {
+        let DimValues::Runs(runs) = d else {
+            let keys = d.keys()?;
+            let n = keys.len();
+            let map = keys
+                .into_iter()
+                .enumerate()
+                .map(|(i, k)| (k, i as u32))
+                .collect();
+            return Some((DimIndex::Map(map), n));
+        };
+        let mut out = Vec::with_capacity(runs.len());
+        let mut total = 0u64;
+        let mut last: Option<i64> = None;
+        for &[first, step, count] in runs {
+            if step <= 0 || count <= 0 || last.is_some_and(|l| first <= l) {
+                return None;
+            }
+            let end = step
+                .checked_mul(count - 1)
+                .and_then(|d| first.checked_add(d))?;
+            out.push((first, step, count as u64, total));
+            total = total
+                .checked_add(count as u64)
+                .filter(|t| *t <= u64::from(u32::MAX))?;
+            last = Some(end);
+        }
+        Some((DimIndex::Runs(out), total as usize))
+    }
+
+    fn get(&self, k: &Key) -> Option<u32> {
+        match (self, k) {
+            (DimIndex::Map(m), k) => m.get(k).copied(),
+            (DimIndex::Runs(runs), Key::I(x)) => {
+                let r = runs
+                    .partition_point(|(first, ..)| first <= x)
+                    .checked_sub(1)?;
+                let (first, step, count, at) = runs[r];
+                let off = (*x as i128 - first as i128) / step as i128;
+                let hit = (*x as i128 - first as i128) % step as i128 == 0 && (off as u64) < count;
+                hit.then(|| (at + off as u64) as u32)
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Tests cell membership in a [`CellSet`].
 pub struct CellMatcher {
-    per_dim: Vec<HashMap<Key, u32>>,
+    per_dim: Vec<DimIndex>,
     sizes: Vec<usize>,
     tuples: Option<std::collections::HashSet<Vec<u32>>>,
     bits: Option<Vec<u8>>,
@@ -198,17 +368,13 @@ impl CellMatcher {
     /// From a stored cell set (JSON).
     pub fn from_json(v: &Value) -> Option<CellMatcher> {
         let set: CellSet = serde_json::from_value(v.clone()).ok()?;
-        let per_dim = set
+        let (per_dim, sizes) = set
             .values
             .iter()
-            .map(|d| {
-                d.keys()
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, k)| (k, i as u32))
-                    .collect()
-            })
-            .collect();
+            .map(DimIndex::of)
+            .collect::<Option<Vec<_>>>()?
+            .into_iter()
+            .unzip();
         let n = set.dims.len().max(1);
         let tuples = set
             .tuples
@@ -222,7 +388,7 @@ impl CellMatcher {
         };
         Some(CellMatcher {
             per_dim,
-            sizes: set.values.iter().map(|d| d.keys().len()).collect(),
+            sizes,
             tuples,
             bits,
         })
@@ -233,15 +399,14 @@ impl CellMatcher {
         let mut idx = Vec::with_capacity(cell.len());
         for (d, k) in cell.iter().enumerate() {
             match self.per_dim.get(d).and_then(|m| m.get(k)) {
-                Some(i) => idx.push(*i),
+                Some(i) => idx.push(i),
                 None => return false,
             }
         }
         if let Some(bits) = &self.bits {
-            let flat = idx
-                .iter()
-                .zip(&self.sizes)
-                .fold(0usize, |acc, (i, n)| acc * n + *i as usize);
+            let flat = idx.iter().zip(&self.sizes).fold(0usize, |acc, (i, n)| {
+                acc.wrapping_mul(*n).wrapping_add(*i as usize)
+            });
             return bits
                 .get(flat / 8)
                 .is_some_and(|b| b & (1 << (flat % 8)) != 0);
@@ -250,12 +415,117 @@ impl CellMatcher {
     }
 }
 
+/// The runs of a strictly increasing integer sequence, if writing them is shorter than the
+/// values; `None` as soon as it cannot be.
+fn runs_of(values: impl Iterator<Item = i64>) -> Option<Vec<[i64; 3]>> {
+    let mut runs: Vec<[i64; 3]> = vec![];
+    let mut n = 0usize;
+    let mut prev: Option<i64> = None;
+    for x in values {
+        n += 1;
+        match (prev, runs.last_mut()) {
+            (Some(p), _) if x <= p => return None,
+            (Some(p), Some(r)) if r[2] == 1 => {
+                r[1] = x - p;
+                r[2] = 2;
+            }
+            (Some(p), Some(r)) if x - p == r[1] => r[2] += 1,
+            _ => runs.push([x, 1, 1]),
+        }
+        prev = Some(x);
+        if runs.len() > 16 && runs.len() * 2 > n {
+            return None; // runs of fewer than two values on average: a list is shorter
+        }
+    }
+    // a run is three numbers
+    (runs.len() * 3 < n).then_some(runs)
+}
+
+/// A sequence serialized from an iterator, without collecting it.
+struct SeqOf<F>(F);
+
+impl<F, I> Serialize for SeqOf<F>
+where
+    F: Fn() -> I,
+    I: Iterator,
+    I::Item: Serialize,
+{
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq((self.0)())
+    }
+}
+
+/// One dimension of a builder's cell set, serialized as [`DimValues`] straight from the
+/// dictionary.
+struct DimView<'b> {
+    keys: &'b Keys,
+    used: &'b [u64],
+}
+
+impl Serialize for DimView<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let at = || set_bits(self.used);
+        if let Keys::K(_) = self.keys {
+            // (coordinates have one kind of value; kept exact if not)
+            return DimValues::from_keys(self.keys, at()).serialize(s);
+        }
+        let mut m = s.serialize_map(Some(2))?;
+        match self.keys {
+            Keys::I(v) => match runs_of(at().map(|i| v[i])) {
+                Some(runs) => {
+                    m.serialize_entry("kind", "r")?;
+                    m.serialize_entry("values", &runs)?;
+                }
+                None => {
+                    m.serialize_entry("kind", "i")?;
+                    m.serialize_entry("values", &SeqOf(|| at().map(|i| v[i])))?;
+                }
+            },
+            Keys::F(v) => {
+                m.serialize_entry("kind", "f")?;
+                m.serialize_entry("values", &SeqOf(|| at().map(|i| v[i])))?;
+            }
+            Keys::S(v) => {
+                m.serialize_entry("kind", "s")?;
+                m.serialize_entry("values", &SeqOf(|| at().map(|i| v[i].as_str())))?;
+            }
+            Keys::K(_) => {}
+        }
+        m.end()
+    }
+}
+
+/// A builder's cell set as [`CellSet`] serializes it.
+#[derive(Serialize)]
+struct CellSetView<'b> {
+    dims: &'b [String],
+    values: Vec<DimView<'b>>,
+    tuples: Option<&'b [u32]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bitmap: Option<String>,
+}
+
+/// Counts the bytes written.
+#[derive(Default)]
+struct Count(usize);
+
+impl std::io::Write for Count {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0 += b.len();
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// A cell set of `cells` (noted, then listed if needed).
-    fn build(dims: &[&str], dicts: Vec<&[Key]>, cells: &[Vec<u32>]) -> CellSet {
+    fn build(dims: &[&str], dicts: Vec<&Keys>, cells: &[Vec<u32>]) -> CellSet {
         let mut b = CellSetBuilder::new(dims.iter().map(|d| d.to_string()).collect(), dicts);
         for c in cells {
             b.note(c.iter().copied());
@@ -275,8 +545,8 @@ mod tests {
 
     #[test]
     fn boxes_and_sparse_sets() {
-        let ts: Vec<Key> = (0..3).map(Key::I).collect();
-        let ss: Vec<Key> = ["a", "b", "d"]
+        let ts: Keys = (0..3).map(Key::I).collect();
+        let ss: Keys = ["a", "b", "d"]
             .iter()
             .map(|s| Key::S(s.to_string()))
             .collect();
@@ -307,8 +577,8 @@ mod tests {
     fn a_diagonal_is_a_bitmap_and_scattered_cells_are_tuples() {
         // one site per time (irregular sensor times): n of 2n combinations, a bitmap
         let n = 1000u32;
-        let ts: Vec<Key> = (0..i64::from(n)).map(Key::I).collect();
-        let ss: Vec<Key> = (0..2).map(|i| Key::S(format!("s{i}"))).collect();
+        let ts: Keys = (0..i64::from(n)).map(Key::I).collect();
+        let ss: Keys = (0..2).map(|i| Key::S(format!("s{i}"))).collect();
         let cells: Vec<Vec<u32>> = (0..n).map(|t| vec![t, t % 2]).collect();
         let set = build(&["t", "s"], vec![&ts, &ss], &cells);
         assert!(set.tuples.is_none() && set.bitmap.is_some());
@@ -336,14 +606,19 @@ mod tests {
 
     #[test]
     fn noting_then_listing_lists_the_cells_in_order() {
-        let ts: Vec<Key> = (0..40).map(Key::I).collect();
+        let ts: Keys = (0..40).map(Key::I).collect();
         // 40 cells on a diagonal, last first: tuples in the order listed, indexing the values
-        // in the order noted
-        let cells: Vec<Vec<u32>> = (0..40).rev().map(|i| vec![i, i]).collect();
-        let set = build(&["t", "s"], vec![&ts, &ts], &cells);
-        let expected: Vec<u32> = (0..40).flat_map(|i| [i, i]).collect();
+        // in dictionary order (every other value of the dictionary)
+        let cells: Vec<Vec<u32>> = (0..40).rev().map(|i| vec![i, 2 * i]).collect();
+        let wide: Keys = (0..80).map(Key::I).collect();
+        let set = build(&["t", "s"], vec![&ts, &wide], &cells);
+        let expected: Vec<u32> = (0..40).rev().flat_map(|i| [i, i]).collect();
         assert_eq!(set.tuples, Some(expected));
-        assert_eq!(set.values[0], DimValues::I((0..40).rev().collect()));
+        assert_eq!(set.values[0], DimValues::I((0..40).collect()));
+        assert_eq!(
+            set.values[1],
+            DimValues::I((0..40).map(|i| 2 * i).collect())
+        );
         // a full grid needs no list
         let mut full = CellSetBuilder::new(vec!["t".into()], vec![&ts]);
         for t in 0..40 {
@@ -351,5 +626,132 @@ mod tests {
         }
         assert!(!full.needs_tuples());
         assert!(full.finish().unwrap().tuples.is_none());
+    }
+
+    /// The matcher of the builder's JSON text (as stored) and of its [`CellSet`] agree on every
+    /// combination of the dictionaries' values and on values outside them.
+    fn same_cells(dims: &[&str], dicts: Vec<&Keys>, cells: &[Vec<u32>]) -> String {
+        let mut b =
+            CellSetBuilder::new(dims.iter().map(|d| d.to_string()).collect(), dicts.clone());
+        for c in cells {
+            b.note(c.iter().copied());
+        }
+        if b.needs_tuples() {
+            for c in cells {
+                b.push_tuple(c.iter().copied());
+            }
+        }
+        let text = b.to_json().unwrap().unwrap();
+        let stored = CellMatcher::from_json(&serde_json::from_str(text.get()).unwrap()).unwrap();
+        let reference = matcher(&b.finish().unwrap());
+        let mut probe: Vec<Vec<Key>> = vec![vec![]];
+        for d in &dicts {
+            let mut values: Vec<Key> = d.iter().map(KeyRef::to_key).collect();
+            values.extend([Key::I(-1), Key::I(1_000_001), Key::S("zz".into())]);
+            probe = probe
+                .into_iter()
+                .flat_map(|p| {
+                    values.iter().map(move |v| {
+                        let mut p = p.clone();
+                        p.push(v.clone());
+                        p
+                    })
+                })
+                .collect();
+        }
+        for cell in &probe {
+            assert_eq!(
+                stored.contains(cell),
+                reference.contains(cell),
+                "{cell:?} in {}",
+                text.get()
+            );
+        }
+        text.get().to_string()
+    }
+
+    #[test]
+    fn stored_text_matches_the_same_cells_as_the_set() {
+        let hourly: Keys = (0..50).map(|h| Key::I(1_000 + 3_600 * h)).collect();
+        let irregular: Keys = (0..50).map(|h| Key::I(h * h)).collect();
+        let sites: Keys = ["a", "b", "c"]
+            .iter()
+            .map(|s| Key::S(s.to_string()))
+            .collect();
+        let floats: Keys = (0..7).map(|x| Key::f(f64::from(x) * 0.5)).collect();
+        let full: Vec<Vec<u32>> = (0..50)
+            .flat_map(|t| (0..3).map(move |s| vec![t, s]))
+            .collect();
+        let text = same_cells(&["t", "s"], vec![&hourly, &sites], &full);
+        assert!(
+            text.contains(r#"{"kind":"r","values":[[1000,3600,50]]}"#),
+            "{text}"
+        );
+        let text = same_cells(&["t", "s"], vec![&irregular, &sites], &full);
+        assert!(text.contains(r#""kind":"i""#), "{text}");
+        // sparse (tuples), a diagonal (bitmap), every other hour (one run of step 7200)
+        same_cells(
+            &["t", "s"],
+            vec![&hourly, &sites],
+            &[vec![3, 1], vec![40, 2], vec![0, 0]],
+        );
+        let diagonal: Vec<Vec<u32>> = (0..50).map(|t| vec![t, t % 3]).collect();
+        same_cells(&["t", "s"], vec![&hourly, &sites], &diagonal);
+        let every_other: Vec<Vec<u32>> = (0..25).map(|t| vec![2 * t, 1]).collect();
+        let text = same_cells(&["t", "s"], vec![&hourly, &sites], &every_other);
+        assert!(text.contains("[[1000,7200,25]]"), "{text}");
+        // values in input order that is not increasing: a plain list
+        let shuffled: Keys = (0..50).map(|h| Key::I((h * 17) % 50)).collect();
+        let text = same_cells(
+            &["t"],
+            vec![&shuffled],
+            &(0..50).map(|t| vec![t]).collect::<Vec<_>>(),
+        );
+        assert!(text.contains(r#""kind":"i""#), "{text}");
+        same_cells(
+            &["x", "t"],
+            vec![&floats, &hourly],
+            &[vec![6, 49], vec![0, 0]],
+        );
+    }
+
+    #[test]
+    fn runs_are_found_by_value_and_checked_never_expanded() {
+        assert_eq!(
+            runs_of([1, 2, 3, 10, 20, 30, 40].into_iter()),
+            Some(vec![[1, 1, 3], [10, 10, 4]])
+        );
+        assert_eq!(runs_of([5, 4].into_iter()), None, "not increasing");
+        assert_eq!(runs_of((0..100).map(|x| x * x)), None, "too many runs");
+        let set = |runs: &str| {
+            CellMatcher::from_json(
+                &serde_json::from_str(&format!(
+                    r#"{{"dims":["t"],"values":[{{"kind":"r","values":{runs}}}],"tuples":null}}"#
+                ))
+                .unwrap(),
+            )
+        };
+        let m = set("[[0,10,3],[100,1,2],[200,9223372036854775,1000]]").unwrap();
+        for (x, inside) in [
+            (0, true),
+            (10, true),
+            (20, true),
+            (30, false),
+            (15, false),
+            (99, false),
+            (101, true),
+            (102, false),
+            (-5, false),
+        ] {
+            assert_eq!(m.contains(&[Key::I(x)]), inside, "{x}");
+        }
+        assert!(m.contains(&[Key::I(200 + 9223372036854775 * 999)]));
+        // a huge count is not allocated; malformed runs are refused
+        assert!(set("[[0,1,4000000000]]").is_some());
+        assert!(set("[[0,1,5000000000]]").is_none(), "beyond u32 indices");
+        assert!(set("[[0,0,3]]").is_none(), "step 0");
+        assert!(set("[[0,1,3],[1,1,3]]").is_none(), "overlapping");
+        assert!(set("[[9223372036854775800,1,100]]").is_none(), "overflow");
+        assert!(set("[[0,1,0]]").is_none(), "empty run");
     }
 }

@@ -2,8 +2,8 @@
 //! ranges, drop rows with NA coordinates, resolve duplicates (later row wins), build composed keys.
 
 use std::collections::HashMap;
-use std::hash::BuildHasher;
 
+use super::keys::{KeyIndex, KeyRef, Keys};
 use super::rows::{RowBlock, Rows, SPILL_OVER};
 use super::{Key, MergeError, Scalar};
 use crate::ingest::Table;
@@ -274,7 +274,7 @@ impl FromIterator<u64> for Lines {
 pub struct Converted {
     /// Per node coordinate (schema order): the distinct keys of the kept rows, in order of first
     /// appearance; the rows hold indices into these.
-    pub dicts: Vec<Vec<Key>>,
+    pub dicts: Vec<Keys>,
     /// Per composed coordinate: component name → value by key.
     pub components: HashMap<String, HashMap<Key, Scalar>>,
     /// The variables (schema order, components excluded) whose values the rows hold.
@@ -295,8 +295,8 @@ pub struct Converted {
 
 impl Converted {
     /// The key of coordinate `ci` at dictionary index `i`.
-    pub fn key(&self, ci: usize, i: u32) -> &Key {
-        &self.dicts[ci][i as usize]
+    pub fn key(&self, ci: usize, i: u32) -> KeyRef<'_> {
+        self.dicts[ci].get(i as usize)
     }
 }
 
@@ -470,11 +470,10 @@ pub struct Converter<'n> {
     on_invalid: OnInvalid,
     data_vars: Vec<&'n Variable>,
     /// Per coordinate: distinct keys in order of first appearance (any row).
-    dicts: Vec<Vec<Key>>,
+    dicts: Vec<Keys>,
     /// Per coordinate: positions in `dicts` found by the key's hash (4 bytes a distinct value:
     /// the keys themselves are only in `dicts`).
-    by_key: Vec<hashbrown::HashTable<u32>>,
-    hasher: std::hash::RandomState,
+    by_key: Vec<KeyIndex>,
     /// Component name → value by composed key.
     components: HashMap<String, HashMap<Key, Scalar>>,
     rows: Rows,
@@ -506,11 +505,10 @@ impl<'n> Converter<'n> {
         Converter {
             node,
             on_invalid,
-            dicts: vec![vec![]; node.coords.len()],
+            dicts: vec![Keys::default(); node.coords.len()],
             by_key: (0..node.coords.len())
-                .map(|_| hashbrown::HashTable::new())
+                .map(|_| KeyIndex::default())
                 .collect(),
-            hasher: std::hash::RandomState::new(),
             components: HashMap::new(),
             rows: Rows::new(&template, SPILL_OVER),
             data_vars,
@@ -582,18 +580,16 @@ impl<'n> Converter<'n> {
             let col_out = &mut block.idx[ci];
             let dict = &mut self.dicts[ci];
             let by_key = &mut self.by_key[ci];
-            let hasher = &self.hasher;
             col_out.reserve_exact(n_rows);
             let mut intern = |k: Option<Key>| -> u32 {
                 let Some(k) = k else { return NA };
-                let hash = hasher.hash_one(&k);
-                if let Some(i) = by_key.find(hash, |&i| dict[i as usize] == k) {
-                    return *i;
+                if let Some(i) = by_key.get(dict, k.as_ref()) {
+                    return i as u32;
                 }
-                let i = dict.len() as u32;
+                let i = dict.len();
                 dict.push(k);
-                by_key.insert_unique(hash, i, |&j| hasher.hash_one(&dict[j as usize]));
-                i
+                by_key.insert(dict, i);
+                i as u32
             };
             if c.composed.is_empty() {
                 let col = column(table, &c.var, &node.path)?;
@@ -692,7 +688,7 @@ impl<'n> Converter<'n> {
         // included): the order new values of unsorted coordinates are appended in
         let mut last = LastRow::new(&dicts, n_rows);
         let mut remaps: Vec<Vec<u32>> = dicts.iter().map(|d| vec![NA; d.len()]).collect();
-        let mut new_dicts: Vec<Vec<Key>> = vec![vec![]; dicts.len()];
+        let mut new_dicts: Vec<Keys> = dicts.iter().map(|d| d.with_capacity_like(0)).collect();
         let mut tuple = vec![0u32; dicts.len()];
         let none: Vec<bool> = vec![false; data_vars.len()];
         rows.scan(Some(&none), |start, b| {
@@ -711,7 +707,7 @@ impl<'n> Converter<'n> {
                 {
                     if remap[*t as usize] == NA {
                         remap[*t as usize] = new.len() as u32;
-                        new.push(dict[*t as usize].clone());
+                        new.push_ref(dict.get(*t as usize));
                     }
                 }
                 if last.set(&tuple, (start + i) as u32) {
@@ -795,7 +791,7 @@ enum LastRow {
 }
 
 impl LastRow {
-    fn new(dicts: &[Vec<Key>], n_rows: usize) -> LastRow {
+    fn new(dicts: &[Keys], n_rows: usize) -> LastRow {
         let sizes: Vec<u64> = dicts.iter().map(|d| d.len().max(1) as u64).collect();
         match sizes.iter().try_fold(1u64, |acc, n| acc.checked_mul(*n)) {
             Some(p) if p <= (4 * n_rows as u64).max(1 << 16) => LastRow::Seen {

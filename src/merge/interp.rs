@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::convert::{Converted, Values};
 use super::rows::{RowBlock, Rows};
-use super::{Key, MergeError, Scalar};
+use super::{Key, KeyRef, Keys, MergeError, Scalar};
 use crate::schema::Interpolate;
 
 fn num(k: &Key) -> Option<f64> {
@@ -57,21 +57,23 @@ fn value_at(points: &[(f64, Scalar)], p: f64, method: Interpolate) -> Scalar {
 pub fn interpolate(
     conv: &Converted,
     ci: usize,
-    old: &[Key],
+    old: &Keys,
     method: Interpolate,
 ) -> Result<Option<Converted>, MergeError> {
-    let (Some(lo), Some(hi)) = (old.first().and_then(num), old.last().and_then(num)) else {
+    let end = |k: Option<KeyRef>| k.and_then(|k| num(&k.to_key()));
+    let (Some(lo), Some(hi)) = (end(old.first()), end(old.last())) else {
         return Ok(None);
     };
     let is_inside = |k: &Key| num(k).is_some_and(|x| x > lo && x < hi);
-    if !conv.dicts[ci].iter().any(is_inside) {
+    if !conv.dicts[ci].iter().any(|k| is_inside(&k.to_key())) {
         return Ok(None);
     }
+    let old: Vec<Key> = old.iter().map(KeyRef::to_key).collect();
     let b = conv.rows.to_block()?;
     let rows = b.len;
     let n_coords = conv.dicts.len();
-    let key = |d: usize, r: usize| conv.key(d, b.idx[d][r]);
-    let inside: Vec<bool> = (0..rows).map(|r| is_inside(key(ci, r))).collect();
+    let key = |d: usize, r: usize| conv.key(d, b.idx[d][r]).to_key();
+    let inside: Vec<bool> = (0..rows).map(|r| is_inside(&key(ci, r))).collect();
     let mut keys: Vec<Vec<Key>> = vec![vec![]; n_coords];
     let mut vals_out: Vec<Values> = b.vals.iter().map(Values::empty_like).collect();
     let mut lines = super::convert::Lines::default();
@@ -86,7 +88,7 @@ pub fn interpolate(
     };
     // rows outside stay as they are
     for r in (0..rows).filter(|r| !inside[*r]) {
-        let row_keys = (0..n_coords).map(|d| key(d, r).clone()).collect();
+        let row_keys = (0..n_coords).map(|d| key(d, r)).collect();
         let vals = b.vals.iter().map(|v| v.get(r)).collect();
         push(row_keys, vals, conv.lines.get(r));
     }
@@ -95,13 +97,13 @@ pub fn interpolate(
     for r in (0..rows).filter(|r| inside[*r]) {
         let g: Vec<Key> = (0..n_coords)
             .filter(|d| *d != ci)
-            .map(|d| key(d, r).clone())
+            .map(|d| key(d, r))
             .collect();
         groups.entry(g).or_default().push(r);
     }
     let old_x: Vec<(f64, &Key)> = old.iter().filter_map(|k| num(k).map(|x| (x, k))).collect();
     for (g, members) in groups {
-        let xs: Vec<f64> = members.iter().filter_map(|&r| num(key(ci, r))).collect();
+        let xs: Vec<f64> = members.iter().filter_map(|&r| num(&key(ci, r))).collect();
         let (xmin, xmax) = xs
             .iter()
             .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
@@ -114,7 +116,7 @@ pub fn interpolate(
                 let mut p: Vec<(f64, Scalar)> = members
                     .iter()
                     .filter(|&&r| !vals.is_na(r))
-                    .filter_map(|&r| num(key(ci, r)).map(|x| (x, vals.get(r))))
+                    .filter_map(|&r| num(&key(ci, r)).map(|x| (x, vals.get(r))))
                     .collect();
                 p.sort_by(|a, b| a.0.total_cmp(&b.0));
                 p
@@ -152,7 +154,7 @@ pub fn interpolate(
                 })
             })
             .collect();
-        dicts.push(dict);
+        dicts.push(dict.into_iter().collect::<Keys>());
         idx.push(ids);
     }
     Ok(Some(Converted {

@@ -5,6 +5,7 @@ pub mod axis;
 pub mod cells;
 pub mod convert;
 mod interp;
+pub mod keys;
 mod node;
 pub mod rows;
 
@@ -12,6 +13,7 @@ use std::cmp::Ordering;
 use std::hash::{Hash, Hasher};
 
 pub use convert::OnInvalid;
+pub use keys::{KeyRef, Keys};
 pub use node::{
     apply_schema, create_node, init_dataset, read_axis, read_node, stored_schema, update,
     update_files, NodeData, Timings, UpdateOptions, UpdateReport, VarData, BATCH_ROWS,
@@ -65,11 +67,8 @@ impl Ord for Key {
 }
 impl Hash for Key {
     fn hash<H: Hasher>(&self, h: &mut H) {
-        match self {
-            Key::I(i) => (0u8, i).hash(h),
-            Key::F(f) => (1u8, f.0.to_bits()).hash(h),
-            Key::S(s) => (2u8, s).hash(h),
-        }
+        // as its borrowed form hashes: a `Keys` list is searched by `KeyRef`
+        self.as_ref().hash(h)
     }
 }
 

@@ -12,6 +12,7 @@ use zarrs_storage::{AsyncReadableWritableListableStorageTraits, StoreKey};
 
 use super::axis::{merge_axis, AxisMerge};
 use super::convert::{self, Converted, OnInvalid};
+use super::keys::{KeyIndex, KeyRef, Keys};
 use super::rows::RowBlock;
 use super::{Key, MergeError, Scalar};
 use crate::ingest::Table;
@@ -749,28 +750,47 @@ where
     Ok(out)
 }
 
-fn keys_of(d: &Dense) -> Vec<Key> {
+fn keys_of(d: Dense) -> Keys {
     match d {
-        Dense::F(v) => v.iter().map(|x| Key::f(*x)).collect(),
-        Dense::I(v, _) => v.iter().map(|x| Key::I(*x)).collect(),
-        Dense::S(v) => v.iter().map(|x| Key::S(x.clone())).collect(),
+        Dense::F(v) => Keys::F(
+            v.into_iter()
+                .map(|x| if x == 0.0 { 0.0 } else { x })
+                .collect(),
+        ),
+        Dense::I(v, _) => Keys::I(v),
+        Dense::S(v) => Keys::S(v),
+    }
+}
+
+/// A coordinate axis as an array of kind `k`.
+fn dense_of(k: Kind, axis: &Keys) -> Dense {
+    match (k, axis) {
+        (Kind::I64(na), Keys::I(v)) => Dense::I(v.clone(), na),
+        (Kind::F64, Keys::F(v)) => Dense::F(v.clone()),
+        _ => {
+            let mut d = Dense::na(k, axis.len());
+            for (i, key) in axis.iter().enumerate() {
+                d.set(i, &key_scalar(key));
+            }
+            d
+        }
     }
 }
 
 /// A coordinate value in JSON (the extent of an update, spec/011).
-fn key_json(k: &Key) -> Value {
+fn key_json(k: KeyRef) -> Value {
     match k {
-        Key::I(i) => json!(i),
-        Key::F(f) => json!(f.0),
-        Key::S(s) => json!(s),
+        KeyRef::I(i) => json!(i),
+        KeyRef::F(f) => json!(f),
+        KeyRef::S(s) => json!(s),
     }
 }
 
-fn key_scalar(k: &Key) -> Scalar {
+fn key_scalar(k: KeyRef) -> Scalar {
     match k {
-        Key::I(i) => Scalar::I(*i),
-        Key::F(f) => Scalar::F(f.0),
-        Key::S(s) => Scalar::S(s.clone()),
+        KeyRef::I(i) => Scalar::I(i),
+        KeyRef::F(f) => Scalar::F(f),
+        KeyRef::S(s) => Scalar::S(s.to_string()),
     }
 }
 
@@ -838,42 +858,45 @@ pub struct Timings {
 
 /// Position of row `r` of a contribution in a variable's grid: `pos` maps each coordinate's
 /// dictionary index to its axis position, `dims` are the variable's coordinates, `st` its strides.
-fn flat_cell(pos: &[Vec<usize>], b: &RowBlock, dims: &[usize], st: &[usize], i: usize) -> usize {
+fn flat_cell(pos: &[Vec<u32>], b: &RowBlock, dims: &[usize], st: &[usize], i: usize) -> usize {
     dims.iter()
         .enumerate()
-        .map(|(a, &d)| pos[d][b.idx[d][i] as usize] * st[a])
+        .map(|(a, &d)| pos[d][b.idx[d][i] as usize] as usize * st[a])
         .sum()
 }
 
+/// Position of a dictionary value that is not on the merged axis (refused by step limits).
+const OFF_AXIS: u32 = u32::MAX;
+
 /// Where a value is on a merged axis: by binary search when the axis is sorted (no memory),
-/// else by a hash map.
-enum AxisIndex<'a> {
+/// else by an index of positions (4 bytes a value).
+enum AxisIndex {
     Sorted,
-    Map(HashMap<&'a Key, usize>),
+    Map(KeyIndex),
 }
 
-impl<'a> AxisIndex<'a> {
-    fn new(axis: &'a [Key], sorted: bool) -> Self {
-        if sorted && axis.windows(2).all(|w| w[0] < w[1]) {
+impl AxisIndex {
+    fn new(axis: &Keys, sorted: bool) -> Self {
+        if sorted && axis.is_strictly_sorted() {
             AxisIndex::Sorted
         } else {
-            AxisIndex::Map(axis.iter().enumerate().map(|(i, k)| (k, i)).collect())
+            AxisIndex::Map(KeyIndex::of(axis))
         }
     }
 
-    fn get(&self, axis: &[Key], k: &Key) -> Option<usize> {
+    fn get(&self, axis: &Keys, k: KeyRef) -> Option<usize> {
         match self {
             AxisIndex::Sorted => axis.binary_search(k).ok(),
-            AxisIndex::Map(m) => m.get(k).copied(),
+            AxisIndex::Map(m) => m.get(axis, k),
         }
     }
 }
 
 /// Whether every coordinate of row `i` of `b` is on the new axes (step limits may refuse keys).
-fn admitted(pos: &[Vec<usize>], b: &RowBlock, i: usize) -> bool {
+fn admitted(pos: &[Vec<u32>], b: &RowBlock, i: usize) -> bool {
     pos.iter()
         .zip(&b.idx)
-        .all(|(p, col)| p[col[i] as usize] != usize::MAX)
+        .all(|(p, col)| p[col[i] as usize] != OFF_AXIS)
 }
 
 /// Values of variable `vi` at rows `a` and `b` (for an error message).
@@ -920,7 +943,7 @@ async fn apply_node(
             Kind::I64(i64::MIN)
         };
         let (_, old) = read_dense(store, &array_path(&node.path, c.name()), k).await?;
-        old_axes.push(keys_of(&old));
+        old_axes.push(keys_of(old));
     }
     let mut owned: Option<Converted> = None;
     for (ci, c) in node.coords.iter().enumerate() {
@@ -943,23 +966,33 @@ async fn apply_node(
         let old_keys = std::mem::take(&mut old_axes[ci]);
         old_len.push(old_keys.len());
         let m = merge_axis(c, old_keys, &conv.dicts[ci]);
+        if m.axis.len() >= OFF_AXIS as usize {
+            return Err(MergeError::Invalid(format!(
+                "node '{}': coordinate '{}' would have {} values, more than {} (split the dataset into nodes)",
+                node.path,
+                c.name(),
+                m.axis.len(),
+                OFF_AXIS - 1
+            )));
+        }
         *report.new_coords.entry(c.name().to_string()).or_default() += m.added as u64;
         merges.push(m);
     }
-    // per coordinate: axis position of each dictionary key (usize::MAX = not admitted)
+    // per coordinate: axis position of each dictionary key (4 bytes a value; OFF_AXIS = not
+    // admitted)
     let axis_pos: Vec<AxisIndex> = merges
         .iter()
         .zip(&node.coords)
         .map(|(m, c)| AxisIndex::new(&m.axis, c.sorted))
         .collect();
-    let pos: Vec<Vec<usize>> = conv
+    let pos: Vec<Vec<u32>> = conv
         .dicts
         .iter()
         .zip(&axis_pos)
         .zip(&merges)
         .map(|((dict, ap), m)| {
             dict.iter()
-                .map(|k| ap.get(&m.axis, k).unwrap_or(usize::MAX))
+                .map(|k| ap.get(&m.axis, k).map_or(OFF_AXIS, |p| p as u32))
                 .collect()
         })
         .collect();
@@ -969,7 +1002,7 @@ async fn apply_node(
         let mut admitted = dict
             .iter()
             .zip(p)
-            .filter(|(_, p)| **p != usize::MAX)
+            .filter(|(_, p)| **p != OFF_AXIS)
             .map(|(k, _)| k);
         if let Some(first) = admitted.next() {
             let (lo, hi) = admitted.fold((first, first), |(lo, hi), k| (lo.min(k), hi.max(k)));
@@ -977,7 +1010,7 @@ async fn apply_node(
         }
     }
     let n_vars = conv.var_names.len();
-    if pos.iter().any(|p| p.contains(&usize::MAX)) {
+    if pos.iter().any(|p| p.contains(&OFF_AXIS)) {
         let none = vec![false; n_vars];
         conv.rows.scan(Some(&none), |_, b| {
             report.rows_dropped += (0..b.len).filter(|&i| !admitted(&pos, b, i)).count() as u64;
@@ -1069,10 +1102,7 @@ async fn apply_node(
             Kind::I64(i64::MIN)
         };
         let mut arr = open_array(store, &array_path(&node.path, c.name())).await?;
-        let mut d = Dense::na(k, m.axis.len());
-        for (i, key) in m.axis.iter().enumerate() {
-            d.set(i, &key_scalar(key));
-        }
+        let d = dense_of(k, &m.axis);
         let fc = first_change[ci];
         write_dense(&mut arr, vec![m.axis.len() as u64], &d, &|s, c| {
             s[0] + c[0] > fc
@@ -1084,13 +1114,13 @@ async fn apply_node(
                 .ok_or_else(|| MergeError::Invalid(format!("component {comp} missing")))?;
             let (mut arr, old) = read_dense(store, &array_path(&node.path, comp), kind(v)).await?;
             let mut d = Dense::na(kind(v), m.axis.len());
-            let old_pos: HashMap<&Key, usize> = (0..old_len[ci]).map(|i| (&m.axis[i], i)).collect();
+            let old_pos = KeyIndex::of(&m.old);
             let vals = conv.components.get(comp);
             for (i, key) in m.axis.iter().enumerate() {
-                match old_pos.get(key) {
-                    Some(&j) if j < old_len[ci] => d.copy_from(i, &old, j),
+                match old_pos.get(&m.old, key) {
+                    Some(j) if j < old.len() => d.copy_from(i, &old, j),
                     _ => {
-                        if let Some(s) = vals.and_then(|v| v.get(key)) {
+                        if let Some(s) = vals.and_then(|v| v.get(&key.to_key())) {
                             d.set(i, s);
                         }
                     }
@@ -1105,6 +1135,7 @@ async fn apply_node(
 
     // 3. data variables, each in bands of whole chunk rows along its first dimension: memory
     // holds one band of the array, never the whole of it (spec/017)
+    let mut digests: Vec<(String, [u8; 32])> = vec![];
     for (vi, name) in conv.var_names.iter().enumerate() {
         let v = node
             .var(name)
@@ -1122,20 +1153,24 @@ async fn apply_node(
         let unmoved = dims
             .iter()
             .all(|&d| merges[d].first_shift.is_none() && merges[d].added == 0);
-        // per dimension: new position of each old position (ascending: axes only grow, in order)
-        let maps: Vec<Vec<usize>> = dims
+        // per dimension: new position of each old position (ascending: axes only grow, in
+        // order); `None` where every old value keeps its position (appends)
+        let maps: Vec<Option<Vec<u32>>> = dims
             .iter()
             .enumerate()
             .map(|(a, &d)| {
-                (0..old_shape[a] as usize)
-                    .map(|i| {
-                        axis_pos[d]
-                            .get(&merges[d].axis, &merges[d].old[i])
-                            .unwrap_or(0)
-                    })
-                    .collect()
+                merges[d].first_shift.map(|_| {
+                    (0..old_shape[a] as usize)
+                        .map(|i| {
+                            axis_pos[d]
+                                .get(&merges[d].axis, merges[d].old.get(i))
+                                .map_or(0, |p| p as u32)
+                        })
+                        .collect()
+                })
             })
             .collect();
+        let new_pos = |a: usize, i: usize| maps[a].as_ref().map_or(i, |m| m[i] as usize);
         let chunk: Vec<u64> = v.coords.iter().map(|d| chunk_of(node, d)).collect();
         let grid: Vec<u64> = new_shape
             .iter()
@@ -1188,7 +1223,7 @@ async fn apply_node(
         // values (checked above): one bit per cell says "written by an earlier row"
         let unique = dims.len() == node.coords.len();
         let mut written: Vec<u64> = vec![0; if unique { 0 } else { total.div_ceil(64) }];
-        let dicts: Vec<&[Key]> = dims.iter().map(|&d| conv.dicts[d].as_slice()).collect();
+        let dicts: Vec<&Keys> = dims.iter().map(|&d| &conv.dicts[d]).collect();
         let mut cellset = super::cells::CellSetBuilder::new(v.coords.clone(), dicts);
         // bands of whole chunk rows along the first dimension, last band first: old cells only
         // move to higher positions, so a band never reads a chunk a band before it rewrote
@@ -1220,11 +1255,13 @@ async fn apply_node(
             } else if unmoved {
                 (n0, n1.min(old_shape[0]))
             } else {
-                let m0 = &maps[0];
-                (
-                    m0.partition_point(|&p| (p as u64) < n0) as u64,
-                    m0.partition_point(|&p| (p as u64) < n1) as u64,
-                )
+                match &maps[0] {
+                    None => (n0.min(old_shape[0]), n1.min(old_shape[0])),
+                    Some(m0) => (
+                        m0.partition_point(|&p| u64::from(p) < n0) as u64,
+                        m0.partition_point(|&p| u64::from(p) < n1) as u64,
+                    ),
+                }
             };
             let mut data = Dense::na(k, (n1 - n0) as usize * rest as usize);
             if o1 > o0 {
@@ -1237,7 +1274,7 @@ async fn apply_node(
                         let flat = from + j;
                         let mut nf = 0;
                         for a in 0..dims.len() {
-                            nf += maps[a][(flat / ost[a]) % old_shape[a] as usize] * nst[a];
+                            nf += new_pos(a, (flat / ost[a]) % old_shape[a] as usize) * nst[a];
                         }
                         data.copy_from(nf - base, &old, j);
                     }
@@ -1288,11 +1325,17 @@ async fn apply_node(
                 Ok(())
             })?;
         }
-        if let Some(set) = cellset.finish() {
+        // variables written at the same cells (the usual table) share one set (spec/019)
+        let digest = cellset.digest();
+        if let Some((other, _)) = digests.iter().find(|(_, d)| *d == digest) {
+            let text =
+                serde_json::value::to_raw_value(&json!({ "same_as": other })).map_err(zerr)?;
+            cells.insert(name.clone(), text);
+        } else if let Some(text) = cellset.to_json().map_err(zerr)? {
             // straight to JSON text: a sparse set lists every cell, and a `Value` per number
             // would take ~4x the memory
-            let text = serde_json::value::to_raw_value(&set).map_err(zerr)?;
             cells.insert(name.clone(), text);
+            digests.push((name.clone(), digest));
         }
     }
     Ok(())
