@@ -599,3 +599,112 @@ fn blame_skips_commits_whose_extent_misses_the_cell() {
         "a cell inside the extent needs the (deleted) record"
     );
 }
+
+/// Variables written at the same cells share one cell set in the side record (spec/019), a
+/// regular time axis is stored as runs and an irregular increasing one as deltas; blame reads
+/// all three and credits a variable's NA cell (not written) to the commit before.
+#[test]
+fn cell_sets_are_shared_and_compact_and_blame_reads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = setup(dir.path());
+    let record_of_tip = || -> Value {
+        let log: Value = serde_json::from_str(&ok(&["log", &repo, "--json", "-n", "1"])).unwrap();
+        let key = log[0]["record"].as_str().expect("record key").to_string();
+        serde_json::from_slice(&std::fs::read(Path::new(&repo).join(key)).unwrap()).unwrap()
+    };
+    let blame = |var: &str, t: &str, site: &str| -> String {
+        let out = ok(&[
+            "blame",
+            &repo,
+            "--var",
+            var,
+            "--where",
+            &format!("t={t}"),
+            "--where",
+            &format!("site={site}"),
+            "--json",
+        ]);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            v.as_array().map(Vec::len),
+            Some(1),
+            "{var} {t} {site}: {out}"
+        );
+        v[0]["message"]
+            .as_str()
+            .unwrap_or("never written")
+            .to_string()
+    };
+    // hourly 02:00..11:00 CET at A and B; hum is NA at 02:00 A
+    let mut csv = String::from("time,site,temperature,hum,count,lat\n");
+    for h in 2..12 {
+        for (s, lat) in [("A", 50.1), ("B", 49.2)] {
+            let hum = if h == 2 && s == "A" {
+                String::new()
+            } else {
+                format!("{}", 40 + h)
+            };
+            csv.push_str(&format!("2026-01-01T{h:02}:00,{s},{h},{hum},{h},{lat}\n"));
+        }
+    }
+    let regular = dir.path().join("regular.csv");
+    std::fs::write(&regular, csv).unwrap();
+    ok(&["update", &repo, regular.to_str().unwrap(), "-m", "regular"]);
+    let rec = record_of_tip();
+    let cells = &rec["cells"][""];
+    assert_eq!(
+        cells["count"],
+        serde_json::json!({"same_as": "temp"}),
+        "{rec}"
+    );
+    assert!(
+        cells["hum"].get("same_as").is_none(),
+        "hum has an NA cell: {rec}"
+    );
+    assert_eq!(cells["temp"]["values"][0]["kind"], "r", "{rec}");
+    assert_eq!(
+        cells["temp"]["values"][0]["values"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    // (blame takes UTC: 02:00 CET = 01:00 UTC)
+    assert_eq!(blame("count", "2026-01-01T01:00", "A"), "regular");
+    assert_eq!(blame("hum", "2026-01-01T01:00", "A"), "first");
+    assert_eq!(blame("hum", "2026-01-01T01:00", "B"), "regular");
+    assert_eq!(blame("temp", "2026-01-01T10:00", "B"), "regular");
+    // irregular hours, increasing: deltas
+    let mut csv = String::from("time,site,temperature,hum,count,lat\n");
+    for (i, h) in [20, 21, 23, 26, 30, 35, 41].iter().enumerate() {
+        let t = chrono::NaiveDate::from_ymd_opt(2026, 1, 1)
+            .unwrap()
+            .and_hms_opt(0, 0, 0)
+            .unwrap()
+            + chrono::Duration::hours(*h);
+        csv.push_str(&format!(
+            "{},A,{i},{i},{i},50.1\n",
+            t.format("%Y-%m-%dT%H:%M")
+        ));
+    }
+    let irregular = dir.path().join("irregular.csv");
+    std::fs::write(&irregular, csv).unwrap();
+    ok(&[
+        "update",
+        &repo,
+        irregular.to_str().unwrap(),
+        "-m",
+        "irregular",
+    ]);
+    let rec = record_of_tip();
+    let cells = &rec["cells"][""];
+    assert_eq!(cells["temp"]["values"][0]["kind"], "d", "{rec}");
+    assert_eq!(
+        cells["hum"],
+        serde_json::json!({"same_as": "temp"}),
+        "{rec}"
+    );
+    // 26 h after 2026-01-01T00:00 CET = 2026-01-02T01:00 UTC, written at A only
+    assert_eq!(blame("hum", "2026-01-02T01:00", "A"), "irregular");
+    assert_eq!(blame("temp", "2026-01-02T01:00", "B"), "never written");
+    assert_eq!(blame("count", "2026-01-02T16:00", "A"), "irregular");
+}

@@ -1223,7 +1223,9 @@ async fn apply_node(
         // values (checked above): one bit per cell says "written by an earlier row"
         let unique = dims.len() == node.coords.len();
         let mut written: Vec<u64> = vec![0; if unique { 0 } else { total.div_ceil(64) }];
-        let dicts: Vec<&Keys> = dims.iter().map(|&d| &conv.dicts[d]).collect();
+        // cells by position on the merged axes: a set lists its values in axis order (sorted
+        // for a sorted coordinate, which then takes a byte or two a value; spec/019)
+        let dicts: Vec<&Keys> = dims.iter().map(|&d| &merges[d].axis).collect();
         let mut cellset = super::cells::CellSetBuilder::new(v.coords.clone(), dicts);
         // bands of whole chunk rows along the first dimension, last band first: old cells only
         // move to higher positions, so a band never reads a chunk a band before it rewrote
@@ -1297,7 +1299,7 @@ async fn apply_node(
                         }
                         written[word] |= bit;
                     }
-                    cellset.note(dims.iter().map(|&d| b.idx[d][i]));
+                    cellset.note(dims.iter().map(|&d| pos[d][b.idx[d][i] as usize]));
                     data.set_value(nf - base, values, i);
                     report.cells_written += 1;
                 }
@@ -1320,7 +1322,7 @@ async fn apply_node(
                         }
                         written[word] &= !bit;
                     }
-                    cellset.push_tuple(dims.iter().map(|&d| b.idx[d][i]));
+                    cellset.push_tuple(dims.iter().map(|&d| pos[d][b.idx[d][i] as usize]));
                 }
                 Ok(())
             })?;
