@@ -68,7 +68,9 @@ pub fn merge_axis(coord: &Coord, old: Keys, new: &Keys) -> AxisMerge {
         };
     }
     let added = fresh.len();
-    let axis = if coord.sorted {
+    let axis = if old.is_empty() {
+        fresh // a first load: the new values are the axis (no second copy)
+    } else if coord.sorted {
         sorted_union(&old, &fresh)
     } else {
         let mut axis = if old.is_empty() {

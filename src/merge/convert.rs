@@ -675,6 +675,8 @@ impl<'n> Converter<'n> {
         // only needed while pushing: free it before the passes (a hash map entry per distinct
         // coordinate value)
         drop(by_key);
+        let mut dicts = dicts;
+        dicts.iter_mut().for_each(Keys::shrink_to_fit);
         let n_rows = lines.len();
         let mut out = Converted {
             rows_read: n_rows as u64,

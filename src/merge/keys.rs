@@ -218,6 +218,16 @@ impl Keys {
         }
     }
 
+    /// Give back room reserved beyond the values.
+    pub fn shrink_to_fit(&mut self) {
+        match self {
+            Keys::I(v) => v.shrink_to_fit(),
+            Keys::F(v) => v.shrink_to_fit(),
+            Keys::S(v) => v.shrink_to_fit(),
+            Keys::K(v) => v.shrink_to_fit(),
+        }
+    }
+
     /// Approximate bytes held.
     pub fn heap_bytes(&self) -> usize {
         match self {

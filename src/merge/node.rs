@@ -1092,8 +1092,7 @@ async fn apply_node(
 
     // 2. coordinate arrays and composed components
     for (ci, c) in node.coords.iter().enumerate() {
-        let m = &merges[ci];
-        if m.added == 0 {
+        if merges[ci].added == 0 {
             continue;
         }
         let k = if c.composed.is_empty() {
@@ -1101,13 +1100,8 @@ async fn apply_node(
         } else {
             Kind::I64(i64::MIN)
         };
-        let mut arr = open_array(store, &array_path(&node.path, c.name())).await?;
-        let d = dense_of(k, &m.axis);
         let fc = first_change[ci];
-        write_dense(&mut arr, vec![m.axis.len() as u64], &d, &|s, c| {
-            s[0] + c[0] > fc
-        })
-        .await?;
+        let m = &merges[ci];
         for comp in &c.composed {
             let v = node
                 .var(comp)
@@ -1131,6 +1125,18 @@ async fn apply_node(
             })
             .await?;
         }
+        // the axis is written from its own values (lent to the array, no copy for numbers)
+        let mut arr = open_array(store, &array_path(&node.path, c.name())).await?;
+        let axis = std::mem::take(&mut merges[ci].axis);
+        let n = axis.len() as u64;
+        let (d, kept) = match (k, axis) {
+            (Kind::I64(na), Keys::I(v)) => (Dense::I(v, na), None),
+            (Kind::F64, Keys::F(v)) => (Dense::F(v), None),
+            (k, axis) => (dense_of(k, &axis), Some(axis)),
+        };
+        let written = write_dense(&mut arr, vec![n], &d, &|s, c| s[0] + c[0] > fc).await;
+        merges[ci].axis = kept.unwrap_or_else(|| keys_of(d));
+        written?;
     }
 
     // 3. data variables, each in bands of whole chunk rows along its first dimension: memory
