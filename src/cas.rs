@@ -269,9 +269,23 @@ impl CasWriter {
         }
     }
 
-    /// A copy of the counters so far.
-    pub fn stats(&self) -> WriteStats {
-        self.stats.lock().map(|s| s.clone()).unwrap_or_default()
+    /// The counters so far, without the list of chunks written.
+    pub fn counts(&self) -> WriteStats {
+        self.stats
+            .lock()
+            .map(|s| WriteStats {
+                written: vec![],
+                ..*s
+            })
+            .unwrap_or_default()
+    }
+
+    /// The counters and the list of chunks written, leaving both empty.
+    pub fn take_stats(&self) -> WriteStats {
+        self.stats
+            .lock()
+            .map(|mut s| std::mem::take(&mut *s))
+            .unwrap_or_default()
     }
 
     fn record(&self, f: impl FnOnce(&mut WriteStats)) {

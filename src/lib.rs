@@ -24,6 +24,7 @@ pub mod demo;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod ingest;
+pub mod json;
 pub mod merge;
 pub mod provenance;
 pub mod release;

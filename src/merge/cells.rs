@@ -263,10 +263,7 @@ impl<'a> CellSetBuilder<'a> {
             tuples: (self.cells != full && bitmap.is_none()).then_some(&self.tuples[..]),
             bitmap,
         };
-        let mut size = Count::default();
-        serde_json::to_writer(&mut size, &view)?;
-        let mut buf = Vec::with_capacity(size.0);
-        serde_json::to_writer(&mut buf, &view)?;
+        let buf = crate::json::to_vec_exact(&view)?;
         let text = String::from_utf8(buf).map_err(serde::ser::Error::custom)?;
         RawValue::from_string(text).map(Some)
     }
@@ -579,20 +576,6 @@ struct CellSetView<'b> {
     tuples: Option<&'b [u32]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     bitmap: Option<String>,
-}
-
-/// Counts the bytes written.
-#[derive(Default)]
-struct Count(usize);
-
-impl std::io::Write for Count {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0 += b.len();
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 #[cfg(test)]

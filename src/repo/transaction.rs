@@ -104,9 +104,10 @@ impl Transaction {
         Arc::clone(&self.session)
     }
 
-    /// Chunk write counters so far.
+    /// Chunk write counters so far (without the list of chunks written, which only the
+    /// commit's side record needs).
     pub fn stats(&self) -> WriteStats {
-        self.writer.stats()
+        self.writer.counts()
     }
 
     /// Store one encoded chunk content-addressed (for writers that encode chunks themselves).
@@ -145,7 +146,8 @@ impl Transaction {
 
     /// Commit the staged changes with `prov`. Returns `commit: None` when nothing changed.
     pub async fn commit(self, mut prov: Provenance) -> Result<CommitOutcome> {
-        let stats = self.writer.stats();
+        // the list of chunks written moves into the side record (not copied: one entry per chunk)
+        let stats = self.writer.take_stats();
         let mut outcome = CommitOutcome {
             commit: None,
             branch: self.branch.clone(),
@@ -304,7 +306,7 @@ async fn write_record(
         cells,
         extra,
     };
-    let body = serde_json::to_vec(&record).map_err(|e| RepoError::Invalid(e.to_string()))?;
+    let body = crate::json::to_vec_exact(&record).map_err(|e| RepoError::Invalid(e.to_string()))?;
     let key = format!("{RECORDS_PREFIX}/{}.json", blake3::hash(&body).to_hex());
     let res = repo
         .storage()
