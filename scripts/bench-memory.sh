@@ -9,6 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rows=${1:-20000000}
 sites=${2:-1000}
+# ZF_TIME_CHUNK: chunk size along time (default 256)
 # ZF_BIN: another build of zarr-fuse to measure (e.g. an older one, for a before/after)
 bin=${ZF_BIN:-target/release/zarr-fuse}
 [ -n "${ZF_BIN:-}" ] || cargo build --release --quiet
@@ -24,7 +25,7 @@ VARS:
   hum: {coords: [time, site], unit: '%'}
   pressure: {coords: [time, site], unit: hPa}
 COORDS:
-  time: {unit: {tick: $tick, tz: null}, source_unit: {tick: s, tz: UTC}, chunk_size: 256}
+  time: {unit: {tick: $tick, tz: null}, source_unit: {tick: s, tz: UTC}, chunk_size: ${ZF_TIME_CHUNK:-256}}
   site: {type: 'str[8]', sorted: false, chunk_size: 256}
 YAML
 if [ "$times" = irregular ]; then

@@ -316,3 +316,90 @@ fn release_verify_and_import_from_the_command_line() {
     assert_eq!(log[0]["operation"], "import");
     assert_eq!(log[0]["author"], AUTHOR);
 }
+
+/// Issue B item 4 from the command line: writer processes updating one branch from files at
+/// once, every update appending the same new times (each writer its own site), all land; an
+/// update that loses the race reads its file again and is planned anew on the new tip.
+#[test]
+fn concurrent_file_updates_all_land() {
+    const WRITERS: usize = 6;
+    const ROUNDS: usize = 2;
+    const TIMES: usize = 10;
+    let dir = tempfile::tempdir().unwrap();
+    let schema = dir.path().join("s.yaml");
+    std::fs::write(
+        &schema,
+        "VARS:\n  temp: {coords: [t, site]}\nCOORDS:\n  t: {unit: {tick: h, tz: null}, source_unit: {tick: s, tz: UTC}}\n  site: {type: 'str[8]', sorted: false}\n",
+    )
+    .unwrap();
+    let repo = dir.path().join("repo").to_str().unwrap().to_string();
+    ok_text(&["init", &repo, "--schema", schema.to_str().unwrap()]);
+    let value = |w: usize, u: usize, i: usize| (w * 1000 + u * 100 + i) as f64;
+    let threads: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let (repo, dir) = (repo.clone(), dir.path().to_path_buf());
+            std::thread::spawn(move || {
+                let mut attempts = 0;
+                for u in 0..ROUNDS {
+                    let mut csv = String::from("t,site,temp\n");
+                    for i in 0..TIMES {
+                        let t = 3600 * (u * TIMES + i);
+                        csv += &format!("{t},w{w},{}\n", value(w, u, i));
+                    }
+                    let f = dir.join(format!("w{w}-u{u}.csv"));
+                    std::fs::write(&f, csv).unwrap();
+                    let out = zf(&["update", &repo, f.to_str().unwrap(), "--json"]);
+                    let err = String::from_utf8_lossy(&out.stderr);
+                    assert!(out.status.success(), "writer {w} update {u}: {err}");
+                    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+                    assert!(
+                        report["commit"].is_string(),
+                        "writer {w} update {u}: {report}"
+                    );
+                    assert_eq!(report["rows_read"], TIMES, "writer {w} update {u}");
+                    attempts += err
+                        .split("planned again on the new tip (")
+                        .nth(1)
+                        .and_then(|s| s.split(' ').next()?.parse::<usize>().ok())
+                        .map_or(0, |n| n - 1);
+                }
+                attempts
+            })
+        })
+        .collect();
+    let retries: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    eprintln!("{WRITERS} writers x {ROUNDS} file updates: {retries} retries on a new tip");
+    let csv = ok_text(&["export", &repo, "--format", "csv"]);
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("t,site,temp"));
+    let mut got: Vec<(String, String, f64)> = lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[0].to_string(), f[1].to_string(), f[2].parse().unwrap())
+        })
+        .collect();
+    got.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
+    assert_eq!(
+        got.len(),
+        WRITERS * ROUNDS * TIMES,
+        "every cell of every update"
+    );
+    for (k, (t, site, v)) in got.iter().enumerate() {
+        let (w, rest) = (k / (ROUNDS * TIMES), k % (ROUNDS * TIMES));
+        let (u, i) = (rest / TIMES, rest % TIMES);
+        assert_eq!(site, &format!("w{w}"));
+        let hours = u * TIMES + i;
+        let want = chrono::DateTime::from_timestamp((3600 * hours) as i64, 0).unwrap();
+        assert!(
+            t.starts_with(&want.format("%Y-%m-%dT%H:%M:%S").to_string()),
+            "{t} vs {want}"
+        );
+        assert_eq!(*v, value(w, u, i), "writer {w} update {u} time {i}");
+    }
+    let log = ok_json(&["log", &repo, "--json"]);
+    assert_eq!(
+        log.as_array().map(Vec::len),
+        Some(1 + WRITERS * ROUNDS + 1),
+        "init, updates, repository creation"
+    );
+}

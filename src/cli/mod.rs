@@ -749,7 +749,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let r = open(&repo).await?;
             let progress = |n: u64| {
                 if let Some(pb) = &pb {
-                    pb.inc(n);
+                    // a retry reads the files again: the bar stays full
+                    pb.set_position((pb.position() + n).min(total));
                     if pb.position() >= total {
                         pb.set_message("merging and committing");
                     }
@@ -761,6 +762,12 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 pb.finish_and_clear();
             }
             let report = report.map_err(|e| CliError::Other(e.to_string()))?;
+            if report.attempts > 1 {
+                eprintln!(
+                    "note: other writers committed first; the update was planned again on the new tip ({} attempts)",
+                    report.attempts
+                );
+            }
             if json {
                 println!("{}", serde_json::to_string(&report).unwrap_or_default());
             } else {

@@ -291,9 +291,20 @@ pub struct Converted {
     pub duplicates: u64,
     /// Cells made NA by `--on-invalid na`.
     pub invalid_to_na: u64,
+    /// The dictionaries were given back ([`Converted::release_keys`]): only the rows are left.
+    pub keys_released: bool,
 }
 
 impl Converted {
+    /// Give back the dictionaries' values (8 bytes or more a distinct coordinate value) once
+    /// the rows' positions on the merged axes are known; a retry converts the input again.
+    pub fn release_keys(&mut self) {
+        for d in &mut self.dicts {
+            *d = d.with_capacity_like(0);
+        }
+        self.keys_released = true;
+    }
+
     /// The key of coordinate `ci` at dictionary index `i`.
     pub fn key(&self, ci: usize, i: u32) -> KeyRef<'_> {
         self.dicts[ci].get(i as usize)

@@ -171,5 +171,6 @@ pub fn interpolate(
         rows_dropped: conv.rows_dropped,
         duplicates: conv.duplicates,
         invalid_to_na: conv.invalid_to_na,
+        keys_released: false,
     }))
 }

@@ -841,6 +841,10 @@ pub struct UpdateReport {
     /// Where the time went (not part of the JSON output).
     #[serde(skip)]
     pub timings: Timings,
+    /// Attempts made: 1, or more when another writer committed first and the update was
+    /// planned again on the new tip (not part of the JSON output).
+    #[serde(skip)]
+    pub attempts: u32,
 }
 
 /// Wall time per phase of an update (the last attempt's).
@@ -927,7 +931,7 @@ fn only(vi: usize, n: usize) -> Vec<bool> {
 async fn apply_node(
     store: &Arc<Store>,
     node: &NodeSchema,
-    conv: &Converted,
+    conv: &mut Converted,
     opts: &UpdateOptions,
     source: &str,
     report: &mut UpdateReport,
@@ -949,7 +953,7 @@ async fn apply_node(
     for (ci, c) in node.coords.iter().enumerate() {
         if let (Some(method), true) = (c.interpolate, c.sorted) {
             let next = super::interp::interpolate(
-                owned.as_ref().unwrap_or(conv),
+                owned.as_ref().unwrap_or(&*conv),
                 ci,
                 &old_axes[ci],
                 method,
@@ -959,7 +963,13 @@ async fn apply_node(
             }
         }
     }
-    let conv: &Converted = owned.as_ref().unwrap_or(conv);
+    if owned.is_some() {
+        conv.release_keys(); // the interpolated copy is merged instead
+    }
+    let conv: &mut Converted = match owned.as_mut() {
+        Some(o) => o,
+        None => conv,
+    };
     let mut merges: Vec<AxisMerge> = Vec::new();
     let mut old_len = Vec::new();
     for (ci, c) in node.coords.iter().enumerate() {
@@ -1089,6 +1099,11 @@ async fn apply_node(
             });
         }
     }
+    // the rows' positions are known: the dictionaries' values are not needed any more (a
+    // retry converts the input again), which leaves the merged axis as the one copy of each
+    // value while the arrays are written (spec/019)
+    conv.release_keys();
+    let conv: &Converted = conv;
 
     // 2. coordinate arrays and composed components
     for (ci, c) in node.coords.iter().enumerate() {
@@ -1471,6 +1486,7 @@ async fn update_inputs(
         let schema = stored_schema(&store).await?;
         let mut report = UpdateReport {
             branch: branch.into(),
+            attempts: attempt,
             ..Default::default()
         };
         let mut cells: crate::repo::CellRecord = BTreeMap::new();
@@ -1480,8 +1496,8 @@ async fn update_inputs(
             Inputs::Files { files, .. } => files.iter().map(|(p, _)| p.clone()).collect(),
         };
         let t = std::time::Instant::now();
-        let fresh: ConvertedInputs;
-        let contributions: &[(String, Converted)] = match &mut inputs {
+        let mut fresh: ConvertedInputs;
+        let contributions: &mut [(String, Converted)] = match &mut inputs {
             Inputs::Tables(tables) => {
                 fresh = tables
                     .iter()
@@ -1494,7 +1510,7 @@ async fn update_inputs(
                         Ok((table.source.clone(), conv))
                     })
                     .collect::<Result<_, MergeError>>()?;
-                &fresh
+                &mut fresh
             }
             Inputs::Files {
                 files,
@@ -1503,8 +1519,12 @@ async fn update_inputs(
                 digests,
             } => {
                 let digest = schema.digest();
-                if converted.as_ref().is_none_or(|(d, _)| *d != digest) {
-                    // the schema changed under us: convert the files again for the new one
+                let stale = |(d, c): &(String, ConvertedInputs)| {
+                    *d != digest || c.iter().any(|(_, c)| c.keys_released)
+                };
+                if converted.as_ref().is_none_or(stale) {
+                    // a retry (an attempt gives back the dictionaries), or the schema changed
+                    // under us: convert the files again, for the tip's schema
                     *converted = None;
                     let (conv, again) = convert_files(&schema, files, opts, *progress)?;
                     if let Some(((_, file), _)) = files
@@ -1519,11 +1539,14 @@ async fn update_inputs(
                     }
                     *converted = Some((digest, conv));
                 }
-                converted.as_ref().map(|(_, c)| c.as_slice()).unwrap_or(&[])
+                match converted.as_mut() {
+                    Some((_, c)) => c.as_mut_slice(),
+                    None => &mut [],
+                }
             }
         };
         report.timings.convert += t.elapsed();
-        for (path, (source, conv)) in paths.iter().zip(contributions) {
+        for (path, (source, conv)) in paths.iter().zip(contributions.iter_mut()) {
             let node = super::require_node(&schema, path)?;
             let t = std::time::Instant::now();
             let written_before = report.timings.write;

@@ -151,7 +151,10 @@ impl Transaction {
         let mut outcome = CommitOutcome {
             commit: None,
             branch: self.branch.clone(),
-            stats: stats.clone(),
+            stats: WriteStats {
+                written: Default::default(),
+                ..stats
+            },
             content_digest: None,
             rebases: 0,
         };
@@ -184,6 +187,7 @@ impl Transaction {
             prov.counts.entry(k.to_string()).or_insert(v);
         }
         let record = write_record(&self.repo, &stats, self.cells.as_ref(), &self.extra).await?;
+        drop(stats);
         let message = prov.message.clone();
         let mut attempt = 0;
         loop {
