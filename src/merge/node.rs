@@ -1479,6 +1479,7 @@ async fn update_inputs(
 ) -> Result<UpdateReport, MergeError> {
     let max_attempts = 16;
     let mut attempt = 0;
+    let mut reconversions = 0;
     loop {
         attempt += 1;
         let mut tx = repo.transaction(branch).await?;
@@ -1538,6 +1539,13 @@ async fn update_inputs(
                         )));
                     }
                     *converted = Some((digest, conv));
+                    if reconversions < max_attempts {
+                        // reading the files took a while: plan on a tip read now, not on the
+                        // one this attempt started from (a shorter window for other writers)
+                        reconversions += 1;
+                        attempt -= 1;
+                        continue;
+                    }
                 }
                 match converted.as_mut() {
                     Some((_, c)) => c.as_mut_slice(),
