@@ -422,6 +422,10 @@ impl CasWriter {
         coords: ChunkIndices,
         bytes: Bytes,
     ) -> Result<(), String> {
+        // keep the bytes, not the encoder's buffer: zstd's is sized for the uncompressed chunk
+        // (megabytes for a sparse chunk that compresses to a few hundred bytes), and inline
+        // payloads live in the session until the commit
+        let bytes = Bytes::copy_from_slice(&bytes);
         let digest = blake3::hash(&bytes);
         let existing = session
             .read()
@@ -442,9 +446,7 @@ impl CasWriter {
                 s.chunks_inline += 1;
                 written(s, StoredAs::Inline);
             });
-            // the session keeps inline chunks until the commit: keep their bytes, not the
-            // encoder's buffer (sized for the uncompressed chunk: ~1000x more for a sparse one)
-            ChunkPayload::Inline(Bytes::copy_from_slice(&bytes))
+            ChunkPayload::Inline(bytes)
         } else {
             let id = chunk_id(&digest);
             if matches!(&existing, Some(ChunkPayload::Ref(r)) if r.id == id && r.offset == 0 && r.length == len)

@@ -93,6 +93,46 @@ pub fn merge_axis(coord: &Coord, old: Keys, new: &Keys) -> AxisMerge {
     }
 }
 
+/// A first load of a sorted numeric coordinate: the contribution's dictionary `dict` (distinct
+/// values) becomes the axis, sorted in place, and the axis position of each dictionary value is
+/// returned by dictionary index. At the peak 16 bytes a value (values, order, positions) instead
+/// of 20 for a sorted copy next to the dictionary and positions found by binary search. Gives
+/// `dict` back unchanged for strings, mixed kinds or repeated values.
+pub fn first_load_sorted(dict: Keys) -> Result<(Keys, Vec<u32>), Keys> {
+    fn go<T: Copy>(
+        mut v: Vec<T>,
+        cmp: impl Fn(&T, &T) -> Ordering,
+    ) -> Result<(Vec<T>, Vec<u32>), Vec<T>> {
+        if v.len() >= u32::MAX as usize {
+            return Err(v);
+        }
+        let mut order: Vec<u32> = (0..v.len() as u32).collect();
+        order.sort_unstable_by(|&a, &b| cmp(&v[a as usize], &v[b as usize]));
+        if order
+            .windows(2)
+            .any(|w| cmp(&v[w[0] as usize], &v[w[1] as usize]) != Ordering::Less)
+        {
+            return Err(v);
+        }
+        let mut pos = vec![0u32; v.len()];
+        for (r, &i) in order.iter().enumerate() {
+            pos[i as usize] = r as u32;
+        }
+        drop(order);
+        v.sort_unstable_by(cmp);
+        Ok((v, pos))
+    }
+    match dict {
+        Keys::I(v) => go(v, i64::cmp)
+            .map(|(v, p)| (Keys::I(v), p))
+            .map_err(Keys::I),
+        Keys::F(v) => go(v, f64::total_cmp)
+            .map(|(v, p)| (Keys::F(v), p))
+            .map_err(Keys::F),
+        other => Err(other),
+    }
+}
+
 /// The distinct values of `new` not in `old` (sorted), in order.
 fn sorted_fresh(old: &Keys, new: &Keys) -> Keys {
     let absent = |k: KeyRef| old.binary_search(k).is_err();
@@ -236,5 +276,39 @@ fn merge_bounded(coord: &Coord, old_keys: Keys, new_keys: &Keys) -> AxisMerge {
         added,
         first_shift,
         old: old_keys,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_load_sorts_in_place_and_maps_every_value() {
+        // a scrambled dictionary (distinct values), as a contribution's first appearance order
+        let dict: Vec<i64> = (0..1000i64).map(|i| (i * 7919) % 1000 - 500).collect();
+        let (axis, pos) = first_load_sorted(Keys::I(dict.clone())).unwrap();
+        let Keys::I(sorted) = &axis else {
+            panic!("kind changed")
+        };
+        assert!(sorted.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(sorted.len(), dict.len());
+        for (i, v) in dict.iter().enumerate() {
+            assert_eq!(sorted[pos[i] as usize], *v, "dictionary index {i}");
+        }
+        // the same axis as the general merge of a first load
+        assert_eq!(sorted_fresh(&Keys::I(vec![]), &Keys::I(dict)), axis);
+
+        let floats = vec![2.5, -0.5, 1e9, -3.0];
+        let (axis, pos) = first_load_sorted(Keys::F(floats.clone())).unwrap();
+        assert_eq!(axis, Keys::F(vec![-3.0, -0.5, 2.5, 1e9]));
+        assert_eq!(pos, vec![2, 1, 3, 0]);
+        // repeated values or strings: given back as they were
+        assert_eq!(
+            first_load_sorted(Keys::I(vec![3, 1, 3])).unwrap_err(),
+            Keys::I(vec![3, 1, 3])
+        );
+        let s = Keys::S(vec!["b".into(), "a".into()]);
+        assert_eq!(first_load_sorted(s.clone()).unwrap_err(), s);
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::keys::{KeyIndex, KeyRef, Keys};
+use super::keys::{DictIndex, KeyRef, Keys};
 use super::rows::{RowBlock, Rows, SPILL_OVER};
 use super::{Key, MergeError, Scalar};
 use crate::ingest::Table;
@@ -484,7 +484,7 @@ pub struct Converter<'n> {
     dicts: Vec<Keys>,
     /// Per coordinate: positions in `dicts` found by the key's hash (4 bytes a distinct value:
     /// the keys themselves are only in `dicts`).
-    by_key: Vec<KeyIndex>,
+    by_key: Vec<DictIndex>,
     /// Component name → value by composed key.
     components: HashMap<String, HashMap<Key, Scalar>>,
     rows: Rows,
@@ -518,7 +518,7 @@ impl<'n> Converter<'n> {
             on_invalid,
             dicts: vec![Keys::default(); node.coords.len()],
             by_key: (0..node.coords.len())
-                .map(|_| KeyIndex::default())
+                .map(|_| DictIndex::default())
                 .collect(),
             components: HashMap::new(),
             rows: Rows::new(&template, SPILL_OVER),
@@ -599,7 +599,7 @@ impl<'n> Converter<'n> {
                 }
                 let i = dict.len();
                 dict.push(k);
-                by_key.insert(dict, i);
+                by_key.appended(dict, i);
                 i as u32
             };
             if c.composed.is_empty() {
@@ -696,12 +696,8 @@ impl<'n> Converter<'n> {
             var_names: data_vars.iter().map(|v| v.name.clone()).collect(),
             ..Default::default()
         };
-        // pass 1: the last row of each cell, and the dictionaries re-encoded over the rows
-        // without an NA coordinate, in order of first appearance in the contribution (duplicates
-        // included): the order new values of unsorted coordinates are appended in
+        // pass 1: rows with an NA coordinate, and the last row of each cell
         let mut last = LastRow::new(&dicts, n_rows);
-        let mut remaps: Vec<Vec<u32>> = dicts.iter().map(|d| vec![NA; d.len()]).collect();
-        let mut new_dicts: Vec<Keys> = dicts.iter().map(|d| d.with_capacity_like(0)).collect();
         let mut tuple = vec![0u32; dicts.len()];
         let none: Vec<bool> = vec![false; data_vars.len()];
         rows.scan(Some(&none), |start, b| {
@@ -712,16 +708,6 @@ impl<'n> Converter<'n> {
                 if tuple.contains(&NA) {
                     out.rows_dropped += 1;
                     continue;
-                }
-                for ((t, remap), (dict, new)) in tuple
-                    .iter()
-                    .zip(&mut remaps)
-                    .zip(dicts.iter().zip(&mut new_dicts))
-                {
-                    if remap[*t as usize] == NA {
-                        remap[*t as usize] = new.len() as u32;
-                        new.push_ref(dict.get(*t as usize));
-                    }
                 }
                 if last.set(&tuple, (start + i) as u32) {
                     out.duplicates += 1;
@@ -735,6 +721,43 @@ impl<'n> Converter<'n> {
             out.rows = rows;
             out.lines = lines;
             return Ok(out);
+        }
+        // Without dropped rows the dictionaries stay as they are (every value appears in a kept
+        // row, duplicates included, in the same order). With some, they are re-encoded over the
+        // rows without an NA coordinate, in order of first appearance (duplicates included): the
+        // order new values of unsorted coordinates are appended in. A pass of its own, so a
+        // clean input never holds a second dictionary.
+        let mut remaps: Option<Vec<Vec<u32>>> = None;
+        if out.rows_dropped > 0 {
+            let mut maps: Vec<Vec<u32>> = dicts.iter().map(|d| vec![NA; d.len()]).collect();
+            let mut new_dicts: Vec<Keys> = dicts
+                .iter()
+                .map(|d| d.with_capacity_like(d.len()))
+                .collect();
+            rows.scan(Some(&none), |_, b| {
+                for i in 0..b.len {
+                    for (t, col) in tuple.iter_mut().zip(&b.idx) {
+                        *t = col[i];
+                    }
+                    if tuple.contains(&NA) {
+                        continue;
+                    }
+                    for ((t, remap), (dict, new)) in tuple
+                        .iter()
+                        .zip(&mut maps)
+                        .zip(dicts.iter().zip(&mut new_dicts))
+                    {
+                        if remap[*t as usize] == NA {
+                            remap[*t as usize] = new.len() as u32;
+                            new.push_ref(dict.get(*t as usize));
+                        }
+                    }
+                }
+                Ok(())
+            })?;
+            new_dicts.iter_mut().for_each(Keys::shrink_to_fit);
+            dicts = new_dicts;
+            remaps = Some(maps);
         }
         if last.needs_rows() && out.duplicates > 0 {
             // duplicates in a dense grid: now find which row of each cell comes last
@@ -766,8 +789,8 @@ impl<'n> Converter<'n> {
                     continue;
                 }
                 o.len += 1;
-                for ((col, t), remap) in o.idx.iter_mut().zip(&tuple).zip(&remaps) {
-                    col.push(remap[*t as usize]);
+                for (d, (col, t)) in o.idx.iter_mut().zip(&tuple).enumerate() {
+                    col.push(remaps.as_ref().map_or(*t, |m| m[d][*t as usize]));
                 }
                 for (v, src) in o.vals.iter_mut().zip(&b.vals) {
                     v.push_from(src, i);
@@ -777,7 +800,7 @@ impl<'n> Converter<'n> {
             kept.push(o)
         })?;
         drop(rows);
-        out.dicts = new_dicts;
+        out.dicts = dicts;
         out.rows = kept;
         out.lines = kept_lines;
         Ok(out)

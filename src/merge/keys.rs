@@ -162,8 +162,8 @@ impl Keys {
     /// Append a value (an empty list takes the value's kind).
     pub fn push(&mut self, k: Key) {
         match (&mut *self, k) {
-            (Keys::I(v), Key::I(x)) => v.push(x),
-            (Keys::F(v), Key::F(x)) => v.push(x.0),
+            (Keys::I(v), Key::I(x)) => push_slim(v, x),
+            (Keys::F(v), Key::F(x)) => push_slim(v, x.0),
             (Keys::S(v), Key::S(x)) => v.push(x),
             (Keys::K(v), k) => v.push(k),
             (me, k) if me.is_empty() => {
@@ -184,8 +184,8 @@ impl Keys {
     /// Append a borrowed value.
     pub fn push_ref(&mut self, k: KeyRef<'_>) {
         match (&mut *self, k) {
-            (Keys::I(v), KeyRef::I(x)) => v.push(x),
-            (Keys::F(v), KeyRef::F(x)) => v.push(x),
+            (Keys::I(v), KeyRef::I(x)) => push_slim(v, x),
+            (Keys::F(v), KeyRef::F(x)) => push_slim(v, x),
             (Keys::S(v), KeyRef::S(x)) => v.push(x.to_string()),
             (_, k) => self.push(k.to_key()),
         }
@@ -239,6 +239,15 @@ impl Keys {
     }
 }
 
+/// Append growing by half the length instead of doubling: a list of tens of millions of values
+/// then holds at most half as much again in slack (numbers reallocate in place on Linux).
+fn push_slim<T>(v: &mut Vec<T>, x: T) {
+    if v.len() == v.capacity() {
+        v.reserve_exact((v.len() / 2).max(16));
+    }
+    v.push(x);
+}
+
 /// Positions in a [`Keys`] found by hash: 4 bytes a value on top of the list (the values are
 /// not copied), for unsorted axes and the dictionaries of a contribution.
 pub struct KeyIndex {
@@ -284,9 +293,77 @@ impl KeyIndex {
     }
 }
 
+/// Positions in a dictionary that grows by appending: by binary search while its values came
+/// in increasing order (no memory: a time-ordered input), by a [`KeyIndex`] built from the first
+/// value that did not (4–8 bytes a value).
+#[derive(Default)]
+pub enum DictIndex {
+    /// The values are strictly increasing.
+    #[default]
+    Ascending,
+    /// Found by hash.
+    Hashed(KeyIndex),
+}
+
+impl DictIndex {
+    /// Position of `k` in `keys` (the dictionary this index follows).
+    pub fn get(&self, keys: &Keys, k: KeyRef<'_>) -> Option<usize> {
+        match self {
+            DictIndex::Ascending => {
+                let last = keys.len().checked_sub(1)?;
+                match keys.get(last).cmp(&k) {
+                    Ordering::Equal => Some(last),
+                    Ordering::Less => None,
+                    Ordering::Greater => keys.binary_search(k).ok(),
+                }
+            }
+            DictIndex::Hashed(ix) => ix.get(keys, k),
+        }
+    }
+
+    /// Follow `keys` after the value at `at` (its last) was appended; the value must be new.
+    pub fn appended(&mut self, keys: &Keys, at: usize) {
+        match self {
+            DictIndex::Ascending => {
+                if at > 0 && keys.get(at - 1) >= keys.get(at) {
+                    *self = DictIndex::Hashed(KeyIndex::of(keys));
+                }
+            }
+            DictIndex::Hashed(ix) => ix.insert(keys, at),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dictionary_index_finds_values_in_and_out_of_order() {
+        let mut keys = Keys::default();
+        let mut ix = DictIndex::default();
+        // ascending first (no hash index), then a value below the last switches to hashing
+        let input = [5i64, 5, 7, 9, 7, 5, 12, 3, 9, 3, 20, 1];
+        let mut codes = vec![];
+        for x in input {
+            let k = Key::I(x);
+            let i = match ix.get(&keys, k.as_ref()) {
+                Some(i) => i,
+                None => {
+                    keys.push(k);
+                    ix.appended(&keys, keys.len() - 1);
+                    keys.len() - 1
+                }
+            };
+            if keys.len() <= 4 {
+                assert!(matches!(ix, DictIndex::Ascending), "still ascending at {x}");
+            }
+            codes.push(i);
+        }
+        assert!(matches!(ix, DictIndex::Hashed(_)));
+        assert_eq!(keys, Keys::I(vec![5, 7, 9, 12, 3, 20, 1]));
+        assert_eq!(codes, vec![0, 0, 1, 2, 1, 0, 3, 4, 2, 4, 5, 6]);
+    }
 
     #[test]
     fn key_refs_order_and_hash_like_keys() {

@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 use zarrs::array::{data_type, Array, ArrayBuilder};
 use zarrs_storage::{AsyncReadableWritableListableStorageTraits, StoreKey};
 
-use super::axis::{merge_axis, AxisMerge};
+use super::axis::{first_load_sorted, merge_axis, AxisMerge};
 use super::convert::{self, Converted, OnInvalid};
 use super::keys::{KeyIndex, KeyRef, Keys};
 use super::rows::RowBlock;
@@ -972,10 +972,37 @@ async fn apply_node(
     };
     let mut merges: Vec<AxisMerge> = Vec::new();
     let mut old_len = Vec::new();
+    // per coordinate: the positions found while merging (a first load of a sorted coordinate
+    // sorts its dictionary in place into the axis: no copy of the values)
+    let mut found_pos: Vec<Option<Vec<u32>>> = Vec::new();
     for (ci, c) in node.coords.iter().enumerate() {
         let old_keys = std::mem::take(&mut old_axes[ci]);
         old_len.push(old_keys.len());
-        let m = merge_axis(c, old_keys, &conv.dicts[ci]);
+        let first_sorted = old_keys.is_empty()
+            && c.sorted
+            && !matches!(c.step_limits, schema::StepLimits::Bounds(..));
+        let mut found = None;
+        let m = match first_sorted {
+            true => match first_load_sorted(std::mem::take(&mut conv.dicts[ci])) {
+                Ok((axis, pos)) => {
+                    conv.keys_released = true; // this dictionary is the axis now
+                    found = Some(pos);
+                    AxisMerge {
+                        added: axis.len(),
+                        axis,
+                        dropped: Default::default(),
+                        first_shift: None,
+                        old: old_keys,
+                    }
+                }
+                Err(dict) => {
+                    conv.dicts[ci] = dict;
+                    merge_axis(c, old_keys, &conv.dicts[ci])
+                }
+            },
+            false => merge_axis(c, old_keys, &conv.dicts[ci]),
+        };
+        found_pos.push(found);
         if m.axis.len() >= OFF_AXIS as usize {
             return Err(MergeError::Invalid(format!(
                 "node '{}': coordinate '{}' would have {} values, more than {} (split the dataset into nodes)",
@@ -1000,15 +1027,26 @@ async fn apply_node(
         .iter()
         .zip(&axis_pos)
         .zip(&merges)
-        .map(|((dict, ap), m)| {
-            dict.iter()
-                .map(|k| ap.get(&m.axis, k).map_or(OFF_AXIS, |p| p as u32))
-                .collect()
+        .zip(found_pos)
+        .map(|(((dict, ap), m), found)| {
+            found.unwrap_or_else(|| {
+                dict.iter()
+                    .map(|k| ap.get(&m.axis, k).map_or(OFF_AXIS, |p| p as u32))
+                    .collect()
+            })
         })
         .collect();
     // per coordinate the least and greatest value the contribution may write (blame skips a
     // commit whose extent misses the cells it looks for without reading its side record)
-    for ((c, dict), p) in node.coords.iter().zip(&conv.dicts).zip(&pos) {
+    for (((c, dict), p), m) in node.coords.iter().zip(&conv.dicts).zip(&pos).zip(&merges) {
+        if dict.len() < p.len() {
+            // the dictionary became the (sorted) axis: every value was admitted
+            if let Some(last) = m.axis.len().checked_sub(1) {
+                let (lo, hi) = (m.axis.get(0), m.axis.get(last));
+                extent.insert(c.name().to_string(), json!([key_json(lo), key_json(hi)]));
+            }
+            continue;
+        }
         let mut admitted = dict
             .iter()
             .zip(p)
