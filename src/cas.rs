@@ -857,28 +857,17 @@ mod tests {
         log.push("/a/temp", &[0, 3], &h(b"x"), 10, StoredAs::New);
         log.push("/a/time", &[7], &h(b"y"), 11, StoredAs::Inline);
         log.push("/a/temp", &[1, 0], &h(b"z"), 12, StoredAs::Deduplicated);
+        let chunk = |array: &str, coords: Vec<u32>, b: &[u8], bytes, stored| WrittenChunk {
+            array: array.into(),
+            coords,
+            blake3: h(b).to_hex().to_string(),
+            bytes,
+            stored,
+        };
         let list = vec![
-            WrittenChunk {
-                array: "/a/temp".into(),
-                coords: vec![0, 3],
-                blake3: h(b"x").to_hex().to_string(),
-                bytes: 10,
-                stored: StoredAs::New,
-            },
-            WrittenChunk {
-                array: "/a/time".into(),
-                coords: vec![7],
-                blake3: h(b"y").to_hex().to_string(),
-                bytes: 11,
-                stored: StoredAs::Inline,
-            },
-            WrittenChunk {
-                array: "/a/temp".into(),
-                coords: vec![1, 0],
-                blake3: h(b"z").to_hex().to_string(),
-                bytes: 12,
-                stored: StoredAs::Deduplicated,
-            },
+            chunk("/a/temp", vec![0, 3], b"x", 10, StoredAs::New),
+            chunk("/a/time", vec![7], b"y", 11, StoredAs::Inline),
+            chunk("/a/temp", vec![1, 0], b"z", 12, StoredAs::Deduplicated),
         ];
         assert_eq!(log.len(), 3);
         assert_eq!(log.arrays.len(), 2, "each array path is kept once");

@@ -982,25 +982,26 @@ async fn apply_node(
             && c.sorted
             && !matches!(c.step_limits, schema::StepLimits::Bounds(..));
         let mut found = None;
-        let m = match first_sorted {
-            true => match first_load_sorted(std::mem::take(&mut conv.dicts[ci])) {
+        let mut m = None;
+        if first_sorted {
+            match first_load_sorted(std::mem::take(&mut conv.dicts[ci])) {
                 Ok((axis, pos)) => {
                     conv.keys_released = true; // this dictionary is the axis now
                     found = Some(pos);
-                    AxisMerge {
+                    m = Some(AxisMerge {
                         added: axis.len(),
                         axis,
                         dropped: Default::default(),
                         first_shift: None,
-                        old: old_keys,
-                    }
+                        old: Keys::default(),
+                    });
                 }
-                Err(dict) => {
-                    conv.dicts[ci] = dict;
-                    merge_axis(c, old_keys, &conv.dicts[ci])
-                }
-            },
-            false => merge_axis(c, old_keys, &conv.dicts[ci]),
+                Err(dict) => conv.dicts[ci] = dict,
+            }
+        }
+        let m = match m {
+            Some(m) => m,
+            None => merge_axis(c, old_keys, &conv.dicts[ci]),
         };
         found_pos.push(found);
         if m.axis.len() >= OFF_AXIS as usize {
