@@ -3,10 +3,12 @@
 //!   one hour (47 of 48 times overlap the previous update): median time per update incl. commit;
 //! - bulk ingest from CSV: rows/s and peak memory (VmHWM), and the write part against a plain
 //!   zarrs write of the same array (same codec: zstd level 1) through icechunk without our layer;
+//!   then the same table from a CSV file and from a Parquet file as `update` reads files;
 //! - insertion of one time step at the start of a long axis: chunks rewritten and time.
 //!
 //! `cargo bench --bench update` runs the full sizes (10 M cells, 1 M steps; ZF_BULK_CELLS and
-//! ZF_INSERT_STEPS override); under `cargo test` a smoke version runs.
+//! ZF_INSERT_STEPS override); under `cargo test` a smoke version runs. `ZF_BENCH_ONLY=forecast`
+//! stops after the re-fetch; `ZF_BENCH_ONLY=files` runs only the file ingest (CSV vs Parquet).
 
 use std::fmt::Write as _;
 use std::time::Instant;
@@ -230,8 +232,13 @@ fn main() {
     };
     let rt = rt();
     let dir = tempfile::tempdir().unwrap();
+    let only = std::env::var("ZF_BENCH_ONLY").unwrap_or_default();
+    if only == "files" {
+        bulk_files(&rt, dir.path(), env("ZF_BULK_CELLS", 10_000_000));
+        return;
+    }
     forecast(&rt, dir.path(), if full { 30 } else { 3 });
-    if std::env::var("ZF_BENCH_ONLY").as_deref() == Ok("forecast") {
+    if only == "forecast" {
         return;
     }
     insertion(
@@ -243,13 +250,88 @@ fn main() {
             5_000
         },
     );
-    bulk(
-        &rt,
-        dir.path(),
-        if full {
-            env("ZF_BULK_CELLS", 10_000_000)
-        } else {
-            20_000
-        },
-    );
+    let cells = if full {
+        env("ZF_BULK_CELLS", 10_000_000)
+    } else {
+        20_000
+    };
+    bulk(&rt, dir.path(), cells);
+    bulk_files(&rt, dir.path(), cells);
+}
+
+/// Reset the process's peak RSS (VmHWM) to its current RSS (Linux `clear_refs`).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Bulk ingest from files as `zarr-fuse update FILE` reads them (batch by batch, bounded
+/// memory): the same table as CSV and as Parquet (row groups of 1 M rows), each into a new
+/// repository; rows/s and the peak RSS of the run (VmHWM reset before each).
+fn bulk_files(rt: &tokio::runtime::Runtime, dir: &std::path::Path, cells: usize) {
+    use std::sync::Arc;
+    let sites = 1140.min(cells.max(1));
+    let steps = (cells / sites).max(1);
+    let n = steps * sites;
+    let time: Vec<i64> = (0..n).map(|i| (i / sites) as i64).collect();
+    let site: Vec<i64> = (0..n).map(|i| (i % sites) as i64).collect();
+    let temp: Vec<f64> = (0..n)
+        .map(|i| ((i / sites) * 7 + i % sites) as f64 * 0.001)
+        .collect();
+    let csv_path = dir.join("bulk-file.csv");
+    {
+        use std::io::Write as _;
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&csv_path).unwrap());
+        writeln!(w, "time,site,temp").unwrap();
+        for i in 0..n {
+            writeln!(w, "{},{},{:.3}", time[i], site[i], temp[i]).unwrap();
+        }
+        w.flush().unwrap();
+    }
+    let pq_path = dir.join("bulk-file.parquet");
+    {
+        use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch};
+        let batch = RecordBatch::try_from_iter([
+            ("time", Arc::new(Int64Array::from(time)) as ArrayRef),
+            ("site", Arc::new(Int64Array::from(site)) as ArrayRef),
+            ("temp", Arc::new(Float64Array::from(temp)) as ArrayRef),
+        ])
+        .unwrap();
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_max_row_group_row_count(Some(1 << 20))
+            .build();
+        let f = std::fs::File::create(&pq_path).unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(f, batch.schema(), Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+    }
+    let schema = "VARS:\n  temp: {coords: [time, site], type: float64}\nCOORDS:\n  time: {type: int64, chunk_size: 1024}\n  site: {type: int64, chunk_size: 128}\n";
+    for (what, path) in [("CSV", &csv_path), ("Parquet", &pq_path)] {
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let repo = rt.block_on(repo_with(dir, &format!("bulk-{what}"), schema));
+        reset_peak_rss();
+        let before = peak_rss_mb();
+        let t = Instant::now();
+        let rep = rt
+            .block_on(merge::update_files(
+                &repo,
+                "main",
+                &[(String::new(), path.to_path_buf())],
+                Provenance::new(WHO, "update", "bulk file"),
+                &UpdateOptions::default(),
+                &|_| {},
+            ))
+            .unwrap();
+        let took = t.elapsed();
+        println!(
+            "bulk ingest from a {what} file ({:.0} MB, {} cells): {took:.2?} = {:.0} rows/s; peak RSS {:.0} MB (process at start {before:.0} MB); phases convert {:.2?}, merge {:.2?}, write {:.2?}, commit {:.2?}",
+            size as f64 / 1e6,
+            rep.cells_written,
+            rep.rows_read as f64 / took.as_secs_f64(),
+            peak_rss_mb(),
+            rep.timings.convert,
+            rep.timings.merge,
+            rep.timings.write,
+            rep.timings.commit,
+        );
+    }
 }

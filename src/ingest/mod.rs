@@ -63,6 +63,13 @@ impl TextColumn {
         self.ends.push(self.text.len());
     }
 
+    /// Append a cell written with `Display` (a number: never empty).
+    pub fn push_display(&mut self, v: impl std::fmt::Display) {
+        use std::fmt::Write as _;
+        let _ = write!(self.text, "{v}");
+        self.ends.push(self.text.len());
+    }
+
     /// Cell `row`, `None` when NA or out of range.
     pub fn get(&self, row: usize) -> Option<&str> {
         let end = *self.ends.get(row)?;

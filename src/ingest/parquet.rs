@@ -9,7 +9,7 @@ use arrow_array::{Array, BooleanArray, LargeStringArray, StringArray, StringView
 use arrow_schema::{DataType, TimeUnit};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::{IngestError, Table};
+use super::{IngestError, Table, TextColumn};
 
 fn ts(v: i64, unit: &TimeUnit, tz: &Option<Arc<str>>) -> String {
     let nanos = match unit {
@@ -27,19 +27,25 @@ fn ts(v: i64, unit: &TimeUnit, tz: &Option<Arc<str>>) -> String {
     }
 }
 
-/// The cells of one column of a record batch whose first row is data row `first + 1`.
-fn cells(
+/// Append the cells of one column of a record batch whose first row is data row `first + 1`
+/// to `out` (numbers written straight into the column's text, no string per cell).
+fn cells_into(
     col: &dyn Array,
     file: &str,
     name: &str,
     first: u64,
-) -> Result<Vec<Option<String>>, IngestError> {
+    out: &mut TextColumn,
+) -> Result<(), IngestError> {
     macro_rules! prim {
         ($t:ty) => {{
             let a = arrow_array::cast::as_primitive_array::<$t>(col);
-            (0..a.len())
-                .map(|i| a.is_valid(i).then(|| a.value(i).to_string()))
-                .collect()
+            for i in 0..a.len() {
+                if a.is_valid(i) {
+                    out.push_display(a.value(i));
+                } else {
+                    out.push(None);
+                }
+            }
         }};
     }
     macro_rules! strings {
@@ -48,10 +54,9 @@ fn cells(
                 .as_any()
                 .downcast_ref::<$t>()
                 .ok_or_else(|| bad(file, name, col))?;
-            let mut v = Vec::with_capacity(a.len());
             for i in 0..a.len() {
                 if !a.is_valid(i) {
-                    v.push(None);
+                    out.push(None);
                     continue;
                 }
                 // the Parquet decoder can hand out bytes that are not UTF-8 from a damaged
@@ -65,13 +70,11 @@ fn cells(
                             first + i as u64 + 1
                         ),
                     })?;
-                let t = text.trim();
-                v.push((!t.is_empty()).then(|| t.to_string()));
+                out.push(Some(text.trim()));
             }
-            v
         }};
     }
-    let out = match col.data_type() {
+    match col.data_type() {
         DataType::Int8 => prim!(Int8Type),
         DataType::Int16 => prim!(Int16Type),
         DataType::Int32 => prim!(Int32Type),
@@ -87,9 +90,9 @@ fn cells(
                 .as_any()
                 .downcast_ref::<BooleanArray>()
                 .ok_or_else(|| bad(file, name, col))?;
-            (0..a.len())
-                .map(|i| a.is_valid(i).then(|| u8::from(a.value(i)).to_string()))
-                .collect()
+            for i in 0..a.len() {
+                out.push(a.is_valid(i).then(|| if a.value(i) { "1" } else { "0" }));
+            }
         }
         DataType::Utf8 => strings!(StringArray),
         DataType::LargeUtf8 => strings!(LargeStringArray),
@@ -117,25 +120,22 @@ fn cells(
                         .to_vec()
                 }
             };
-            a.iter()
-                .enumerate()
-                .map(|(i, v)| col.is_valid(i).then(|| ts(*v, unit, tz)))
-                .collect()
+            for (i, v) in a.iter().enumerate() {
+                out.push(col.is_valid(i).then(|| ts(*v, unit, tz)).as_deref());
+            }
         }
         DataType::Date32 => {
             let a = arrow_array::cast::as_primitive_array::<Date32Type>(col);
-            (0..a.len())
-                .map(|i| {
-                    a.is_valid(i).then(|| {
-                        ts(i64::from(a.value(i)) * 86_400, &TimeUnit::Second, &None)[..10]
-                            .to_string()
-                    })
-                })
-                .collect()
+            for i in 0..a.len() {
+                let day = a
+                    .is_valid(i)
+                    .then(|| ts(i64::from(a.value(i)) * 86_400, &TimeUnit::Second, &None));
+                out.push(day.as_deref().map(|d| &d[..10]));
+            }
         }
         _ => return Err(bad(file, name, col)),
-    };
-    Ok(out)
+    }
+    Ok(())
 }
 
 fn bad(file: &str, name: &str, col: &dyn Array) -> IngestError {
@@ -261,7 +261,7 @@ where
     let empty = |columns: Vec<String>| Table {
         source: file.into(),
         blake3: blake3.into(),
-        cells: vec![super::TextColumn::default(); columns.len()],
+        cells: vec![TextColumn::default(); columns.len()],
         columns,
         ..Default::default()
     };
@@ -283,20 +283,31 @@ where
                     .collect(),
             );
         }
-        let cols: Vec<Vec<Option<String>>> = batch
+        let n = batch.num_rows();
+        if table.n_rows() > 0 && table.n_rows() + n > batch_rows {
+            let columns = table.columns.clone();
+            on_batch(std::mem::replace(&mut table, empty(columns)))?;
+            batches += 1;
+        }
+        // column by column into the table's text columns (a reader batch is at most
+        // `batch_rows` rows when that is at most 65 536, and tables gather batches up to it)
+        for ((c, name), out) in batch
             .columns()
             .iter()
             .zip(&table.columns)
-            .map(|(c, n)| cells(c.as_ref(), file, n, row))
-            .collect::<Result<_, _>>()?;
-        for r in 0..batch.num_rows() {
-            row += 1;
-            table.push_row(row + 1, cols.iter().map(|c| c[r].as_deref()));
-            if table.n_rows() >= batch_rows {
-                let columns = table.columns.clone();
-                on_batch(std::mem::replace(&mut table, empty(columns)))?;
-                batches += 1;
-            }
+            .zip(&mut table.cells)
+        {
+            cells_into(c.as_ref(), file, name, row, out)?;
+        }
+        // data row r (1-based) is at "line" r + 1, as in a CSV file with its header
+        table
+            .lines
+            .extend((row + 1..=row + n as u64).map(|r| r + 1));
+        row += n as u64;
+        if table.n_rows() >= batch_rows {
+            let columns = table.columns.clone();
+            on_batch(std::mem::replace(&mut table, empty(columns)))?;
+            batches += 1;
         }
     }
     if table.n_rows() > 0 || batches == 0 {
