@@ -341,6 +341,16 @@ pub struct WriteStats {
     pub written: WrittenLog,
 }
 
+impl WriteStats {
+    /// The counters alone, without the list of chunks written.
+    pub fn counts(&self) -> WriteStats {
+        WriteStats {
+            written: WrittenLog::default(),
+            ..*self
+        }
+    }
+}
+
 /// Shared state of a writing transaction's content-addressed chunk path.
 pub struct CasWriter {
     repo: Arc<Repository>,
@@ -367,13 +377,7 @@ impl CasWriter {
 
     /// The counters so far, without the list of chunks written.
     pub fn counts(&self) -> WriteStats {
-        self.stats
-            .lock()
-            .map(|s| WriteStats {
-                written: WrittenLog::default(),
-                ..*s
-            })
-            .unwrap_or_default()
+        self.stats.lock().map(|s| s.counts()).unwrap_or_default()
     }
 
     /// The counters and the list of chunks written, leaving both empty.

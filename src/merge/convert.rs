@@ -482,8 +482,8 @@ pub struct Converter<'n> {
     data_vars: Vec<&'n Variable>,
     /// Per coordinate: distinct keys in order of first appearance (any row).
     dicts: Vec<Keys>,
-    /// Per coordinate: positions in `dicts` found by the key's hash (4 bytes a distinct value:
-    /// the keys themselves are only in `dicts`).
+    /// Per coordinate: how values are found in `dicts` (binary search while a dictionary only
+    /// grew upwards, else a hash index of positions: the keys themselves are only in `dicts`).
     by_key: Vec<DictIndex>,
     /// Component name → value by composed key.
     components: HashMap<String, HashMap<Key, Scalar>>,
@@ -702,9 +702,7 @@ impl<'n> Converter<'n> {
         let none: Vec<bool> = vec![false; data_vars.len()];
         rows.scan(Some(&none), |start, b| {
             for i in 0..b.len {
-                for (t, col) in tuple.iter_mut().zip(&b.idx) {
-                    *t = col[i];
-                }
+                row_tuple(&mut tuple, b, i);
                 if tuple.contains(&NA) {
                     out.rows_dropped += 1;
                     continue;
@@ -736,9 +734,7 @@ impl<'n> Converter<'n> {
                 .collect();
             rows.scan(Some(&none), |_, b| {
                 for i in 0..b.len {
-                    for (t, col) in tuple.iter_mut().zip(&b.idx) {
-                        *t = col[i];
-                    }
+                    row_tuple(&mut tuple, b, i);
                     if tuple.contains(&NA) {
                         continue;
                     }
@@ -764,9 +760,7 @@ impl<'n> Converter<'n> {
             last = last.with_rows();
             rows.scan(Some(&none), |start, b| {
                 for i in 0..b.len {
-                    for (t, col) in tuple.iter_mut().zip(&b.idx) {
-                        *t = col[i];
-                    }
+                    row_tuple(&mut tuple, b, i);
                     if !tuple.contains(&NA) {
                         last.set(&tuple, (start + i) as u32);
                     }
@@ -781,9 +775,7 @@ impl<'n> Converter<'n> {
         rows.scan(None, |start, b| {
             let mut o = kept.empty_block();
             for i in 0..b.len {
-                for (t, col) in tuple.iter_mut().zip(&b.idx) {
-                    *t = col[i];
-                }
+                row_tuple(&mut tuple, b, i);
                 let r = (start + i) as u32;
                 if tuple.contains(&NA) || (any_duplicate && last.get(&tuple) != Some(r)) {
                     continue;
@@ -804,6 +796,13 @@ impl<'n> Converter<'n> {
         out.rows = kept;
         out.lines = kept_lines;
         Ok(out)
+    }
+}
+
+/// The dictionary indices of row `i` of `b`, one per coordinate, into `tuple`.
+fn row_tuple(tuple: &mut [u32], b: &RowBlock, i: usize) {
+    for (t, col) in tuple.iter_mut().zip(&b.idx) {
+        *t = col[i];
     }
 }
 

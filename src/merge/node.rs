@@ -1039,20 +1039,12 @@ async fn apply_node(
         .collect();
     // per coordinate the least and greatest value the contribution may write (blame skips a
     // commit whose extent misses the cells it looks for without reading its side record)
-    for (((c, dict), p), m) in node.coords.iter().zip(&conv.dicts).zip(&pos).zip(&merges) {
-        if dict.len() < p.len() {
-            // the dictionary became the (sorted) axis: every value was admitted
-            if let Some(last) = m.axis.len().checked_sub(1) {
-                let (lo, hi) = (m.axis.get(0), m.axis.get(last));
-                extent.insert(c.name().to_string(), json!([key_json(lo), key_json(hi)]));
-            }
-            continue;
-        }
-        let mut admitted = dict
+    // (read from the merged axis at the rows' positions: a first load's dictionary is the axis)
+    for ((c, p), m) in node.coords.iter().zip(&pos).zip(&merges) {
+        let mut admitted = p
             .iter()
-            .zip(p)
-            .filter(|(_, p)| **p != OFF_AXIS)
-            .map(|(k, _)| k);
+            .filter(|&&i| i != OFF_AXIS)
+            .map(|&i| m.axis.get(i as usize));
         if let Some(first) = admitted.next() {
             let (lo, hi) = admitted.fold((first, first), |(lo, hi), k| (lo.min(k), hi.max(k)));
             extent.insert(c.name().to_string(), json!([key_json(lo), key_json(hi)]));

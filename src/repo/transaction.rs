@@ -151,10 +151,7 @@ impl Transaction {
         let mut outcome = CommitOutcome {
             commit: None,
             branch: self.branch.clone(),
-            stats: WriteStats {
-                written: Default::default(),
-                ..stats
-            },
+            stats: stats.counts(),
             content_digest: None,
             rebases: 0,
         };
