@@ -676,6 +676,8 @@ pub async fn export(
             (Scalar::Na, _) => Value::Null,
             (Scalar::I(i), Some(t)) => json!(format_ticks(*i, t)),
             (Scalar::I(i), None) => json!(i),
+            // JSON has no infinities: written as text, as pandas reads them back (spec/022)
+            (Scalar::F(f), _) if f.is_infinite() => json!(if *f > 0.0 { "inf" } else { "-inf" }),
             (Scalar::F(f), _) => json!(f),
             (Scalar::S(x), _) => json!(x),
         }

@@ -21,11 +21,23 @@ pub struct Unit {
     pub offset: f64,
     /// Dimension exponents.
     pub dims: Dims,
+    /// Whether the name is in the registry; an unknown unit converts only to itself.
+    pub known: bool,
 }
 
 /// Errors parsing or converting units.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum UnitError {
+    /// A conversion that needs a unit the registry does not know.
+    #[error("'{from}' does not convert to '{to}': '{unknown}' is not a unit this registry knows (spec/021)")]
+    UnknownConversion {
+        /// Source unit.
+        from: String,
+        /// Target unit.
+        to: String,
+        /// The unknown one.
+        unknown: String,
+    },
     /// Unknown unit name.
     #[error("unknown unit '{atom}' in '{text}'")]
     Unknown {
@@ -61,46 +73,111 @@ fn dims(pairs: &[(usize, i8)]) -> Dims {
     d
 }
 
-/// (names, scale, offset, dims, takes SI prefixes)
+const Q: usize = 6; // electric current
+
+/// (scale, offset, dims, takes SI prefixes) of a unit name of pint's default registry (spec/021).
 fn atom(name: &str) -> Option<(f64, f64, Dims, bool)> {
     let deg_to_rad = std::f64::consts::PI / 180.0;
+    let pressure = dims(&[(M, 1), (L, -1), (T, -2)]);
+    let energy = dims(&[(M, 1), (L, 2), (T, -2)]);
+    let speed = dims(&[(L, 1), (T, -1)]);
     Some(match name {
         "m" | "meter" | "metre" => (1.0, 0.0, dims(&[(L, 1)]), true),
+        "in" | "inch" | "inches" => (0.0254, 0.0, dims(&[(L, 1)]), false),
+        "ft" | "foot" | "feet" => (0.3048, 0.0, dims(&[(L, 1)]), false),
+        "yd" | "yard" => (0.9144, 0.0, dims(&[(L, 1)]), false),
+        "mi" | "mile" => (1609.344, 0.0, dims(&[(L, 1)]), false),
+        "nmi" | "nautical_mile" => (1852.0, 0.0, dims(&[(L, 1)]), false),
+        "micron" => (1e-6, 0.0, dims(&[(L, 1)]), false),
+        "angstrom" | "Å" => (1e-10, 0.0, dims(&[(L, 1)]), false),
+        "ha" | "hectare" => (1e4, 0.0, dims(&[(L, 2)]), false),
         "g" | "gram" => (1e-3, 0.0, dims(&[(M, 1)]), true),
-        "t" | "tonne" => (1e3, 0.0, dims(&[(M, 1)]), false),
+        "t" | "tonne" | "metric_ton" => (1e3, 0.0, dims(&[(M, 1)]), false),
+        "lb" | "pound" => (0.453_592_37, 0.0, dims(&[(M, 1)]), false),
+        "oz" | "ounce" => (0.028_349_523_125, 0.0, dims(&[(M, 1)]), false),
         "s" | "sec" | "second" => (1.0, 0.0, dims(&[(T, 1)]), true),
         "min" | "minute" => (60.0, 0.0, dims(&[(T, 1)]), false),
         "h" | "hr" | "hour" => (3600.0, 0.0, dims(&[(T, 1)]), false),
         "day" | "d" => (86400.0, 0.0, dims(&[(T, 1)]), false),
-        "K" | "kelvin" => (1.0, 0.0, dims(&[(K, 1)]), true),
-        "degC" | "celsius" | "degree_Celsius" | "°C" => (1.0, 273.15, dims(&[(K, 1)]), false),
-        "degF" | "fahrenheit" | "degree_Fahrenheit" | "°F" => {
+        "week" => (604_800.0, 0.0, dims(&[(T, 1)]), false),
+        "year" | "yr" | "julian_year" => (31_557_600.0, 0.0, dims(&[(T, 1)]), false),
+        "K" | "kelvin" | "degK" | "degree_Kelvin" => (1.0, 0.0, dims(&[(K, 1)]), true),
+        "degC" | "celsius" | "degree_Celsius" | "°C" | "deg_C" => {
+            (1.0, 273.15, dims(&[(K, 1)]), false)
+        }
+        "degF" | "fahrenheit" | "degree_Fahrenheit" | "°F" | "deg_F" => {
             (5.0 / 9.0, 459.67 * 5.0 / 9.0, dims(&[(K, 1)]), false)
         }
-        "deg" | "degree" | "°" => (deg_to_rad, 0.0, dims(&[(A, 1)]), false),
+        "degR" | "rankine" | "degree_Rankine" => (5.0 / 9.0, 0.0, dims(&[(K, 1)]), false),
+        "deg" | "degree" | "°" | "arcdeg" | "arcdegree" | "angular_degree" => {
+            (deg_to_rad, 0.0, dims(&[(A, 1)]), false)
+        }
+        // CF / UDUNITS spellings of geographic angles
+        "degree_north" | "degrees_north" | "degree_N" | "degrees_N" | "degree_east"
+        | "degrees_east" | "degree_E" | "degrees_E" => (deg_to_rad, 0.0, dims(&[(A, 1)]), false),
+        "arcmin" | "arcminute" | "arc_minute" => (deg_to_rad / 60.0, 0.0, dims(&[(A, 1)]), false),
+        "arcsec" | "arcsecond" | "arc_second" => (deg_to_rad / 3600.0, 0.0, dims(&[(A, 1)]), false),
         "rad" | "radian" => (1.0, 0.0, dims(&[(A, 1)]), true),
+        "turn" | "revolution" => (std::f64::consts::TAU, 0.0, dims(&[(A, 1)]), false),
+        "sr" | "steradian" => (1.0, 0.0, dims(&[(A, 2)]), true),
         "%" | "percent" => (0.01, 0.0, dims(&[]), false),
+        "‰" | "permille" => (1e-3, 0.0, dims(&[]), false),
         "ppm" => (1e-6, 0.0, dims(&[]), false),
-        "Pa" | "pascal" => (1.0, 0.0, dims(&[(M, 1), (L, -1), (T, -2)]), true),
-        "bar" => (1e5, 0.0, dims(&[(M, 1), (L, -1), (T, -2)]), true),
-        "atm" => (101_325.0, 0.0, dims(&[(M, 1), (L, -1), (T, -2)]), false),
+        "ppb" => (1e-9, 0.0, dims(&[]), false),
+        "ppt" => (1e-12, 0.0, dims(&[]), false),
+        "Pa" | "pascal" => (1.0, 0.0, pressure, true),
+        "bar" => (1e5, 0.0, pressure, true),
+        "atm" | "atmosphere" => (101_325.0, 0.0, pressure, false),
+        "torr" => (101_325.0 / 760.0, 0.0, pressure, false),
+        "mmHg" | "millimeter_Hg" => (133.322_387_415, 0.0, pressure, false),
+        "psi" => (6_894.757_293_168, 0.0, pressure, false),
+        "knot" | "kt" | "kn" => (1852.0 / 3600.0, 0.0, speed, false),
+        "mph" | "MPH" => (1609.344 / 3600.0, 0.0, speed, false),
+        "kph" | "KPH" => (1000.0 / 3600.0, 0.0, speed, false),
         "N" | "newton" => (1.0, 0.0, dims(&[(M, 1), (L, 1), (T, -2)]), true),
-        "J" | "joule" => (1.0, 0.0, dims(&[(M, 1), (L, 2), (T, -2)]), true),
+        "J" | "joule" => (1.0, 0.0, energy, true),
+        "Wh" | "watt_hour" => (3600.0, 0.0, energy, true),
+        "cal" | "calorie" => (4.184, 0.0, energy, true),
+        "eV" | "electron_volt" => (1.602_176_634e-19, 0.0, energy, true),
         "W" | "watt" => (1.0, 0.0, dims(&[(M, 1), (L, 2), (T, -3)]), true),
         "l" | "L" | "liter" | "litre" => (1e-3, 0.0, dims(&[(L, 3)]), true),
         "Hz" | "hertz" => (1.0, 0.0, dims(&[(T, -1)]), true),
+        "Bq" | "becquerel" => (1.0, 0.0, dims(&[(T, -1)]), true),
         "mol" | "mole" => (1.0, 0.0, dims(&[(5, 1)]), true),
-        "A" | "ampere" => (1.0, 0.0, dims(&[(6, 1)]), true),
-        "V" | "volt" => (1.0, 0.0, dims(&[(M, 1), (L, 2), (T, -3), (6, -1)]), true),
-        "S" | "siemens" => (1.0, 0.0, dims(&[(M, -1), (L, -2), (T, 3), (6, 2)]), true),
+        "A" | "ampere" => (1.0, 0.0, dims(&[(Q, 1)]), true),
+        "C" | "coulomb" => (1.0, 0.0, dims(&[(Q, 1), (T, 1)]), true),
+        "V" | "volt" => (1.0, 0.0, dims(&[(M, 1), (L, 2), (T, -3), (Q, -1)]), true),
+        "ohm" | "Ω" => (1.0, 0.0, dims(&[(M, 1), (L, 2), (T, -3), (Q, -2)]), true),
+        "S" | "siemens" => (1.0, 0.0, dims(&[(M, -1), (L, -2), (T, 3), (Q, 2)]), true),
         "cd" | "candela" => (1.0, 0.0, dims(&[(7, 1)]), true),
-        "dimensionless" | "1" => (1.0, 0.0, dims(&[]), false),
+        "lm" | "lumen" => (1.0, 0.0, dims(&[(7, 1), (A, 2)]), true),
+        "lx" | "lux" => (1.0, 0.0, dims(&[(7, 1), (A, 2), (L, -2)]), true),
+        "dimensionless" | "1" | "count" => (1.0, 0.0, dims(&[]), false),
+        // zarr-fuse's extra registry entries for integer and boolean columns
+        "int" | "bool" | "boolean" | "true" | "false" => (1.0, 0.0, dims(&[]), false),
         _ => return None,
     })
 }
 
 fn prefix(p: &str) -> Option<f64> {
     Some(match p {
+        "yotta" => 1e24,
+        "zetta" => 1e21,
+        "exa" => 1e18,
+        "peta" => 1e15,
+        "tera" => 1e12,
+        "giga" => 1e9,
+        "mega" => 1e6,
+        "kilo" => 1e3,
+        "hecto" => 1e2,
+        "deca" | "deka" => 1e1,
+        "deci" => 1e-1,
+        "centi" => 1e-2,
+        "milli" => 1e-3,
+        "micro" => 1e-6,
+        "nano" => 1e-9,
+        "pico" => 1e-12,
+        "femto" => 1e-15,
         "Y" => 1e24,
         "Z" => 1e21,
         "E" => 1e18,
@@ -126,6 +203,12 @@ fn lookup(name: &str) -> Option<(f64, f64, Dims)> {
     if let Some((s, o, d, _)) = atom(name) {
         return Some((s, o, d));
     }
+    // plurals of long names, as pint reads them: meters, hours, degrees, kilometers
+    if let Some(single) = name.strip_suffix('s').filter(|n| n.chars().count() >= 3) {
+        if let Some(found) = lookup(single) {
+            return Some(found);
+        }
+    }
     for (i, _) in name.char_indices().skip(1) {
         let (p, rest) = name.split_at(i);
         if let (Some(f), Some((s, o, d, true))) = (prefix(p), atom(rest)) {
@@ -144,6 +227,7 @@ impl Unit {
             scale: 1.0,
             offset: 0.0,
             dims: [0; 8],
+            known: true,
         };
         if t.is_empty() {
             return Ok(u);
@@ -196,16 +280,41 @@ impl Unit {
         Ok(u)
     }
 
+    /// A unit not in the registry, kept by its spelling (a warning at load, spec/021).
+    pub fn opaque(text: &str) -> Unit {
+        Unit {
+            text: text.to_string(),
+            scale: 1.0,
+            offset: 0.0,
+            dims: [0; 8],
+            known: false,
+        }
+    }
+
     /// A function converting values in `self` to values in `to`.
     pub fn converter(&self, to: &Unit) -> Result<impl Fn(f64) -> f64 + Copy, UnitError> {
+        if !self.known || !to.known {
+            if self.text.trim() == to.text.trim() {
+                return Ok(Self::affine(1.0, 0.0, 1.0, 0.0));
+            }
+            let unknown = if self.known { &to.text } else { &self.text };
+            return Err(UnitError::UnknownConversion {
+                from: self.text.clone(),
+                to: to.text.clone(),
+                unknown: unknown.clone(),
+            });
+        }
         if self.dims != to.dims {
             return Err(UnitError::Incompatible {
                 from: self.text.clone(),
                 to: to.text.clone(),
             });
         }
-        let (s1, o1, s2, o2) = (self.scale, self.offset, to.scale, to.offset);
-        Ok(move |v: f64| (v * s1 + o1 - o2) / s2)
+        Ok(Self::affine(self.scale, self.offset, to.scale, to.offset))
+    }
+
+    fn affine(s1: f64, o1: f64, s2: f64, o2: f64) -> impl Fn(f64) -> f64 + Copy {
+        move |v: f64| (v * s1 + o1 - o2) / s2
     }
 }
 
@@ -258,6 +367,73 @@ mod tests {
         assert!((conv("day", "h", 1.0) - 24.0).abs() < 1e-12);
         assert!((conv("kg m-2", "g/m^2", 1.0) - 1000.0).abs() < 1e-9);
         assert!((conv("deg", "rad", 180.0) - std::f64::consts::PI).abs() < 1e-12);
+    }
+
+    /// Names of pint's default registry that real schemas write (spec/021), each converted
+    /// against a unit of the same dimension with its known factor.
+    #[test]
+    fn pint_names_and_aliases() {
+        let pi = std::f64::consts::PI;
+        let table: &[(&str, &str, f64, f64)] = &[
+            ("degrees", "rad", 180.0, pi),
+            ("degree", "deg", 1.0, 1.0),
+            ("radians", "degree", pi, 180.0),
+            ("degrees_north", "deg", 1.0, 1.0),
+            ("arcmin", "deg", 60.0, 1.0),
+            ("percent", "%", 1.0, 1.0),
+            ("%", "ppm", 1.0, 10_000.0),
+            ("permille", "percent", 10.0, 1.0),
+            ("ppb", "ppm", 1000.0, 1.0),
+            ("1", "dimensionless", 3.0, 3.0),
+            ("int", "1", 3.0, 3.0),
+            ("bool", "", 1.0, 1.0),
+            ("count", "1", 2.0, 2.0),
+            ("meters", "km", 1500.0, 1.5),
+            ("kilometers", "m", 1.5, 1500.0),
+            ("inch", "mm", 1.0, 25.4),
+            ("feet", "m", 1.0, 0.3048),
+            ("mile", "km", 1.0, 1.609_344),
+            ("hours", "min", 2.0, 120.0),
+            ("days", "hour", 1.0, 24.0),
+            ("week", "day", 1.0, 7.0),
+            ("ms", "s", 1500.0, 1.5),
+            ("knot", "m/s", 3600.0, 1852.0),
+            ("mph", "km/h", 1.0, 1.609_344),
+            ("mbar", "hPa", 1.0, 1.0),
+            ("atm", "kPa", 1.0, 101.325),
+            ("mmHg", "Pa", 1.0, 133.322_387_415),
+            ("psi", "kPa", 1.0, 6.894_757_293_168),
+            ("degC", "degF", 100.0, 212.0),
+            ("degree_Celsius", "kelvin", 0.0, 273.15),
+            ("degK", "K", 1.0, 1.0),
+            ("mg/L", "g/m^3", 1.0, 1.0),
+            ("ug/m3", "mg/m**3", 1000.0, 1.0),
+            ("µg m-3", "kg/m^3", 1e9, 1.0),
+            ("mol/m^3", "mmol/L", 1.0, 1.0),
+            ("W m-2", "W/m^2", 5.0, 5.0),
+            ("kWh", "MJ", 1.0, 3.6),
+            ("mm/h", "mm/day", 1.0, 24.0),
+            ("C", "A*s", 1.0, 1.0),
+        ];
+        for &(from, to, a, b) in table {
+            let got = conv(from, to, a);
+            assert!(
+                (got - b).abs() <= 1e-9 * b.abs().max(1.0),
+                "{a} {from} -> {got} {to}, expected {b}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_units_convert_only_to_themselves() {
+        let psu = Unit::opaque("psu");
+        assert_eq!(psu.converter(&Unit::opaque("psu")).unwrap()(35.0), 35.0);
+        let e = psu.converter(&Unit::parse("m").unwrap()).err().unwrap();
+        assert!(e.to_string().contains("'psu' is not a unit"), "{e}");
+        assert!(Unit::parse("m")
+            .unwrap()
+            .converter(&Unit::parse("Pa").unwrap())
+            .is_err());
     }
 
     #[test]

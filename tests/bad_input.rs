@@ -190,13 +190,15 @@ fn input_cases() -> Vec<InputCase> {
         ),
         c(
             "inf.csv",
-            row("2026-01-01T01:00,A,inf,2,1,a,3"),
+            // inf is a float value (spec/022); in an integer column it is invalid
+            row("2026-01-01T01:00,A,1,2,inf,a,3"),
             is_bad_value,
             &[":2", "not a finite number"],
         ),
         c(
             "nan-text.csv",
-            row("2026-01-01T01:00,A,NaN,2,1,a,3"),
+            // NaN is NA in a float column (spec/022); an int32 without na_value refuses NA
+            row("2026-01-01T01:00,A,1,2,NaN,a,3"),
             is_bad_value,
             &[":2", "not a finite number"],
         ),
@@ -774,12 +776,12 @@ fn bad_inputs_revisions_and_ref_names_leave_the_repository_unchanged() {
         ),
         (
             "bad-unit.yaml",
-            SCHEMA.replace("unit: deg}", "unit: furlongs}"),
+            SCHEMA.replace("unit: deg}", "unit: deg, source_unit: furlongs}"),
             7,
         ),
         (
             "missing-coord.yaml",
-            SCHEMA.replace("coords: site", "coords: depth"),
+            SCHEMA.replace("coords: site", "coords: sitee"),
             7,
         ),
     ] {

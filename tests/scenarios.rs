@@ -76,6 +76,7 @@ async fn run(name: &str, text: &str, memory: Option<usize>) {
             },
             dry_run: false,
             memory,
+            ..Default::default()
         };
         let tip = repo.branch_tip("main").await.unwrap();
         let res = merge::update(

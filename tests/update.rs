@@ -241,7 +241,8 @@ const BAD_INPUTS: &[(&str, &str, &[&str])] = &[
     ("empty.csv", "", &["empty.csv", "empty"]),
     ("long-str.csv", "time,site,temperature,hum,count,lat\n2026-01-01T01:00,ABCDEFGHIJ,1,2,1,3\n", &[":2", "longer than 8"]),
     ("varies.csv", "time,site,temperature,hum,count,lat\n2026-01-01T01:00,A,1,2,1,3\n2026-01-01T02:00,A,1,2,1,4\n", &["lat", "does not use", "lines 2 and 3"]),
-    ("nan.csv", "time,site,temperature,hum,count,lat\n2026-01-01T01:00,A,inf,2,1,3\n", &[":2", "not a finite number"]),
+    ("nan.csv", "time,site,temperature,hum,count,lat\n2026-01-01T01:00,A,1,2,inf,3\n", &[":2", "not a finite number"]),
+    ("dup-header.csv", "time,site,temperature,hum,count,count,lat\n2026-01-01T01:00,A,1,2,1,1,3\n", &["dup-header.csv:1", "'count' appears twice", "columns 5 and 6"]),
     ("offset.csv", "time,site,temperature,hum,count,lat\n2026-01-01T01:00+25:00,A,1,2,1,3\n", &[":2", "column 'time'"]),
     ("bad-ext.parquet.txt2", "x", &["unsupported input format"]),
 ];

@@ -35,6 +35,9 @@ enum Command {
         /// Author of the initial commit.
         #[arg(long)]
         author: Option<String>,
+        /// Schema warnings (obsolete forms, ignored keys, unknown units) are errors.
+        #[arg(long)]
+        strict: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -48,12 +51,12 @@ enum Command {
     Update {
         /// Repository location.
         repo: String,
-        /// Input files, or NODE=FILE pairs for several nodes.
-        #[arg(required = true)]
+        /// Input files (for the node of `--node PATH`, else the root), or NODE=FILE pairs.
         inputs: Vec<String>,
-        /// Node the files go to (`/`-separated; root = `/` or empty).
-        #[arg(long)]
-        node: Option<String>,
+        /// `PATH`: the node the positional files go to (`/`-separated; root = `/`); or
+        /// `PATH=FILE`, repeatable: that file for that node. All inputs make one commit.
+        #[arg(long, value_name = "PATH|PATH=FILE")]
+        node: Vec<String>,
         /// Branch.
         #[arg(long, default_value = "main")]
         branch: String,
@@ -75,6 +78,15 @@ enum Command {
         /// Unusable values: reject the contribution (error) or make them NA (na).
         #[arg(long, default_value = "error", value_parser = ["error", "na"])]
         on_invalid: String,
+        /// Input format (default: by extension: .csv .txt, .parquet .pq, .json .ndjson .geojson).
+        #[arg(long, value_parser = ["csv", "parquet", "json", "yrno"])]
+        format: Option<String>,
+        /// Add a constant column to every input row (a station id, a location), repeatable.
+        #[arg(long = "set", value_name = "COL=VALUE")]
+        set: Vec<String>,
+        /// Rename an input column before converting, repeatable.
+        #[arg(long = "rename", value_name = "FROM=TO")]
+        rename: Vec<String>,
         /// Report without writing.
         #[arg(long)]
         dry_run: bool,
@@ -360,6 +372,9 @@ enum SchemaAction {
     Check {
         /// Schema file.
         file: PathBuf,
+        /// Warnings (obsolete forms, ignored keys, unknown units) are errors.
+        #[arg(long)]
+        strict: bool,
     },
     /// Commit an allowed schema change (new nodes, variables, coordinates; ATTRS, descriptions).
     Apply {
@@ -449,9 +464,107 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
+    /// A usage error (exit status 2).
+    #[error("{0}")]
+    Usage(String),
     /// Anything else, already worded for the user.
     #[error("{0}")]
     Other(String),
+}
+
+/// The (node, file) pairs of an update: `--node PATH=FILE` pairs, positional `PATH=FILE` pairs,
+/// and positional files for the one `--node PATH` (else the root).
+fn update_inputs(nodes: &[String], inputs: &[String]) -> Result<Vec<(String, PathBuf)>, CliError> {
+    let pair = |s: &str| match s.split_once('=') {
+        Some((n, f)) if !std::path::Path::new(s).exists() => {
+            Some((n.trim_matches('/').to_string(), PathBuf::from(f)))
+        }
+        _ => None,
+    };
+    let mut files = vec![];
+    let mut plain: Vec<&str> = vec![];
+    for n in nodes {
+        match n.contains('=').then(|| pair(n)).flatten() {
+            Some(p) => files.push(p),
+            None => plain.push(n),
+        }
+    }
+    if plain.len() > 1 {
+        return Err(CliError::Usage(format!(
+            "--node PATH given {} times ({}); give one node for the positional files, or --node PATH=FILE pairs",
+            plain.len(),
+            plain.join(", ")
+        )));
+    }
+    let default = plain.first().map(|n| n.trim_matches('/')).unwrap_or("");
+    for input in inputs {
+        files.push(pair(input).unwrap_or_else(|| (default.to_string(), input.into())));
+    }
+    if files.is_empty() {
+        return Err(CliError::Usage(
+            "the following required arguments were not provided: <INPUTS> (FILE... or NODE=FILE...), or --node PATH=FILE".into(),
+        ));
+    }
+    Ok(files)
+}
+
+/// `K=V` arguments of a repeatable option.
+fn pairs(args: &[String], flag: &str, form: &str) -> Result<Vec<(String, String)>, CliError> {
+    args.iter()
+        .map(|a| match a.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+            _ => Err(CliError::Usage(format!("{flag} '{a}': expected {form}"))),
+        })
+        .collect()
+}
+
+/// Removes what a failed `init` created at a local path (the path is left as it was).
+struct InitGuard {
+    created: Option<PathBuf>,
+    existing: Option<PathBuf>,
+}
+
+impl InitGuard {
+    fn new(location: &Location) -> InitGuard {
+        let mut g = InitGuard {
+            created: None,
+            existing: None,
+        };
+        if let Location::Local(p) = location {
+            match std::fs::read_dir(p).map(|mut d| d.next().is_none()) {
+                Ok(true) => g.existing = Some(p.clone()),
+                Ok(false) => {}
+                Err(_) => g.created = Some(p.clone()),
+            }
+        }
+        g
+    }
+
+    /// The init succeeded.
+    fn keep(mut self) {
+        self.created = None;
+        self.existing = None;
+    }
+}
+
+impl Drop for InitGuard {
+    fn drop(&mut self) {
+        if let Some(p) = &self.created {
+            let _ = std::fs::remove_dir_all(p);
+        }
+        if let Some(p) = &self.existing {
+            if let Ok(entries) = std::fs::read_dir(p) {
+                for e in entries.flatten() {
+                    let path = e.path();
+                    let _ = if path.is_dir() {
+                        std::fs::remove_dir_all(&path)
+                    } else {
+                        std::fs::remove_file(&path)
+                    };
+                }
+            }
+        }
+    }
 }
 
 fn provenance(
@@ -584,6 +697,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             repo,
             schema,
             author,
+            strict,
             json,
         } => {
             let bytes = std::fs::read(&schema).map_err(|source| CliError::Read {
@@ -601,6 +715,11 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             for w in &parsed.warnings {
                 eprintln!("{w}");
             }
+            if strict {
+                parsed
+                    .strict()
+                    .map_err(|e| CliError::Other(e.to_string()))?;
+            }
             let prov = provenance(
                 author.as_deref(),
                 "init",
@@ -608,18 +727,23 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 &[],
             )?;
             let location = Location::parse(&repo).map_err(RepoError::from)?;
+            let guard = InitGuard::new(&location);
             let r = Repo::init(&location).await?;
             let out = crate::merge::init_dataset(&r, &text, &schema.display().to_string(), prov)
                 .await
                 .map_err(|e| CliError::Other(e.to_string()))?;
+            guard.keep();
             print_write(json, &out.commit, json!({}));
         }
         Command::Schema { action } => match action {
-            SchemaAction::Check { file } => {
-                let s =
+            SchemaAction::Check { file, strict } => {
+                let mut s =
                     crate::schema::load_file(&file).map_err(|e| CliError::Other(e.to_string()))?;
                 for w in &s.warnings {
                     eprintln!("{w}");
+                }
+                if strict {
+                    s = s.strict().map_err(|e| CliError::Other(e.to_string()))?;
                 }
                 let nodes = s.root.walk().len();
                 println!(
@@ -698,27 +822,15 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             meta,
             overwrite_na,
             on_invalid,
+            format,
+            set,
+            rename,
             dry_run,
             memory,
             json,
         } => {
             let mut prov = provenance(author.as_deref(), "update", message, &meta)?;
-            // `--node a/b=FILE` pairs or plain files for --node
-            let files: Vec<(String, std::path::PathBuf)> = inputs
-                .iter()
-                .map(|input| match input.split_once('=') {
-                    Some((n, f)) if !std::path::Path::new(input).exists() => {
-                        (n.trim_matches('/').to_string(), f.into())
-                    }
-                    _ => (
-                        node.clone()
-                            .unwrap_or_default()
-                            .trim_matches('/')
-                            .to_string(),
-                        input.into(),
-                    ),
-                })
-                .collect();
+            let files = update_inputs(&node, &inputs)?;
             let total: u64 = files
                 .iter()
                 .map(|(_, f)| crate::ingest::Table::input_len(f))
@@ -745,6 +857,16 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 },
                 dry_run,
                 memory: Some(memory.saturating_mul(1 << 20)),
+                input: crate::ingest::InputOptions {
+                    format: format.as_deref().map(|f| match f {
+                        "parquet" => crate::ingest::InputFormat::Parquet,
+                        "json" => crate::ingest::InputFormat::Json,
+                        "yrno" => crate::ingest::InputFormat::Yrno,
+                        _ => crate::ingest::InputFormat::Csv,
+                    }),
+                    set: pairs(&set, "--set", "COL=VALUE")?,
+                    rename: pairs(&rename, "--rename", "FROM=TO")?,
+                },
             };
             let r = open(&repo).await?;
             let progress = |n: u64| {
@@ -1053,11 +1175,23 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Output into a closed pipe (`zarr-fuse log --json | head`) ends the process quietly, as for
+/// other Unix tools, instead of a panic in `println!` (Rust ignores SIGPIPE by default).
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to the default has no preconditions; it runs once at
+    // start, before any thread is spawned.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Run the command line; returns the process exit status.
 pub fn main() -> i32 {
     // The engine's own diagnostics (e.g. icechunk's warning about its local storage, which we do
     // not use for writing) must not leak into our one-line error contract.
     let _ = tracing::subscriber::set_global_default(tracing::subscriber::NoSubscriber::default());
+    restore_sigpipe();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -1078,6 +1212,10 @@ pub fn main() -> i32 {
     };
     match rt.block_on(run(cli)) {
         Ok(()) => 0,
+        Err(e @ CliError::Usage(_)) => {
+            eprintln!("zarr-fuse: error: {e}");
+            2
+        }
         Err(e) => {
             eprintln!(
                 "zarr-fuse: error: {}",

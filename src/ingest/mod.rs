@@ -3,7 +3,10 @@
 //! Cells stay text here; the schema layer parses them to typed values so that every error can
 //! name the file, line, column and value.
 
+mod json;
 mod parquet;
+
+pub use json::JsonShape;
 
 use std::io::Read;
 use std::path::Path;
@@ -30,6 +33,14 @@ pub enum IngestError {
         /// What is wrong.
         message: String,
     },
+    /// An input option (`--set`, `--rename`) that does not fit the input.
+    #[error("{file}: {message}")]
+    Option {
+        /// The file.
+        file: String,
+        /// What is wrong.
+        message: String,
+    },
     /// Nothing to read.
     #[error("{file}: the file is empty (a header line with column names is needed)")]
     Empty {
@@ -37,13 +48,92 @@ pub enum IngestError {
         file: String,
     },
     /// A format we do not read.
-    #[error("{file}: unsupported input format '{ext}' (use .csv or .parquet)")]
+    #[error("{file}: unsupported input format '{ext}' (use .csv, .parquet, .json, .ndjson, or --format)")]
     Unsupported {
         /// The file.
         file: String,
         /// Its extension.
         ext: String,
     },
+}
+
+/// The format of an input file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputFormat {
+    /// Comma-separated text with a header line.
+    Csv,
+    /// Apache Parquet.
+    Parquet,
+    /// JSON: an array of records, an object of columns, NDJSON, or yr.no's GeoJSON.
+    Json,
+    /// yr.no locationforecast 2.0 GeoJSON.
+    Yrno,
+}
+
+impl InputFormat {
+    /// The format named by a file's extension (`None` for an extension we do not read).
+    pub fn from_path(path: &Path) -> Option<InputFormat> {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        Some(match ext.as_str() {
+            "parquet" | "pq" => InputFormat::Parquet,
+            "csv" | "txt" | "" => InputFormat::Csv,
+            "json" | "ndjson" | "jsonl" | "geojson" => InputFormat::Json,
+            _ => return None,
+        })
+    }
+}
+
+/// How to read inputs besides their bytes: the format, constant columns and renames.
+#[derive(Clone, Debug, Default)]
+pub struct InputOptions {
+    /// The format (`None`: by the file's extension).
+    pub format: Option<InputFormat>,
+    /// Constant columns added to every row (`--set COL=VALUE`); a column the input has is refused.
+    pub set: Vec<(String, String)>,
+    /// Input columns renamed (`--rename FROM=TO`); a missing column is refused.
+    pub rename: Vec<(String, String)>,
+}
+
+impl InputOptions {
+    /// Apply renames and constant columns to a batch.
+    pub fn apply(&self, t: &mut Table) -> Result<(), IngestError> {
+        let err = |message: String| IngestError::Option {
+            file: t.source.clone(),
+            message,
+        };
+        for (from, to) in &self.rename {
+            let i = t.column(from).ok_or_else(|| {
+                err(format!(
+                    "--rename {from}={to}: the input has no column '{from}' (it has {})",
+                    t.columns.join(", ")
+                ))
+            })?;
+            if from != to && t.column(to).is_some() {
+                return Err(err(format!(
+                    "--rename {from}={to}: the input already has a column '{to}'"
+                )));
+            }
+            t.columns[i].clone_from(to);
+        }
+        for (col, value) in &self.set {
+            if t.column(col).is_some() {
+                return Err(err(format!(
+                    "--set {col}={value}: the input already has a column '{col}'; use --rename first"
+                )));
+            }
+            let mut c = TextColumn::default();
+            for _ in 0..t.n_rows() {
+                c.push(Some(value));
+            }
+            t.columns.push(col.clone());
+            t.cells.push(c);
+        }
+        Ok(())
+    }
 }
 
 /// One column of text cells, stored as one string plus end offsets (compact: no allocation per
@@ -174,16 +264,49 @@ impl Table {
     pub fn read_batches<E: From<IngestError>>(
         path: &Path,
         batch_rows: usize,
-        mut progress: impl FnMut(u64),
+        progress: impl FnMut(u64),
         on_batch: impl FnMut(Table) -> Result<(), E>,
     ) -> Result<String, E> {
-        let (file, is_parquet) = input_kind(path)?;
+        Table::read_batches_with(
+            path,
+            &InputOptions::default(),
+            batch_rows,
+            progress,
+            on_batch,
+        )
+    }
+
+    /// [`Table::read_batches`] with input options: the format, `--set` and `--rename`.
+    pub fn read_batches_with<E: From<IngestError>>(
+        path: &Path,
+        opts: &InputOptions,
+        batch_rows: usize,
+        mut progress: impl FnMut(u64),
+        mut on_batch: impl FnMut(Table) -> Result<(), E>,
+    ) -> Result<String, E> {
+        let (file, format) = input_kind(path, opts.format)?;
         let read_err = |source| IngestError::Read {
             file: file.clone(),
             source,
         };
+        let mut on_batch = |mut t: Table| -> Result<(), E> {
+            opts.apply(&mut t)?;
+            on_batch(t)
+        };
+        if let InputFormat::Json | InputFormat::Yrno = format {
+            let bytes = std::fs::read(path).map_err(read_err)?;
+            progress(bytes.len() as u64);
+            let blake3 = blake3::hash(&bytes).to_hex().to_string();
+            let shape = if format == InputFormat::Yrno {
+                JsonShape::Yrno
+            } else {
+                JsonShape::Auto
+            };
+            on_batch(json::read_json(&bytes, &file, &blake3, shape)?)?;
+            return Ok(blake3);
+        }
         let f = std::fs::File::open(path).map_err(read_err)?;
-        if is_parquet {
+        if format == InputFormat::Parquet {
             // the digest first (one streaming pass), then the row groups batch by batch
             let mut hasher = blake3::Hasher::new();
             let mut reader = std::io::BufReader::with_capacity(1 << 20, &f);
@@ -214,6 +337,16 @@ impl Table {
                 on_batch,
             )
         }
+    }
+
+    /// Parse JSON bytes of any accepted shape (spec/023); `source` names the input in errors.
+    pub fn from_json_bytes(
+        bytes: &[u8],
+        source: &str,
+        shape: JsonShape,
+    ) -> Result<Table, IngestError> {
+        let blake3 = blake3::hash(bytes).to_hex().to_string();
+        json::read_json(bytes, source, &blake3, shape)
     }
 
     /// Read a CSV (`.csv`, `.txt`, no extension) or Parquet (`.parquet`, `.pq`) file.
@@ -272,19 +405,23 @@ fn single_batch(
     Ok(table)
 }
 
-/// The file name for errors and whether `path` is Parquet (else CSV); other extensions are refused.
-fn input_kind(path: &Path) -> Result<(String, bool), IngestError> {
+/// The file name for errors and the format: the given one, else by extension (others refused).
+fn input_kind(
+    path: &Path,
+    given: Option<InputFormat>,
+) -> Result<(String, InputFormat), IngestError> {
     let file = path.display().to_string();
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let is_parquet = ext == "parquet" || ext == "pq";
-    if !(is_parquet || ext == "csv" || ext == "txt" || ext.is_empty()) {
-        return Err(IngestError::Unsupported { file, ext });
+    match given.or_else(|| InputFormat::from_path(path)) {
+        Some(f) => Ok((file, f)),
+        None => Err(IngestError::Unsupported {
+            ext: path
+                .extension()
+                .and_then(|e| e.to_str())
+                .unwrap_or("")
+                .to_string(),
+            file,
+        }),
     }
-    Ok((file, is_parquet))
 }
 
 /// Parse CSV from `reader` in batches of at most `batch_rows` rows (see [`Table::read_batches`]);
@@ -333,6 +470,7 @@ fn csv_batches<E: From<IngestError>>(
         .iter()
         .map(|h| h.trim().to_string())
         .collect();
+    check_unique_columns(source, &columns)?;
     let empty = || Table {
         source: source.into(),
         cells: vec![TextColumn::default(); columns.len()],
@@ -366,6 +504,25 @@ fn csv_batches<E: From<IngestError>>(
         on_batch(table)?;
     }
     Ok(tee.hasher.finalize().to_hex().to_string())
+}
+
+/// A header that names a column twice is an error naming both columns (merge-semantics §2.4).
+pub(crate) fn check_unique_columns(source: &str, columns: &[String]) -> Result<(), IngestError> {
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (i, c) in columns.iter().enumerate() {
+        if let Some(first) = seen.insert(c.as_str(), i) {
+            return Err(IngestError::Csv {
+                file: source.into(),
+                line: 1,
+                message: format!(
+                    "column '{c}' appears twice in the header (columns {} and {}); rename one",
+                    first + 1,
+                    i + 1
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -341,12 +341,30 @@ fn parse_scalar(v: &Variable, text: &str) -> Result<Scalar, String> {
             }
             Ok(Scalar::S(text.to_string()))
         }
+        (_, _, DType::Bool) => parse_bool(text)
+            .map(|b| Scalar::I(i64::from(b)))
+            .ok_or_else(|| format!("'{text}' is not a bool (true/false, 1/0, yes/no)")),
+        (UnitSpec::None, UnitSpec::None, d) if d.is_integer() && is_integer_text(text) => {
+            // exact: integers beyond 2^53 do not survive a trip through f64
+            let (lo, hi) = int_bounds(d);
+            match text.trim().parse::<i64>() {
+                Ok(i) if (i as f64) >= lo && (i as f64) <= hi => Ok(Scalar::I(i)),
+                _ => Err(format!("'{text}' does not fit type {}", d.name())),
+            }
+        }
         (src, dst, d) => {
             let x: f64 = text
+                .trim()
                 .parse()
                 .map_err(|_| format!("'{text}' is not a number"))?;
-            if !x.is_finite() {
-                return Err(format!("'{text}' is not a finite number"));
+            if x.is_nan() && !d.is_integer() {
+                return Ok(Scalar::Na);
+            }
+            if !x.is_finite() && d.is_integer() {
+                return Err(format!(
+                    "'{text}' is not a finite number (type {})",
+                    d.name()
+                ));
             }
             let y = match (src, dst) {
                 (UnitSpec::Physical(s), UnitSpec::Physical(t)) => {
@@ -370,6 +388,25 @@ fn parse_scalar(v: &Variable, text: &str) -> Result<Scalar, String> {
     }
 }
 
+fn is_integer_text(text: &str) -> bool {
+    let t = text.trim();
+    let digits = t.strip_prefix(['-', '+']).unwrap_or(t);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Bool text as merge-semantics §2.2 lists it (any case).
+pub fn parse_bool(text: &str) -> Option<bool> {
+    let t = text.trim();
+    let is = |w: &str| t.eq_ignore_ascii_case(w);
+    if is("true") || is("yes") || t == "1" {
+        Some(true)
+    } else if is("false") || is("no") || t == "0" {
+        Some(false)
+    } else {
+        None
+    }
+}
+
 fn int_bounds(d: DType) -> (f64, f64) {
     match d {
         DType::Bool => (0.0, 1.0),
@@ -377,6 +414,8 @@ fn int_bounds(d: DType) -> (f64, f64) {
             -(2f64.powi(i32::from(b) - 1)),
             2f64.powi(i32::from(b) - 1) - 1.0,
         ),
+        // uint64 is stored as int64 for now (spec/010): values above i64::MAX do not fit
+        DType::UInt(64) => (0.0, i64::MAX as f64),
         DType::UInt(b) => (0.0, 2f64.powi(i32::from(b)) - 1.0),
         _ => (f64::MIN, f64::MAX),
     }
@@ -408,6 +447,23 @@ fn check_range(v: &Variable, s: &Scalar, text: &str) -> Result<(), String> {
             }
         }
         _ => Ok(()),
+    }
+}
+
+/// The NA spellings read when the schema sets no `na_tokens` (merge-semantics §2.4, spec/022).
+pub const DEFAULT_NA_TOKENS: [&str; 8] =
+    ["NA", "N/A", "n/a", "null", "NULL", "None", "#N/A", "-NaN"];
+
+/// Whether an input text is NA for `v`: its `na_tokens` (node or variable level) or the defaults.
+/// The empty field is always NA.
+pub fn is_na_text(v: &Variable, text: &str) -> bool {
+    let t = text.trim();
+    if t.is_empty() {
+        return true;
+    }
+    match &v.na_tokens {
+        Some(list) => list.iter().any(|x| x == t),
+        None => DEFAULT_NA_TOKENS.contains(&t),
     }
 }
 
@@ -558,7 +614,7 @@ impl<'n> Converter<'n> {
         let invalid = &mut self.invalid;
         let mut cell =
             |v: &Variable, col: usize, row: usize, is_coord: bool| -> Result<Scalar, MergeError> {
-                let Some(text) = table.cell(row, col) else {
+                let Some(text) = table.cell(row, col).filter(|t| !is_na_text(v, t)) else {
                     if !is_coord && !accepts_na(v) {
                         if on_invalid == OnInvalid::Na {
                             *invalid += 1;

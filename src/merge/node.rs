@@ -69,6 +69,11 @@ fn zerr(e: impl std::fmt::Display) -> MergeError {
 
 fn var_attrs(v: &Variable) -> Map<String, Value> {
     let mut a = v.attrs.clone();
+    // xarray masks NA cells of integer and datetime arrays only through `_FillValue` (for Zarr
+    // v3 it does not take the array's fill_value as a mask)
+    if let Kind::I64(na) = kind(v) {
+        a.insert("_FillValue".into(), json!(na));
+    }
     match &v.unit {
         UnitSpec::Physical(u) if !u.text.is_empty() => {
             a.insert("units".into(), json!(u.text));
@@ -89,8 +94,109 @@ fn var_attrs(v: &Variable) -> Map<String, Value> {
     a
 }
 
+/// Chunk length of a dimension whose `chunk_size` is not given, until the node's first write
+/// chooses one ([`auto_chunks`]).
+const PROVISIONAL_CHUNK: u64 = 1024;
+
 fn chunk_of(node: &NodeSchema, dim: &str) -> u64 {
-    node.coord(dim).map(|c| c.chunk_size).unwrap_or(1024)
+    node.coord(dim)
+        .and_then(|c| c.chunk_size)
+        .unwrap_or(PROVISIONAL_CHUNK)
+}
+
+/// Elements of 8 bytes in about 1 MiB: the chunk budget of merge-semantics §1.
+const CHUNK_BUDGET: u64 = (1 << 20) / 8;
+
+/// The chunk length of every dimension of a node at its first write, when some coordinate has
+/// no `chunk_size` (spec/025): an unsorted dimension with n ≤ 1024 distinct values gets n rounded
+/// up to a power of two (≥ 16); the other unset dimensions share the rest of the budget
+/// (a power of two, ≥ 64); given sizes are kept. `distinct[i]`: values of coordinate i.
+fn auto_chunks(node: &NodeSchema, distinct: &[usize]) -> Vec<u64> {
+    let mut out: Vec<Option<u64>> = node.coords.iter().map(|c| c.chunk_size).collect();
+    for (i, c) in node.coords.iter().enumerate() {
+        let n = distinct.get(i).copied().unwrap_or(0) as u64;
+        if out[i].is_none() && !c.sorted && n <= 1024 {
+            out[i] = Some(n.next_power_of_two().max(16));
+        }
+    }
+    let fixed: u64 = out.iter().flatten().product::<u64>().max(1);
+    let rest = out.iter().filter(|c| c.is_none()).count() as u32;
+    let share = if rest == 0 {
+        0
+    } else {
+        let each = ((CHUNK_BUDGET / fixed).max(1) as f64).powf(1.0 / f64::from(rest));
+        // the largest power of two not above the share
+        let p = 1u64 << (each.max(1.0).log2().floor() as u32);
+        p.max(64)
+    };
+    out.into_iter().map(|c| c.unwrap_or(share)).collect()
+}
+
+/// At a node's first write (every axis empty before it), arrays of dimensions without a given
+/// `chunk_size` get their chunk shape from [`auto_chunks`]: the node's arrays, still empty, are
+/// created again with it. Afterwards the shape is read from the arrays and never changes.
+async fn choose_chunks_at_first_write(
+    store: &Arc<Store>,
+    node: &NodeSchema,
+    merges: &[AxisMerge],
+) -> Result<(), MergeError> {
+    let first = merges.iter().all(|m| m.old.is_empty());
+    if !first || node.coords.iter().all(|c| c.chunk_size.is_some()) || merges.is_empty() {
+        return Ok(());
+    }
+    let distinct: Vec<usize> = merges.iter().map(|m| m.axis.len()).collect();
+    let chunks = auto_chunks(node, &distinct);
+    let by_dim = |d: &str| {
+        node.coords
+            .iter()
+            .position(|c| c.name() == d)
+            .map_or(PROVISIONAL_CHUNK, |i| chunks[i])
+    };
+    create_node_arrays(store, node, &by_dim).await
+}
+
+/// Chunk shape of an array as stored.
+fn stored_chunks(arr: &Array<Store>) -> Result<Vec<u64>, MergeError> {
+    Ok(arr
+        .chunk_shape(&vec![0; arr.dimensionality()])
+        .map_err(zerr)?
+        .iter()
+        .map(|x| x.get())
+        .collect())
+}
+
+/// Every named configuration of array metadata in the object form `{"name", "configuration"}`
+/// (codecs, chunk grid, chunk key encoding): zarrs writes a codec without configuration as a bare
+/// string (Zarr 3.1's short form), which zarr-python 3.4 refuses (spec/024).
+fn normalize_named_configurations(meta: &mut Value) {
+    let object_form = |v: &mut Value| {
+        if let Value::String(name) = v {
+            *v = json!({"name": name.clone(), "configuration": {}});
+        } else if let Some(o) = v.as_object_mut() {
+            o.entry("configuration").or_insert_with(|| json!({}));
+        }
+    };
+    if let Some(codecs) = meta.get_mut("codecs").and_then(Value::as_array_mut) {
+        codecs.iter_mut().for_each(object_form);
+    }
+    for key in ["chunk_grid", "chunk_key_encoding"] {
+        if let Some(v) = meta.get_mut(key) {
+            object_form(v);
+        }
+    }
+}
+
+/// Store an array's metadata (`zarr.json`) with every named configuration in object form.
+async fn store_array_metadata(arr: &Array<Store>) -> Result<(), MergeError> {
+    let meta = arr.metadata_opt(&zarrs::array::ArrayMetadataOptions::default());
+    let mut v = serde_json::to_value(&meta).map_err(zerr)?;
+    normalize_named_configurations(&mut v);
+    let key = format!("{}/zarr.json", arr.path().as_str().trim_matches('/'));
+    let key = StoreKey::new(key.trim_start_matches('/')).map_err(zerr)?;
+    let bytes = serde_json::to_vec_pretty(&v).map_err(zerr)?;
+    zarrs_storage::AsyncWritableStorageTraits::set(arr.storage().as_ref(), &key, bytes.into())
+        .await
+        .map_err(zerr)
 }
 
 /// Chunks are zstd-compressed (spec/013): mostly-empty chunks of growing axes shrink to a few
@@ -127,11 +233,7 @@ async fn create_array_shaped(
         zarrs::array::codec::bytes_to_bytes::zstd::ZstdCodec::new(ZSTD_LEVEL, false),
     )]);
     b.attributes(attrs);
-    b.build(Arc::clone(store), path)
-        .map_err(zerr)?
-        .async_store_metadata()
-        .await
-        .map_err(zerr)
+    store_array_metadata(&b.build(Arc::clone(store), path).map_err(zerr)?).await
 }
 
 /// Create the group and arrays of `node` (and record its schema in the group attributes).
@@ -156,6 +258,15 @@ pub async fn create_node(
         .async_store_metadata()
         .await
         .map_err(zerr)?;
+    create_node_arrays(store, node, &|d| chunk_of(node, d)).await
+}
+
+/// Create (or create again, while empty) the arrays of `node` with chunk length `chunk(dim)`.
+async fn create_node_arrays(
+    store: &Arc<Store>,
+    node: &NodeSchema,
+    chunk: &dyn Fn(&str) -> u64,
+) -> Result<(), MergeError> {
     for c in &node.coords {
         let k = if c.composed.is_empty() {
             kind(&c.var)
@@ -172,13 +283,13 @@ pub async fn create_node(
             &array_path(&node.path, c.name()),
             k,
             &[c.name().to_string()],
-            vec![c.chunk_size],
+            vec![chunk(c.name())],
             attrs,
         )
         .await?;
     }
     for v in &node.vars {
-        let chunks = v.coords.iter().map(|d| chunk_of(node, d)).collect();
+        let chunks = v.coords.iter().map(|d| chunk(d)).collect();
         create_array(
             store,
             &array_path(&node.path, &v.name),
@@ -320,14 +431,16 @@ pub async fn apply_schema(
                     .async_store_metadata()
                     .await
                     .map_err(zerr)?;
-                let lengths: HashMap<String, u64> = {
+                // length and stored chunk length of each existing coordinate
+                let lengths: HashMap<String, (u64, u64)> = {
                     let mut m = HashMap::new();
                     for c in &on.coords {
-                        let a =
-                            Array::async_open(Arc::clone(&store), &array_path(&on.path, c.name()))
-                                .await
-                                .map_err(zerr)?;
-                        m.insert(c.name().to_string(), a.shape()[0]);
+                        let a = open_array(&store, &array_path(&on.path, c.name())).await?;
+                        let chunk = stored_chunks(&a)?.first().copied();
+                        m.insert(
+                            c.name().to_string(),
+                            (a.shape()[0], chunk.unwrap_or(PROVISIONAL_CHUNK)),
+                        );
                     }
                     m
                 };
@@ -343,7 +456,7 @@ pub async fn apply_schema(
                             &array_path(&nn.path, c.name()),
                             k,
                             &[c.name().to_string()],
-                            vec![c.chunk_size],
+                            vec![chunk_of(nn, c.name())],
                             var_attrs(&c.var),
                         )
                         .await?;
@@ -352,11 +465,22 @@ pub async fn apply_schema(
                 for v in &nn.vars {
                     let path = array_path(&nn.path, &v.name);
                     if on.var(&v.name).is_none() {
-                        let chunks = v.coords.iter().map(|d| chunk_of(nn, d)).collect();
+                        let chunks = v
+                            .coords
+                            .iter()
+                            .map(|d| match lengths.get(d) {
+                                Some((_, c))
+                                    if nn.coord(d).is_some_and(|c| c.chunk_size.is_none()) =>
+                                {
+                                    *c
+                                }
+                                _ => chunk_of(nn, d),
+                            })
+                            .collect();
                         let shape = v
                             .coords
                             .iter()
-                            .map(|d| lengths.get(d).copied().unwrap_or(0))
+                            .map(|d| lengths.get(d).map_or(0, |l| l.0))
                             .collect();
                         create_array_shaped(
                             &store,
@@ -376,7 +500,7 @@ pub async fn apply_schema(
                         let want = var_attrs(v);
                         if a.attributes() != &want {
                             *a.attributes_mut() = want;
-                            a.async_store_metadata().await.map_err(zerr)?;
+                            store_array_metadata(&a).await?;
                         }
                     }
                 }
@@ -601,7 +725,7 @@ async fn write_dense(
 ) -> Result<(), MergeError> {
     if arr.shape() != shape.as_slice() {
         arr.set_shape(shape.clone()).map_err(zerr)?;
-        arr.async_store_metadata().await.map_err(zerr)?;
+        store_array_metadata(arr).await?;
     }
     let len0 = shape.first().copied().unwrap_or(1);
     let todo = band_chunks(arr, &shape, 0, len0, dirty)?;
@@ -807,6 +931,8 @@ pub struct UpdateOptions {
     /// each input before they go to a temporary file, and for each band of an array being
     /// rewritten (at least one row of chunks).
     pub memory: Option<usize>,
+    /// How input files are read: format, `--set`, `--rename`.
+    pub input: crate::ingest::InputOptions,
 }
 
 impl UpdateOptions {
@@ -1136,6 +1262,8 @@ async fn apply_node(
     conv.release_keys();
     let conv: &Converted = conv;
 
+    choose_chunks_at_first_write(store, node, &merges).await?;
+
     // 2. coordinate arrays and composed components
     for (ci, c) in node.coords.iter().enumerate() {
         if merges[ci].added == 0 {
@@ -1223,7 +1351,7 @@ async fn apply_node(
             })
             .collect();
         let new_pos = |a: usize, i: usize| maps[a].as_ref().map_or(i, |m| m[i] as usize);
-        let chunk: Vec<u64> = v.coords.iter().map(|d| chunk_of(node, d)).collect();
+        let chunk = stored_chunks(&arr)?;
         let grid: Vec<u64> = new_shape
             .iter()
             .zip(&chunk)
@@ -1268,7 +1396,7 @@ async fn apply_node(
         };
         if arr.shape() != new_shape.as_slice() {
             arr.set_shape(new_shape.clone()).map_err(zerr)?;
-            arr.async_store_metadata().await.map_err(zerr)?;
+            store_array_metadata(&arr).await?;
         }
         // a variable along every coordinate gets each cell from one row at most (rows are unique
         // per coordinate tuple); one that is not may get a cell from several rows with equal
@@ -1441,7 +1569,9 @@ fn convert_files(
     for (path, file) in files {
         let node = super::require_node(schema, path)?;
         let mut conv = convert::Converter::new(node, opts.on_invalid).spill_over(opts.budget());
-        let digest = Table::read_batches(file, BATCH_ROWS, progress, |batch| conv.push(&batch))?;
+        let digest = Table::read_batches_with(file, &opts.input, BATCH_ROWS, progress, |batch| {
+            conv.push(&batch)
+        })?;
         out.push((file.display().to_string(), conv.finish()?));
         digests.push(digest);
     }

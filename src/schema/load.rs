@@ -1,14 +1,15 @@
 //! YAML → [`Schema`], strict, with positions.
 
 use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
-use marked_yaml::{LoaderOptions, Node, Span};
+use marked_yaml::{Node, Span};
 use serde_json::{Map, Value};
 
 use super::*;
 use crate::units::Unit;
 
 const NODE_KEYS: [&str; 3] = ["ATTRS", "VARS", "COORDS"];
-const VAR_KEYS: [&str; 9] = [
+const VAR_KEYS: [&str; 10] = [
+    "na_tokens",
     "coords",
     "unit",
     "type",
@@ -29,7 +30,7 @@ const COORD_KEYS: [&str; 5] = [
 
 struct Ctx {
     file: String,
-    warnings: Vec<String>,
+    warnings: Vec<SchemaWarning>,
 }
 
 fn pos(span: &Span) -> (usize, usize) {
@@ -52,11 +53,39 @@ impl Ctx {
 
     fn warn(&mut self, span: &Span, path: &str, message: impl Into<String>) {
         let (line, column) = pos(span);
-        self.warnings.push(format!(
-            "{}:{line}:{column}: {path}: warning: {}",
-            self.file,
-            message.into()
-        ));
+        self.warnings.push(SchemaWarning {
+            file: self.file.clone(),
+            line,
+            column,
+            path: path.to_string(),
+            message: message.into(),
+        });
+    }
+
+    /// An unknown key: an error when it looks like a typo of a key valid here (edit distance
+    /// ≤ 2, merge-semantics §1), else a warning that it is ignored.
+    fn unknown_key<'a>(
+        &mut self,
+        k: &MarkedScalarNode,
+        path: &str,
+        candidates: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), SchemaError> {
+        let key = k.as_str();
+        match typo_of(key, candidates) {
+            Some(c) => Err(self.err(
+                k.span(),
+                &join(path, key),
+                format!("unknown key '{key}' (did you mean '{c}'?)"),
+            )),
+            None => {
+                self.warn(
+                    k.span(),
+                    &join(path, key),
+                    format!("unknown key '{key}' ignored"),
+                );
+                Ok(())
+            }
+        }
     }
 }
 
@@ -73,6 +102,20 @@ fn distance(a: &str, b: &str) -> usize {
         prev = cur;
     }
     prev[b.len()]
+}
+
+/// The valid key that `word` is most likely a typo of: within edit distance 2 (case counts).
+fn typo_of<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .filter(|c| *c != word)
+        .map(|c| {
+            let d = distance(word, c) + usize::from(word.to_lowercase() == c.to_lowercase());
+            (d, c)
+        })
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, c)| c)
 }
 
 /// `(did you mean 'x'?)` for the closest of `candidates`, if close enough.
@@ -190,12 +233,39 @@ fn mapping<'a>(ctx: &Ctx, n: &'a Node, path: &str) -> Result<&'a MarkedMappingNo
     })
 }
 
-fn unit_spec(ctx: &Ctx, n: &Node, path: &str) -> Result<UnitSpec, SchemaError> {
+/// A unit name: pint's (spec/021); an unknown one is kept by its spelling with a warning (an error
+/// only where a conversion needs it); `C` is pint's coulomb, with a warning that degC is likely meant.
+fn physical_unit(ctx: &mut Ctx, s: &MarkedScalarNode, path: &str) -> Result<Unit, SchemaError> {
+    let text = s.as_str();
+    match Unit::parse(text) {
+        Ok(u) => {
+            if text.trim() == "C" {
+                ctx.warn(
+                    s.span(),
+                    path,
+                    "'C' is coulomb (electric charge), as in pint; for degrees Celsius write 'degC'",
+                );
+            }
+            Ok(u)
+        }
+        Err(crate::units::UnitError::Unknown { atom, .. }) => {
+            ctx.warn(
+                s.span(),
+                path,
+                format!(
+                    "unknown unit '{atom}' in '{text}': kept as written, values are not converted"
+                ),
+            );
+            Ok(Unit::opaque(text))
+        }
+        Err(e) => Err(ctx.err(s.span(), path, format!("{e} (e.g. K, degC, m/s, hPa, %)"))),
+    }
+}
+
+fn unit_spec(ctx: &mut Ctx, n: &Node, path: &str) -> Result<UnitSpec, SchemaError> {
     match n {
         _ if is_null(n) => Ok(UnitSpec::None),
-        Node::Scalar(s) => Unit::parse(s.as_str())
-            .map(UnitSpec::Physical)
-            .map_err(|e| ctx.err(s.span(), path, format!("{e} (e.g. K, degC, m/s, hPa, %)"))),
+        Node::Scalar(s) => physical_unit(ctx, s, path).map(UnitSpec::Physical),
         Node::Mapping(m) => {
             for (k, _) in m.iter() {
                 if !["tick", "tz", "dayfirst", "yearfirst"].contains(&k.as_str()) {
@@ -248,18 +318,18 @@ fn unit_spec(ctx: &Ctx, n: &Node, path: &str) -> Result<UnitSpec, SchemaError> {
 fn dtype(ctx: &Ctx, n: &Node, path: &str) -> Result<DType, SchemaError> {
     let t = string(ctx, n, path)?;
     let d = match t.as_str() {
-        "bool" => DType::Bool,
-        "int" | "int64" => DType::Int(64),
-        "int8" => DType::Int(8),
-        "int16" => DType::Int(16),
-        "int32" => DType::Int(32),
-        "uint" | "uint64" => DType::UInt(64),
-        "uint8" => DType::UInt(8),
-        "uint16" => DType::UInt(16),
-        "uint32" => DType::UInt(32),
-        "float" | "float64" => DType::F64,
-        "float32" => DType::F32,
-        "str" => DType::Str(32),
+        "bool" | "boolean" | "bool_" | "?" => DType::Bool,
+        "int" | "int64" | "int_" | "i8" | "<i8" | "long" => DType::Int(64),
+        "int8" | "i1" | "byte" => DType::Int(8),
+        "int16" | "i2" | "<i2" | "short" => DType::Int(16),
+        "int32" | "i4" | "<i4" | "intc" => DType::Int(32),
+        "uint" | "uint64" | "u8" | "<u8" => DType::UInt(64),
+        "uint8" | "u1" | "ubyte" => DType::UInt(8),
+        "uint16" | "u2" | "<u2" => DType::UInt(16),
+        "uint32" | "u4" | "<u4" => DType::UInt(32),
+        "float" | "float64" | "f8" | "<f8" | "double" | "float_" => DType::F64,
+        "float32" | "f4" | "<f4" | "single" => DType::F32,
+        "str" | "string" | "object" | "U" => DType::Str(32),
         other => {
             if let Some(n) = other
                 .strip_prefix("str[")
@@ -315,6 +385,60 @@ fn unit_span(m: &MarkedMappingNode) -> Span {
         .unwrap_or_else(|| *m.span())
 }
 
+/// Keys zarr-fuse accepts in a variable or coordinate entry that we read or ignore with a warning.
+const LEGACY_KEYS: [&str; 3] = ["dtype", "discrete", "name"];
+
+fn check_var_keys(
+    ctx: &mut Ctx,
+    m: &MarkedMappingNode,
+    path: &str,
+    is_coord: bool,
+) -> Result<(), SchemaError> {
+    let cands: Vec<&str> = if is_coord {
+        VAR_KEYS.iter().chain(COORD_KEYS.iter()).copied().collect()
+    } else {
+        VAR_KEYS.to_vec()
+    };
+    for (k, _) in m.iter() {
+        let key = k.as_str();
+        let coord_key = COORD_KEYS.contains(&key) || key == "merge";
+        if VAR_KEYS.contains(&key) || LEGACY_KEYS.contains(&key) || (is_coord && coord_key) {
+            continue;
+        }
+        if coord_key {
+            ctx.warn(
+                k.span(),
+                &join(path, key),
+                format!("'{key}' belongs to COORDS entries; ignored in a variable"),
+            );
+            continue;
+        }
+        ctx.unknown_key(k, path, cands.iter().copied())?;
+    }
+    if let Some(n) = m.get_node("name") {
+        ctx.warn(
+            n.span(),
+            &join(path, "name"),
+            "'name' is implied by the entry's key; ignored",
+        );
+    }
+    Ok(())
+}
+
+/// `type`, or the obsolete `dtype` (a warning; `type` wins when both are given).
+fn type_node<'a>(ctx: &mut Ctx, m: &'a MarkedMappingNode, path: &str) -> Option<&'a Node> {
+    let old = m.get_node("dtype");
+    if let Some(d) = old {
+        let msg = if m.get_node("type").is_some() {
+            "obsolete 'dtype' ignored: 'type' is given"
+        } else {
+            "obsolete 'dtype': write 'type'"
+        };
+        ctx.warn(d.span(), &join(path, "dtype"), msg);
+    }
+    m.get_node("type").or(old).filter(|n| !is_null(n))
+}
+
 fn variable(
     ctx: &mut Ctx,
     name: &str,
@@ -322,28 +446,7 @@ fn variable(
     path: &str,
     is_coord: bool,
 ) -> Result<Variable, SchemaError> {
-    for (k, _) in m.iter() {
-        let key = k.as_str();
-        let allowed =
-            VAR_KEYS.contains(&key) || (is_coord && (COORD_KEYS.contains(&key) || key == "merge"));
-        if !allowed {
-            let cands: Vec<&str> = if is_coord {
-                VAR_KEYS.iter().chain(COORD_KEYS.iter()).copied().collect()
-            } else {
-                VAR_KEYS.to_vec()
-            };
-            let hint = if !is_coord && COORD_KEYS.contains(&key) {
-                " (that key belongs to COORDS entries)".to_string()
-            } else {
-                suggest(key, cands)
-            };
-            return Err(ctx.err(
-                k.span(),
-                &join(path, key),
-                format!("unknown key '{key}'{hint}"),
-            ));
-        }
-    }
+    check_var_keys(ctx, m, path, is_coord)?;
     let coords = match m.get_node("coords") {
         Some(c) => string_list(ctx, c, &join(path, "coords"))?,
         None if is_coord => vec![name.to_string()],
@@ -388,18 +491,23 @@ fn variable(
             ));
         }
     }
-    let mut dt = match m.get_node("type") {
+    let type_n = type_node(ctx, m, path);
+    let mut dt = match type_n {
         Some(t) => Some(dtype(ctx, t, &join(path, "type"))?),
         None => None,
     };
+    if let UnitSpec::Physical(u) = &unit {
+        if dt.is_none() && matches!(u.text.trim(), "bool" | "boolean") {
+            dt = Some(DType::Bool);
+        } else if dt.is_none() && u.text.trim() == "int" {
+            dt = Some(DType::Int(64));
+        }
+    }
     match (&unit, dt) {
         (UnitSpec::Time { tick, .. }, None) => dt = Some(DType::DateTime(*tick)),
         (UnitSpec::Time { .. }, Some(DType::DateTime(_))) => {}
         (UnitSpec::Time { .. }, Some(other)) => {
-            let t = m
-                .get_node("type")
-                .map(|n| *n.span())
-                .unwrap_or_else(Span::new_blank);
+            let t = type_n.map(|n| *n.span()).unwrap_or_else(Span::new_blank);
             return Err(ctx.err(
                 &t,
                 &join(path, "type"),
@@ -411,10 +519,7 @@ fn variable(
         }
         (UnitSpec::Physical(_), None) => dt = Some(DType::F64),
         (UnitSpec::Physical(_), Some(DType::Str(_) | DType::DateTime(_))) => {
-            let t = m
-                .get_node("type")
-                .map(|n| *n.span())
-                .unwrap_or_else(Span::new_blank);
+            let t = type_n.map(|n| *n.span()).unwrap_or_else(Span::new_blank);
             return Err(ctx.err(
                 &t,
                 &join(path, "type"),
@@ -490,13 +595,44 @@ fn variable(
             out
         }
     };
+    let range = match (range, m.get_node("discrete")) {
+        (r, None) => r,
+        (Range::Any, Some(Node::Sequence(seq))) => {
+            ctx.warn(
+                seq.span(),
+                &join(path, "discrete"),
+                "obsolete 'discrete' outside 'range': write range: {discrete: [...]}",
+            );
+            Range::Discrete(seq.iter().map(to_json).collect())
+        }
+        (r, Some(d)) => {
+            ctx.warn(
+                d.span(),
+                &join(path, "discrete"),
+                "'discrete' outside 'range' ignored (not a list, or 'range' is given)",
+            );
+            r
+        }
+    };
     let description = match m.get_node("description") {
         Some(d) => Some(string(ctx, d, &join(path, "description"))?),
         None => None,
     };
     let df_col = match m.get_node("df_col") {
+        Some(d) if is_null(d) || d.as_scalar().is_some_and(|s| s.as_str() == "None") => {
+            ctx.warn(
+                d.span(),
+                &join(path, "df_col"),
+                "df_col: None means the entry's own name",
+            );
+            name.to_string()
+        }
         Some(d) => string(ctx, d, &join(path, "df_col"))?,
         None => name.to_string(),
+    };
+    let na_tokens = match m.get_node("na_tokens") {
+        Some(n) if !is_null(n) => Some(string_list(ctx, n, &join(path, "na_tokens"))?),
+        _ => None,
     };
     let attrs = match m.get_node("attrs") {
         Some(a) => match to_json(a) {
@@ -523,6 +659,7 @@ fn variable(
         description,
         df_col,
         attrs,
+        na_tokens,
     })
 }
 
@@ -686,7 +823,8 @@ fn coord(
         ));
     }
     let chunk_size = match m.get_node("chunk_size") {
-        None => 1024,
+        None => None,
+        Some(n) if is_null(n) => None,
         Some(n) => {
             let v = number(ctx, n, &join(path, "chunk_size"))?;
             if v < 1.0 || v.fract() != 0.0 {
@@ -696,11 +834,22 @@ fn coord(
                     format!("chunk_size must be a positive integer, got {v}"),
                 ));
             }
-            v as u64
+            Some(v as u64)
         }
     };
     let mut limits = StepLimits::AnyNew;
-    if let Some(old) = m.get_node("merge") {
+    if let Some(old) = m.get_node("merge").filter(|n| {
+        if is_null(n) || n.as_scalar().is_some_and(|s| s.as_str() == "None") {
+            ctx.warn(
+                n.span(),
+                &join(path, "merge"),
+                "obsolete 'merge: None' ignored",
+            );
+            false
+        } else {
+            true
+        }
+    }) {
         let om = mapping(ctx, old, &join(path, "merge"))?;
         ctx.warn(
             old.span(),
@@ -795,41 +944,27 @@ fn node(ctx: &mut Ctx, m: &MarkedMappingNode, path: &str) -> Result<NodeSchema, 
             }
         }
     }
-    // obsolete: a name in both VARS and COORDS is a coordinate
-    var_nodes.retain(|(name, _, p)| {
-        if coord_nodes.iter().any(|(c, _, _)| c == name) {
-            ctx.warnings.push(format!("{}: {p}: warning: '{name}' is in both VARS and COORDS (obsolete); taken as a coordinate", ctx.file));
-            false
-        } else {
-            true
-        }
-    });
+    merge_vars_into_coords(ctx, &mut var_nodes, &mut coord_nodes);
+    let node_na = match m.get_node("na_tokens") {
+        Some(n) if !is_null(n) => Some(string_list(ctx, n, &here("na_tokens"))?),
+        _ => None,
+    };
     for (name, cm, p) in &coord_nodes {
         out.coords.push(coord(ctx, name, cm, p)?);
     }
     for (name, vm, p) in &var_nodes {
         out.vars.push(variable(ctx, name, vm, p, false)?);
     }
-    // every dimension must be a coordinate
-    for (v, (_, vm, p)) in out.vars.iter().zip(&var_nodes) {
-        for d in &v.coords {
-            if out.coord(d).is_none() {
-                let span = vm
-                    .get_node("coords")
-                    .map(|n| *n.span())
-                    .unwrap_or_else(Span::new_blank);
-                let names: Vec<&str> = out.coords.iter().map(|c| c.name()).collect();
-                return Err(ctx.err(
-                    &span,
-                    &join(p, "coords"),
-                    format!(
-                        "coordinate '{d}' does not exist in COORDS{}",
-                        suggest(d, names)
-                    ),
-                ));
-            }
+    for v in out
+        .vars
+        .iter_mut()
+        .chain(out.coords.iter_mut().map(|c| &mut c.var))
+    {
+        if v.na_tokens.is_none() {
+            v.na_tokens.clone_from(&node_na);
         }
     }
+    implicit_coords(ctx, &mut out, &var_nodes, &mut coord_nodes)?;
     // composed components: variables along exactly that coordinate
     for (c, (_, cm, p)) in out.coords.iter().zip(&coord_nodes) {
         for comp in &c.composed {
@@ -866,22 +1001,131 @@ fn node(ctx: &mut Ctx, m: &MarkedMappingNode, path: &str) -> Result<NodeSchema, 
     }
     for (k, child) in m.iter() {
         let key = k.as_str();
-        if NODE_KEYS.contains(&key) {
+        if NODE_KEYS.contains(&key) || key == "na_tokens" {
             continue;
         }
         let cp = here(key);
+        let shouting_typo = key
+            .chars()
+            .all(|c| !c.is_lowercase())
+            .then(|| typo_of(key, NODE_KEYS))
+            .flatten();
+        if let (Node::Mapping(_), Some(c)) = (child, shouting_typo) {
+            return Err(ctx.err(
+                k.span(),
+                &cp,
+                format!("unknown key '{key}' (did you mean '{c}'?); a child node needs a lower-case letter in its name"),
+            ));
+        }
         match child {
-            Node::Mapping(cm) => out.children.push(node(ctx, cm, &cp)?),
+            Node::Mapping(cm) => {
+                check_node_name(ctx, k, &cp)?;
+                out.children.push(node(ctx, cm, &cp)?)
+            }
             other => {
-                return Err(ctx.err(
+                ctx.warn(
                     k.span(),
                     &cp,
-                    format!("'{key}' is not ATTRS, VARS or COORDS, so it names a child node, which must be a mapping (found {}){}", kind(other), suggest(key, NODE_KEYS)),
-                ))
+                    format!(
+                        "'{key}' is {}, not a child node (a mapping) nor ATTRS, VARS or COORDS; ignored",
+                        kind(other)
+                    ),
+                );
             }
         }
     }
     Ok(out)
+}
+
+/// A node name is one path segment (merge-semantics §1).
+fn check_node_name(ctx: &Ctx, k: &MarkedScalarNode, path: &str) -> Result<(), SchemaError> {
+    let name = k.as_str();
+    let why = if name.trim().is_empty() {
+        "is empty"
+    } else if name.contains('/') || name.contains('\\') {
+        "contains a path separator"
+    } else if name == "." || name == ".." {
+        "is a relative path"
+    } else if name.chars().any(char::is_control) {
+        "contains a control character"
+    } else {
+        return Ok(());
+    };
+    Err(ctx.err(
+        k.span(),
+        path,
+        format!("node name '{name}' {why}; a node name is one path segment"),
+    ))
+}
+
+type Entries = Vec<(String, MarkedMappingNode, String)>;
+
+/// Obsolete form: a name in both VARS and COORDS is one coordinate that takes the variable's keys
+/// (unit, source_unit, type, df_col, description, ...) unless the COORDS entry sets them.
+fn merge_vars_into_coords(ctx: &mut Ctx, vars: &mut Entries, coords: &mut Entries) {
+    vars.retain(|(name, vm, p)| {
+        let Some((_, cm, _)) = coords.iter_mut().find(|(c, _, _)| c == name) else {
+            return true;
+        };
+        for (k, v) in vm.iter() {
+            if k.as_str() != "coords" && cm.get_node(k.as_str()).is_none() {
+                cm.insert(k.clone(), v.clone());
+            }
+        }
+        ctx.warn(
+            vm.span(),
+            p,
+            format!("'{name}' is in both VARS and COORDS (obsolete); merged into the coordinate"),
+        );
+        false
+    });
+}
+
+/// Dimensions that VARS use but COORDS does not define become coordinates with default settings
+/// (as zarr-fuse does), with a warning; names close to a defined coordinate stay an error.
+fn implicit_coords(
+    ctx: &mut Ctx,
+    out: &mut NodeSchema,
+    vars: &Entries,
+    coords: &mut Entries,
+) -> Result<(), SchemaError> {
+    for (i, (_, vm, p)) in vars.iter().enumerate() {
+        for d in out.vars[i].coords.clone() {
+            if out.coord(&d).is_some() {
+                continue;
+            }
+            let span = vm
+                .get_node("coords")
+                .map(|n| *n.span())
+                .unwrap_or_else(Span::new_blank);
+            // short names (t, x, lat, lon) are too close to each other to call one a typo
+            let defined: Vec<&str> = coords
+                .iter()
+                .map(|(c, _, _)| c.as_str())
+                .filter(|c| c.chars().count() >= 4)
+                .collect();
+            let typo = (d.chars().count() >= 4)
+                .then(|| typo_of(&d, defined.iter().copied()))
+                .flatten();
+            if let Some(c) = typo {
+                return Err(ctx.err(
+                    &span,
+                    &join(p, "coords"),
+                    format!("coordinate '{d}' does not exist in COORDS (did you mean '{c}'?)"),
+                ));
+            }
+            ctx.warn(
+                &span,
+                &join(p, "coords"),
+                format!("coordinate '{d}' is not in COORDS; created with default settings"),
+            );
+            let cp = join(&join(&out.path, "COORDS"), &d);
+            let empty = MarkedMappingNode::new_empty(span);
+            out.coords.push(coord(ctx, &d, &empty, &cp)?);
+            coords.push((d.clone(), empty, cp));
+        }
+    }
+    Ok(())
 }
 
 /// Load a schema from YAML text; `file` names it in errors.
@@ -899,23 +1143,21 @@ pub fn load_str(text: &str, file: &str) -> Result<Schema, SchemaError> {
             message: "the schema is empty".into(),
         });
     }
-    let root = marked_yaml::parse_yaml_with_options(
-        0,
-        text,
-        LoaderOptions::default().error_on_duplicate_keys(true),
-    )
-    .map_err(|e| {
-        let msg = e.to_string();
-        // "line L column C: message" → position + message
-        let (line, column) = yaml_error_position(&e);
-        SchemaError {
+    let root = super::yaml::parse(text)
+        .map_err(|e| SchemaError {
             file: file.into(),
-            line,
-            column,
+            line: e.line,
+            column: e.column,
             path: String::new(),
-            message: format!("invalid YAML: {}", strip_marker(&msg)),
-        }
-    })?;
+            message: format!("invalid YAML: {}", e.message),
+        })?
+        .ok_or_else(|| SchemaError {
+            file: file.into(),
+            line: 1,
+            column: 1,
+            path: String::new(),
+            message: "the schema is empty".into(),
+        })?;
     let m = root
         .as_mapping()
         .ok_or_else(|| ctx.err(root.span(), "", "the top level must be a mapping"))?;
@@ -927,35 +1169,16 @@ pub fn load_str(text: &str, file: &str) -> Result<Schema, SchemaError> {
     })
 }
 
-fn yaml_error_position(e: &marked_yaml::LoadError) -> (usize, usize) {
-    use marked_yaml::LoadError::*;
-    let m = match e {
-        TopLevelMustBeMapping(m)
-        | TopLevelMustBeSequence(m)
-        | UnexpectedAnchor(m)
-        | MappingKeyMustBeScalar(m)
-        | UnexpectedTag(m)
-        | ScanError(m, _) => Some(*m),
-        DuplicateKey(inner) => inner.key.span().start().copied(),
-    };
-    m.map(|m| (m.line(), m.column())).unwrap_or((0, 0))
-}
-
-fn strip_marker(msg: &str) -> String {
-    // marked-yaml prefixes "<source>:<line>:<col>: "; we print our own position
-    match msg.split_once(": ") {
-        Some((head, rest)) if head.chars().all(|c| c.is_ascii_digit() || c == ':') => {
-            rest.to_string()
-        }
-        _ => msg.to_string(),
-    }
-}
-
 /// Parse any YAML document (mapping at the top) into JSON, scalars coerced as in ATTRS.
 pub fn yaml_to_json(text: &str) -> Result<Value, String> {
-    marked_yaml::parse_yaml(0, text)
-        .map(|n| to_json(&n))
-        .map_err(|e| e.to_string())
+    match super::yaml::parse(text) {
+        Ok(Some(n)) => Ok(to_json(&n)),
+        Ok(None) => Ok(Value::Object(Map::new())),
+        Err(e) => Err(format!(
+            "line {} column {}: {}",
+            e.line, e.column, e.message
+        )),
+    }
 }
 
 /// Load a schema file.

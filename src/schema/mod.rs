@@ -6,6 +6,7 @@
 //! Obsolete forms zarr-fuse still accepts load with a warning.
 
 mod load;
+mod yaml;
 
 use serde_json::{json, Map, Value};
 
@@ -13,6 +14,7 @@ use crate::time::{Tick, Zone};
 use crate::units::Unit;
 
 pub use load::{load_file, load_str, yaml_to_json};
+pub use yaml::MAX_NODES as MAX_YAML_NODES;
 
 /// A schema error: where and what.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -30,6 +32,22 @@ pub struct SchemaError {
     pub message: String,
 }
 
+/// A warning at load: an obsolete form or an ignored key, with where it is.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {path}: warning: {message}")]
+pub struct SchemaWarning {
+    /// The schema file.
+    pub file: String,
+    /// 1-based line (0 when unknown).
+    pub line: usize,
+    /// 1-based column (0 when unknown).
+    pub column: usize,
+    /// Key path in the schema.
+    pub path: String,
+    /// What was decided.
+    pub message: String,
+}
+
 /// A loaded schema.
 #[derive(Debug, Clone)]
 pub struct Schema {
@@ -38,7 +56,7 @@ pub struct Schema {
     /// The root node.
     pub root: NodeSchema,
     /// Warnings (obsolete forms, ignored keys).
-    pub warnings: Vec<String>,
+    pub warnings: Vec<SchemaWarning>,
 }
 
 /// One node of the tree: a Zarr group holding one dataset.
@@ -127,6 +145,8 @@ pub struct Variable {
     pub df_col: String,
     /// Extra attributes.
     pub attrs: Map<String, Value>,
+    /// Spellings read as NA in the input (`None` = the node's, else the defaults; spec/022).
+    pub na_tokens: Option<Vec<String>>,
 }
 
 /// How new values on a coordinate are admitted.
@@ -158,8 +178,9 @@ pub struct Coord {
     pub composed: Vec<String>,
     /// Keep values sorted.
     pub sorted: bool,
-    /// Chunk length along this dimension.
-    pub chunk_size: u64,
+    /// Chunk length along this dimension; `None`: chosen when the node is first written (about
+    /// 1 MiB a chunk, merge-semantics §1, spec/025), recorded in the array metadata.
+    pub chunk_size: Option<u64>,
     /// New-value policy.
     pub step_limits: StepLimits,
     /// Interpolation (sorted only).
@@ -195,9 +216,10 @@ fn unit_json(u: &UnitSpec) -> Value {
 }
 
 impl Variable {
-    /// The normalised form (every key present).
+    /// The normalised form (every key present; `na_tokens` only where set, so that schemas
+    /// written before it keep their digest).
     pub fn to_json(&self) -> Value {
-        json!({
+        let mut v = json!({
             "coords": self.coords,
             "unit": unit_json(&self.unit),
             "source_unit": unit_json(&self.source_unit),
@@ -211,7 +233,11 @@ impl Variable {
             "description": self.description,
             "df_col": self.df_col,
             "attrs": self.attrs,
-        })
+        });
+        if let (Some(t), Some(o)) = (&self.na_tokens, v.as_object_mut()) {
+            o.insert("na_tokens".into(), json!(t));
+        }
+        v
     }
 }
 
@@ -286,6 +312,24 @@ impl NodeSchema {
 }
 
 impl Schema {
+    /// The schema when it has no warnings; else the first warning as an error (`--strict`).
+    pub fn strict(self) -> Result<Schema, SchemaError> {
+        match self.warnings.first() {
+            None => Ok(self),
+            Some(w) => Err(SchemaError {
+                file: w.file.clone(),
+                line: w.line,
+                column: w.column,
+                path: w.path.clone(),
+                message: format!(
+                    "{} (an error with --strict; {} warning(s) in all)",
+                    w.message,
+                    self.warnings.len()
+                ),
+            }),
+        }
+    }
+
     /// The normalised schema of the whole tree: node path → node schema (canonical JSON).
     pub fn to_json(&self) -> Value {
         let nodes: Map<String, Value> = self
