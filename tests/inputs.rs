@@ -300,7 +300,8 @@ fn node_option_forms_all_make_one_commit() {
             .unwrap()
             .len()
     };
-    let forms: [&dyn Fn(&str, &str) -> Vec<String>; 3] = [
+    type Form<'a> = &'a dyn Fn(&str, &str) -> Vec<String>;
+    let forms: [Form; 3] = [
         &|a, b| {
             vec![
                 "--node".into(),
