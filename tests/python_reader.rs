@@ -261,7 +261,7 @@ fn python_opens_a_release_package_without_icechunk() {
     let exp = dir.path().join("expected.json");
     std::fs::write(&exp, json!({"zarr": zip, "arrays": arrays}).to_string()).unwrap();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/read_release.py");
-    let out = Command::new(py).arg(script).arg(&exp).output().unwrap();
+    let out = Command::new(&py).arg(script).arg(&exp).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -273,4 +273,18 @@ fn python_opens_a_release_package_without_icechunk() {
     assert_eq!(v["arrays"], n);
     assert_eq!(v["icechunk_loaded"], false);
     assert!(v["cells"].as_u64().unwrap() > 800, "{v}");
+    // datacite.json validates against DataCite 4.5 as the `datacite` package ships it
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/validate_datacite.py");
+    let out = Command::new(&py)
+        .arg(script)
+        .arg(pkg.join("datacite.json"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "datacite.json does not validate: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

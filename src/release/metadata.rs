@@ -620,10 +620,8 @@ pub fn datacite_json(m: &Metadata, facts: &PackageFacts) -> Value {
         "schemaVersion".into(),
         json!("http://datacite.org/schema/kernel-4"),
     );
-    v.insert(
-        "identifier".into(),
-        json!({"identifier": "(:tba)", "identifierType": "DOI"}),
-    );
+    // the JSON form of DataCite 4.5 (as the `datacite` package's schema has it) names the DOI in
+    // `doi`, which Zenodo assigns at publication: left out until then (spec/015)
     v.insert(
         "creators".into(),
         Value::Array(
