@@ -161,7 +161,12 @@ fn yrno_forecast_with_set_and_rename() {
         "fresh=no",
     ]);
     let rows = export_json(&repo, "forecast", None);
-    let lib: Vec<&Value> = rows.iter().filter(|r| r["station"] == "liberec").collect();
+    // a bool array has no NA (spec/024): the new station's unwritten cells read false, so
+    // export lists its six times; one of them has the values written here
+    let lib: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["station"] == "liberec" && !r["air_temperature"].is_null())
+        .collect();
     assert_eq!(lib.len(), 1, "{rows:#?}");
     assert!((lib[0]["air_temperature"].as_f64().unwrap() - 278.15).abs() < 1e-9);
     assert_eq!(lib[0]["fresh"], 0);
@@ -477,21 +482,34 @@ COORDS:
     std::fs::write(
         &b,
         format!(
-            "{header}2026-01-01T02:00Z,49.0,15.5,Liberec,-0.5,1e300,127,32767,2147483647,9007199254740993,255,65535,4294967295,123,1,xyz,2026-01-01T02:59:59Z\n"
+            "{header}2026-01-01T02:00Z,49.0,15.5,Liberec,-0.5,1e300,127,32767,2147483647,9007199254740993,254,65534,4294967294,123,1,xyz,2026-01-01T02:59:59Z\n"
         ),
     )
     .unwrap();
     ok(&["update", &repo, b.to_str().unwrap()]);
 
+    // the NA marker of a narrow type without na_value is refused, not silently made NA
+    let m = dir.path().join("marker.csv");
+    std::fs::write(
+        &m,
+        format!("{header}2026-01-01T03:00Z,49.0,15.5,Liberec,1,1,1,1,1,1,255,1,1,1,1,a,\n"),
+    )
+    .unwrap();
+    let o = zf(&["update", &repo, m.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("NA marker of type uint8"));
+
     // Rust twin: the values as export reads them
     let rows = export_json(&repo, "/", None);
-    assert_eq!(rows.len(), 3, "{rows:#?}");
+    // 3 times x 2 places: every cell has a value in `flag` (a bool array has no NA, spec/024)
+    assert_eq!(rows.len(), 6, "{rows:#?}");
+    assert_eq!(rows.iter().filter(|r| !r["f64"].is_null()).count(), 2);
     let last = rows
         .iter()
-        .find(|r| r["name"] == "Liberec")
+        .find(|r| r["name"] == "Liberec" && !r["i64"].is_null())
         .expect("Liberec");
     assert_eq!(last["i64"], 9_007_199_254_740_993i64);
-    assert_eq!(last["u32"], 4_294_967_295u64);
+    assert_eq!(last["u32"], 4_294_967_294u64);
     assert_eq!(last["label"], "xyz");
 
     let Some(py) = python() else {
@@ -527,9 +545,16 @@ COORDS:
     assert!(v("i8")[2].is_null(), "NA of int8 is masked: {:?}", v("i8"));
     assert!(v("i16")[1].is_null(), "never-written cells are masked");
     assert_eq!(v("i32")[5], 2_147_483_647.0);
-    assert_eq!(v("u16")[5], 65535.0);
-    assert_eq!(v("flag")[0], 1.0);
-    assert_eq!(v("flag")[2], 0.0);
+    assert_eq!(v("u16")[5], 65534.0);
+    assert_eq!(main["flag"]["dtype"], "bool", "booleans read as booleans");
+    assert_eq!(v("flag")[0], true);
+    assert_eq!(v("flag")[2], false);
+    assert_eq!(v("flag")[5], true);
+    for (name, dtype) in [("i16", "int16"), ("u8", "uint8"), ("i64", "int64")] {
+        // masked integer arrays read as floats (NaN = NA); their own type shows without NA
+        let d = main[name]["dtype"].as_str().unwrap_or_default().to_string();
+        assert!(d == dtype || d.starts_with("float"), "{name}: {d}");
+    }
     assert_eq!(v("label")[0], "ab");
     assert_eq!(v("label")[5], "xyz");
     assert_eq!(v("seen")[0], "2026-01-01T00:00:30");

@@ -348,7 +348,7 @@ fn parse_scalar(v: &Variable, text: &str) -> Result<Scalar, String> {
             // exact: integers beyond 2^53 do not survive a trip through f64
             let (lo, hi) = int_bounds(d);
             match text.trim().parse::<i64>() {
-                Ok(i) if (i as f64) >= lo && (i as f64) <= hi => Ok(Scalar::I(i)),
+                Ok(i) if (i as f64) >= lo && (i as f64) <= hi => not_the_marker(v, d, i, text),
                 _ => Err(format!("'{text}' does not fit type {}", d.name())),
             }
         }
@@ -380,7 +380,7 @@ fn parse_scalar(v: &Variable, text: &str) -> Result<Scalar, String> {
                 if y < lo || y > hi {
                     return Err(format!("'{text}' does not fit type {}", d.name()));
                 }
-                Ok(Scalar::I(y as i64))
+                not_the_marker(v, d, y as i64, text)
             } else {
                 Ok(Scalar::F(y))
             }
@@ -404,6 +404,30 @@ pub fn parse_bool(text: &str) -> Option<bool> {
         Some(false)
     } else {
         None
+    }
+}
+
+/// An integer value, unless it is the NA marker of its narrow type on disk (it would read back as
+/// NA): then the variable needs an `na_value` to store it.
+fn not_the_marker(v: &Variable, d: DType, i: i64, text: &str) -> Result<Scalar, String> {
+    match int_na_marker(d) {
+        Some(m) if m == i && v.na_value.is_none() => Err(format!(
+            "'{text}' is the NA marker of type {} on disk; give '{}' an na_value to store it",
+            d.name(),
+            v.name
+        )),
+        _ => Ok(Scalar::I(i)),
+    }
+}
+
+/// The value that marks NA on disk in an integer array of type `d` without `na_value`
+/// (spec/024): the type's minimum (signed) or maximum (unsigned); none for bools and for int64,
+/// whose marker is i64::MIN as in memory.
+pub fn int_na_marker(d: DType) -> Option<i64> {
+    match d {
+        DType::Int(b) if b < 64 => Some(-(1i64 << (b - 1))),
+        DType::UInt(b) if b < 64 => Some((1i64 << b) - 1),
+        _ => None,
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::{json, Map, Value};
-use zarrs::array::{data_type, Array, ArrayBuilder};
+use zarrs::array::{data_type, Array};
 use zarrs_storage::{AsyncReadableWritableListableStorageTraits, StoreKey};
 
 use super::axis::{first_load_sorted, merge_axis, AxisMerge};
@@ -69,11 +69,6 @@ fn zerr(e: impl std::fmt::Display) -> MergeError {
 
 fn var_attrs(v: &Variable) -> Map<String, Value> {
     let mut a = v.attrs.clone();
-    // xarray masks NA cells of integer and datetime arrays only through `_FillValue` (for Zarr
-    // v3 it does not take the array's fill_value as a mask)
-    if let Kind::I64(na) = kind(v) {
-        a.insert("_FillValue".into(), json!(na));
-    }
     match &v.unit {
         UnitSpec::Physical(u) if !u.text.is_empty() => {
             a.insert("units".into(), json!(u.text));
@@ -186,11 +181,169 @@ fn normalize_named_configurations(meta: &mut Value) {
     }
 }
 
+/// xarray masks NA cells of integer (and datetime) arrays only through the `_FillValue`
+/// attribute: for Zarr v3 it does not take the array's `fill_value` as a mask. Set from the
+/// array's own fill value, so that it is right for arrays written before (spec/024).
+fn fill_value_attribute(meta: &mut Value) {
+    let is_int = meta
+        .get("data_type")
+        .and_then(Value::as_str)
+        .and_then(IntStore::from_name)
+        .is_some_and(|s| s != IntStore::Bool);
+    let fill = meta.get("fill_value").cloned();
+    if let (true, Some(fill), Some(attrs)) = (
+        is_int,
+        fill,
+        meta.get_mut("attributes").and_then(Value::as_object_mut),
+    ) {
+        attrs.insert("_FillValue".into(), fill);
+    }
+}
+
+/// How integer cells (held as i64 in memory) are stored: the Zarr data type of the array.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum IntStore {
+    I8,
+    I16,
+    I32,
+    I64,
+    U8,
+    U16,
+    U32,
+    U64,
+    Bool,
+}
+
+impl IntStore {
+    fn from_name(name: &str) -> Option<IntStore> {
+        Some(match name {
+            "int8" => IntStore::I8,
+            "int16" => IntStore::I16,
+            "int32" => IntStore::I32,
+            "int64" => IntStore::I64,
+            "uint8" => IntStore::U8,
+            "uint16" => IntStore::U16,
+            "uint32" => IntStore::U32,
+            "uint64" => IntStore::U64,
+            "bool" => IntStore::Bool,
+            _ => return None,
+        })
+    }
+
+    /// The storage of a schema type (datetimes: int64 ticks).
+    fn of(d: DType) -> IntStore {
+        match d {
+            DType::Int(8) => IntStore::I8,
+            DType::Int(16) => IntStore::I16,
+            DType::Int(32) => IntStore::I32,
+            DType::UInt(8) => IntStore::U8,
+            DType::UInt(16) => IntStore::U16,
+            DType::UInt(32) => IntStore::U32,
+            DType::UInt(64) => IntStore::U64,
+            DType::Bool => IntStore::Bool,
+            _ => IntStore::I64,
+        }
+    }
+}
+
+/// The stored element type and fill value of an array.
+#[derive(Clone, Copy, Debug)]
+enum Stored {
+    F64,
+    Str,
+    /// Integers, stored as this type with this fill value (the NA marker on disk).
+    Int(IntStore, i64),
+}
+
+/// What a variable's array stores (spec/024): integers and bools in their own Zarr type; the fill
+/// value is the `na_value`, else the type's marker ([`convert::int_na_marker`]).
+fn storage(v: &Variable) -> Stored {
+    match kind(v) {
+        Kind::F64 => Stored::F64,
+        Kind::Str => Stored::Str,
+        Kind::I64(na) => {
+            let d = convert::stored_type(v);
+            let fill = match (IntStore::of(d), &v.na_value) {
+                // a bool array has no NA marker: unwritten cells read false
+                (IntStore::Bool, _) => 0,
+                (_, Some(_)) => na,
+                (_, None) => convert::int_na_marker(d).unwrap_or(na),
+            };
+            Stored::Int(IntStore::of(d), fill)
+        }
+    }
+}
+
+/// What a coordinate's array stores: a composed coordinate holds int64 keys.
+fn coord_storage(c: &schema::Coord) -> Stored {
+    if c.composed.is_empty() {
+        storage(&c.var)
+    } else {
+        Stored::Int(IntStore::I64, i64::MIN)
+    }
+}
+
+/// A coordinate array's attributes: a composed one names its components and has no unit.
+fn coord_attrs(c: &schema::Coord) -> Map<String, Value> {
+    let mut attrs = var_attrs(&c.var);
+    if !c.composed.is_empty() {
+        attrs.insert("zarr_fuse_composed".into(), json!(c.composed));
+        attrs.remove("units");
+    }
+    attrs
+}
+
+/// The integer storage and fill value of an opened array.
+fn int_storage(arr: &Array<Store>) -> Result<(IntStore, i64), MergeError> {
+    let meta = serde_json::to_value(arr.metadata()).map_err(zerr)?;
+    let st = meta
+        .get("data_type")
+        .and_then(Value::as_str)
+        .and_then(IntStore::from_name)
+        .ok_or_else(|| zerr(format!("array {}: not an integer array", arr.path())))?;
+    let fill = match meta.get("fill_value") {
+        Some(Value::Bool(b)) => i64::from(*b),
+        Some(v) => v.as_i64().unwrap_or(i64::MIN),
+        None => i64::MIN,
+    };
+    Ok((st, fill))
+}
+
+/// An integer element type of storage.
+trait IntElement: zarrs::array::ElementOwned + Copy + Send + Sync + 'static {
+    fn wide(self) -> i64;
+    fn narrow(x: i64) -> Self;
+}
+
+macro_rules! int_element {
+    ($($t:ty),*) => {$(
+        impl IntElement for $t {
+            fn wide(self) -> i64 {
+                self as i64
+            }
+            fn narrow(x: i64) -> Self {
+                x as $t
+            }
+        }
+    )*};
+}
+int_element!(i8, i16, i32, i64, u8, u16, u32, u64);
+
+impl IntElement for bool {
+    fn wide(self) -> i64 {
+        i64::from(self)
+    }
+    fn narrow(x: i64) -> Self {
+        x != 0
+    }
+}
+
 /// Store an array's metadata (`zarr.json`) with every named configuration in object form.
 async fn store_array_metadata(arr: &Array<Store>) -> Result<(), MergeError> {
     let meta = arr.metadata_opt(&zarrs::array::ArrayMetadataOptions::default());
     let mut v = serde_json::to_value(&meta).map_err(zerr)?;
     normalize_named_configurations(&mut v);
+    fill_value_attribute(&mut v);
     let key = format!("{}/zarr.json", arr.path().as_str().trim_matches('/'));
     let key = StoreKey::new(key.trim_start_matches('/')).map_err(zerr)?;
     let bytes = serde_json::to_vec_pretty(&v).map_err(zerr)?;
@@ -206,7 +359,7 @@ const ZSTD_LEVEL: i32 = 1;
 async fn create_array(
     store: &Arc<Store>,
     path: &str,
-    k: Kind,
+    k: Stored,
     dims: &[String],
     chunks: Vec<u64>,
     attrs: Map<String, Value>,
@@ -217,16 +370,32 @@ async fn create_array(
 async fn create_array_shaped(
     store: &Arc<Store>,
     path: &str,
-    k: Kind,
+    k: Stored,
     dims: &[String],
     chunks: Vec<u64>,
     attrs: Map<String, Value>,
     shape: Vec<u64>,
 ) -> Result<(), MergeError> {
+    use zarrs::array::ArrayBuilder as B;
     let mut b = match k {
-        Kind::F64 => ArrayBuilder::new(shape, chunks, data_type::float64(), f64::NAN),
-        Kind::I64(na) => ArrayBuilder::new(shape, chunks, data_type::int64(), na),
-        Kind::Str => ArrayBuilder::new(shape, chunks, data_type::string(), ""),
+        Stored::F64 => B::new(shape, chunks, data_type::float64(), f64::NAN),
+        Stored::Str => B::new(shape, chunks, data_type::string(), ""),
+        Stored::Int(st, fill) => match st {
+            IntStore::I8 => B::new(shape, chunks, data_type::int8(), fill as i8),
+            IntStore::I16 => B::new(shape, chunks, data_type::int16(), fill as i16),
+            IntStore::I32 => B::new(shape, chunks, data_type::int32(), fill as i32),
+            IntStore::I64 => B::new(shape, chunks, data_type::int64(), fill),
+            IntStore::U8 => B::new(shape, chunks, data_type::uint8(), fill as u8),
+            IntStore::U16 => B::new(shape, chunks, data_type::uint16(), fill as u16),
+            IntStore::U32 => B::new(shape, chunks, data_type::uint32(), fill as u32),
+            IntStore::U64 => B::new(shape, chunks, data_type::uint64(), fill as u64),
+            IntStore::Bool => B::new(
+                shape,
+                chunks,
+                data_type::bool(),
+                zarrs::array::FillValue::from(fill != 0),
+            ),
+        },
     };
     b.dimension_names(Some(dims.to_vec()));
     b.bytes_to_bytes_codecs(vec![Arc::new(
@@ -268,23 +437,13 @@ async fn create_node_arrays(
     chunk: &dyn Fn(&str) -> u64,
 ) -> Result<(), MergeError> {
     for c in &node.coords {
-        let k = if c.composed.is_empty() {
-            kind(&c.var)
-        } else {
-            Kind::I64(i64::MIN)
-        };
-        let mut attrs = var_attrs(&c.var);
-        if !c.composed.is_empty() {
-            attrs.insert("zarr_fuse_composed".into(), json!(c.composed));
-            attrs.remove("units");
-        }
         create_array(
             store,
             &array_path(&node.path, c.name()),
-            k,
+            coord_storage(c),
             &[c.name().to_string()],
             vec![chunk(c.name())],
-            attrs,
+            coord_attrs(c),
         )
         .await?;
     }
@@ -293,7 +452,7 @@ async fn create_node_arrays(
         create_array(
             store,
             &array_path(&node.path, &v.name),
-            kind(v),
+            storage(v),
             &v.coords,
             chunks,
             var_attrs(v),
@@ -446,18 +605,13 @@ pub async fn apply_schema(
                 };
                 for c in &nn.coords {
                     if on.coord(c.name()).is_none() {
-                        let k = if c.composed.is_empty() {
-                            kind(&c.var)
-                        } else {
-                            Kind::I64(i64::MIN)
-                        };
                         create_array(
                             &store,
                             &array_path(&nn.path, c.name()),
-                            k,
+                            coord_storage(c),
                             &[c.name().to_string()],
                             vec![chunk_of(nn, c.name())],
-                            var_attrs(&c.var),
+                            coord_attrs(c),
                         )
                         .await?;
                     }
@@ -485,7 +639,7 @@ pub async fn apply_schema(
                         create_array_shaped(
                             &store,
                             &path,
-                            kind(v),
+                            storage(v),
                             &v.coords,
                             chunks,
                             var_attrs(v),
@@ -498,7 +652,9 @@ pub async fn apply_schema(
                             .await
                             .map_err(zerr)?;
                         let want = var_attrs(v);
-                        if a.attributes() != &want {
+                        let mut have = a.attributes().clone();
+                        have.remove("_FillValue"); // derived from the fill value at each write
+                        if have != want {
                             *a.attributes_mut() = want;
                             store_array_metadata(&a).await?;
                         }
@@ -810,7 +966,13 @@ async fn write_chunks(
                 }
                 Dense::I(v, na) => {
                     let c = gather(v, shape, &start, &cshape, na);
-                    arr.async_store_chunk(&idx, c).await
+                    match int_storage(arr) {
+                        Ok((IntStore::I64, fill)) if fill == *na => {
+                            arr.async_store_chunk(&idx, c).await
+                        }
+                        Ok((st, fill)) => store_ints(arr, &idx, c, st, fill, *na).await,
+                        Err(e) => return Err(e),
+                    }
                 }
                 Dense::S(v) => {
                     let c = gather(v, shape, &start, &cshape, &String::new());
@@ -837,9 +999,79 @@ async fn read_band(
 ) -> Result<Dense, MergeError> {
     Ok(match k {
         Kind::F64 => Dense::F(read_band_of(arr, shape, lo, hi, f64::NAN).await?),
-        Kind::I64(na) => Dense::I(read_band_of(arr, shape, lo, hi, na).await?, na),
+        Kind::I64(na) => Dense::I(read_ints(arr, shape, lo, hi, na).await?, na),
         Kind::Str => Dense::S(read_band_of(arr, shape, lo, hi, String::new()).await?),
     })
+}
+
+/// Integer cells of a band as i64, whatever the stored type; the stored fill value reads as
+/// `na` (a bool array has no NA: false is a value).
+async fn read_ints(
+    arr: &Array<Store>,
+    shape: &[u64],
+    lo: u64,
+    hi: u64,
+    na: i64,
+) -> Result<Vec<i64>, MergeError> {
+    async fn wide<T: IntElement>(
+        arr: &Array<Store>,
+        shape: &[u64],
+        (lo, hi): (u64, u64),
+        fill: i64,
+        na: Option<i64>,
+    ) -> Result<Vec<i64>, MergeError> {
+        let v = read_band_of(arr, shape, lo, hi, T::narrow(fill)).await?;
+        Ok(v.into_iter()
+            .map(|x| match (x.wide(), na) {
+                (w, Some(na)) if w == fill => na,
+                (w, _) => w,
+            })
+            .collect())
+    }
+    let (st, fill) = int_storage(arr)?;
+    let (r, m) = ((lo, hi), Some(na));
+    match st {
+        IntStore::I64 if fill == na => read_band_of(arr, shape, lo, hi, na).await,
+        IntStore::I64 => wide::<i64>(arr, shape, r, fill, m).await,
+        IntStore::I32 => wide::<i32>(arr, shape, r, fill, m).await,
+        IntStore::I16 => wide::<i16>(arr, shape, r, fill, m).await,
+        IntStore::I8 => wide::<i8>(arr, shape, r, fill, m).await,
+        IntStore::U64 => wide::<u64>(arr, shape, r, fill, m).await,
+        IntStore::U32 => wide::<u32>(arr, shape, r, fill, m).await,
+        IntStore::U16 => wide::<u16>(arr, shape, r, fill, m).await,
+        IntStore::U8 => wide::<u8>(arr, shape, r, fill, m).await,
+        IntStore::Bool => wide::<bool>(arr, shape, r, fill, None).await,
+    }
+}
+
+/// Store a chunk of i64 cells as the array's own integer type (`na` as its fill value).
+async fn store_ints(
+    arr: &Array<Store>,
+    idx: &[u64],
+    c: Vec<i64>,
+    st: IntStore,
+    fill: i64,
+    na: i64,
+) -> Result<(), zarrs::array::ArrayError> {
+    fn narrow<T: IntElement>(c: Vec<i64>, fill: i64, na: i64) -> Vec<T> {
+        c.into_iter()
+            .map(|x| T::narrow(if x == na { fill } else { x }))
+            .collect()
+    }
+    match st {
+        IntStore::I64 => arr.async_store_chunk(idx, narrow::<i64>(c, fill, na)).await,
+        IntStore::I32 => arr.async_store_chunk(idx, narrow::<i32>(c, fill, na)).await,
+        IntStore::I16 => arr.async_store_chunk(idx, narrow::<i16>(c, fill, na)).await,
+        IntStore::I8 => arr.async_store_chunk(idx, narrow::<i8>(c, fill, na)).await,
+        IntStore::U64 => arr.async_store_chunk(idx, narrow::<u64>(c, fill, na)).await,
+        IntStore::U32 => arr.async_store_chunk(idx, narrow::<u32>(c, fill, na)).await,
+        IntStore::U16 => arr.async_store_chunk(idx, narrow::<u16>(c, fill, na)).await,
+        IntStore::U8 => arr.async_store_chunk(idx, narrow::<u8>(c, fill, na)).await,
+        IntStore::Bool => {
+            arr.async_store_chunk(idx, narrow::<bool>(c, fill, na))
+                .await
+        }
+    }
 }
 
 async fn read_band_of<T>(

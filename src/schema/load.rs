@@ -529,6 +529,30 @@ fn variable(
         _ => {}
     }
     let na_value = m.get_node("na_value").map(to_json);
+    if let (Some(d), Some(n)) = (dt.filter(DType::is_integer), &na_value) {
+        let fits = match (d, n) {
+            (DType::Bool, Value::Bool(_)) => true,
+            (DType::Bool, v) => matches!(v.as_i64(), Some(0 | 1)),
+            (DType::Int(b), v) => v
+                .as_i64()
+                .is_some_and(|i| b == 64 || (i >= -(1i64 << (b - 1)) && i < (1i64 << (b - 1)))),
+            (DType::UInt(b), v) => v
+                .as_i64()
+                .is_some_and(|i| i >= 0 && (b == 64 || i < (1i64 << b))),
+            _ => true,
+        };
+        if !fits {
+            let span = m
+                .get_node("na_value")
+                .map(|n| *n.span())
+                .unwrap_or_else(Span::new_blank);
+            return Err(ctx.err(
+                &span,
+                &join(path, "na_value"),
+                format!("na_value {n} does not fit type {}", d.name()),
+            ));
+        }
+    }
     let range = match m.get_node("range") {
         None => Range::Any,
         Some(r) if is_null(r) => Range::Any,
