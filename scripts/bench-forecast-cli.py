@@ -43,10 +43,19 @@ def forecast_csv(path, k):
         f.write("\n".join(lines) + "\n")
 
 
+PHASES = []
+
+
 def run(args, env):
     t = time.perf_counter()
-    subprocess.run(args, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - t
+    out = subprocess.run(args, check=True, env=dict(env, ZF_TIMINGS="1"), stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    dt = time.perf_counter() - t
+    for line in out.stderr.splitlines():
+        if line.startswith("timings_ms:"):
+            words = line.split()[1:]
+            PHASES.append((args[0], dict(zip(words[::2], map(float, words[1::2]))), dt))
+    return dt
 
 
 def stats(xs):
@@ -117,6 +126,17 @@ def main():
         meds.append(m)
         print(f"  {b}: median {m * 1e3:.1f} ms, p90 {p90 * 1e3:.1f} ms per update; "
               f"{682 / (m * 1e3):.1f}x less than zarr-fuse's 682 ms")
+    for b in bins:
+        rows = [(p, dt) for (x, p, dt) in PHASES if x == b][1:]  # the untimed first load left out
+        if rows:
+            keys = list(rows[0][0].keys())
+            med = {k: statistics.median(p[k] for p, _ in rows) for k in keys}
+            wall = statistics.median(dt for _, dt in rows) * 1e3
+            inside = med["start"] + med["open"] + sum(med[k] for k in keys if k not in ("start", "open"))
+            print(f"  {b} breakdown (median ms): process start to runtime+parse {med['start']:.2f}, "
+                  f"repository open {med['open']:.2f}, convert {med['convert']:.2f}, "
+                  f"read+plan {med['read+plan']:.2f}, write {med['write']:.2f}, commit {med['commit']:.2f}; "
+                  f"exec + exit outside main {max(wall - inside, 0):.2f} of {wall:.2f}")
     if len(meds) > 1:
         print(f"  ratio first/last binary: {meds[0] / meds[-1]:.2f}x")
     if a.python_baseline:

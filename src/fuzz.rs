@@ -60,6 +60,19 @@ pub fn csv(data: &[u8]) {
     }
 }
 
+/// JSON inputs of every accepted shape (records, columns, NDJSON, yr.no), read as `update` reads
+/// them, then converted against a schema.
+pub fn json(data: &[u8]) {
+    for shape in [
+        crate::ingest::JsonShape::Auto,
+        crate::ingest::JsonShape::Yrno,
+    ] {
+        if let Ok(t) = Table::from_json_bytes(data, "fuzz.json", shape) {
+            convert_table(&t);
+        }
+    }
+}
+
 /// Rows the Parquet target decodes at most: a few kilobytes of run-length encoded Parquet can
 /// hold millions of rows (found by libFuzzer: 2 KiB → 7 GB of cells), which is data, not a bug.
 const FUZZ_MAX_ROWS: usize = 50_000;
@@ -211,4 +224,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("rev", rev),
     ("records", records),
     ("package", package),
+    ("json", json),
 ];

@@ -260,6 +260,12 @@ fn na_spellings_nan_inf_and_bools() {
     let report: Value =
         serde_json::from_str(&ok(&["update", &repo, csv.to_str().unwrap(), "--json"])).unwrap();
     assert_eq!(report["rows_dropped"], 2, "{report}");
+    let f = csv.display().to_string();
+    assert_eq!(
+        report["dropped"],
+        json!([{"file": f, "line": 8}, {"file": f, "line": 9}]),
+        "the dropped rows' lines"
+    );
     let rows = export_json(&repo, "/", None);
     let by_t = |t: i64| {
         rows.iter()
@@ -395,6 +401,24 @@ fn strict_schema_check_refused_init_and_closed_pipes() {
     // output into a closed pipe ends quietly
     let repo = dir.path().join("repo");
     ok(&["init", repo.to_str().unwrap(), "--schema", l]);
+    // outputs that cannot be written say what and why
+    let missing = dir.path().join("no/such/dir/out.csv");
+    fails(
+        &[
+            "export",
+            repo.to_str().unwrap(),
+            "--node",
+            "hillside",
+            "-o",
+            missing.to_str().unwrap(),
+        ],
+        1,
+        &[
+            "cannot write the 0-row export to",
+            "does not exist; create it first",
+        ],
+    );
+
     for _ in 0..3 {
         ok(&[
             "tag",

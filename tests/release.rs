@@ -528,6 +528,13 @@ fn refusals_leave_nothing_behind() {
     let e = release_to(&loc, "v1.0", &opts(&full)).unwrap_err();
     assert!(matches!(e, ReleaseError::OutputNotEmpty(_)), "{e}");
     assert_eq!(listing(&full), BTreeSet::from(["keep.txt".to_string()]));
+    // --out names a file: the message says so (not "not empty")
+    let e = release_to(&loc, "v1.0", &opts(&full.join("keep.txt"))).unwrap_err();
+    assert!(matches!(e, ReleaseError::OutputIsFile(_)), "{e}");
+    assert!(
+        e.to_string().contains("it is a file, not a directory"),
+        "{e}"
+    );
     // a metadata file with every problem at once
     let meta = tmp.path().join("meta.yaml");
     std::fs::write(&meta, "title: ''\nlicence: cc0-1.0\ncreators:\n  - {name: Ada, orcid: 0000-0002-1825-0098}\npublication_date: 2026-13-01\n").unwrap();

@@ -464,6 +464,20 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
+    /// Writing an output file.
+    #[error(
+        "cannot write {what} to '{path}': {source}{}",
+        write_hint(path, source)
+    )]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// What was being written.
+        what: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A usage error (exit status 2).
     #[error("{0}")]
     Usage(String),
@@ -506,6 +520,23 @@ fn update_inputs(nodes: &[String], inputs: &[String]) -> Result<Vec<(String, Pat
         ));
     }
     Ok(files)
+}
+
+/// What to do about a failed write, where the reason suggests it.
+fn write_hint(path: &std::path::Path, e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() && !d.exists() => {
+                format!(
+                    " (the directory '{}' does not exist; create it first)",
+                    d.display()
+                )
+            }
+            _ => String::new(),
+        },
+        std::io::ErrorKind::IsADirectory => " (that is a directory; name a file)".into(),
+        _ => String::new(),
+    }
 }
 
 /// `K=V` arguments of a repeatable option.
@@ -868,7 +899,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                     rename: pairs(&rename, "--rename", "FROM=TO")?,
                 },
             };
+            let opened = std::time::Instant::now();
             let r = open(&repo).await?;
+            let open_time = opened.elapsed();
             let progress = |n: u64| {
                 if let Some(pb) = &pb {
                     // a retry reads the files again: the bar stays full
@@ -884,6 +917,20 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 pb.finish_and_clear();
             }
             let report = report.map_err(|e| CliError::Other(e.to_string()))?;
+            if std::env::var_os("ZF_TIMINGS").is_some() {
+                // a diagnostic for the forecast benchmark (scripts/bench-forecast-cli.py)
+                let t = &report.timings;
+                let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+                eprintln!(
+                    "timings_ms: start {:.2} open {:.2} convert {:.2} read+plan {:.2} write {:.2} commit {:.2}",
+                    ms(opened.duration_since(*START.get_or_init(std::time::Instant::now))),
+                    ms(open_time),
+                    ms(t.convert),
+                    ms(t.merge),
+                    ms(t.write),
+                    ms(t.commit)
+                );
+            }
             if report.attempts > 1 {
                 eprintln!(
                     "note: other writers committed first; the update was planned again on the new tip ({} attempts)",
@@ -902,6 +949,14 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                     "rows read {}, dropped {}, duplicates {}, cells written {}, chunks written {} (deduplicated {})",
                     report.rows_read, report.rows_dropped, report.duplicates, report.cells_written, report.chunks_written, report.chunks_deduplicated
                 );
+                if !report.dropped.is_empty() {
+                    let at: Vec<String> = report
+                        .dropped
+                        .iter()
+                        .map(|d| format!("{}:{}", d.file, d.line))
+                        .collect();
+                    eprintln!("dropped for an NA coordinate (first): {}", at.join(", "));
+                }
             }
         }
         Command::Blame {
@@ -960,9 +1015,13 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                     let tmp = path.with_extension("zf-partial");
                     std::fs::write(&tmp, &buf)
                         .and_then(|_| std::fs::rename(&tmp, &path))
-                        .map_err(|source| CliError::Read {
-                            path: path.clone(),
-                            source,
+                        .map_err(|source| {
+                            let _ = std::fs::remove_file(&tmp);
+                            CliError::Write {
+                                path: path.clone(),
+                                what: format!("the {rows}-row export"),
+                                source,
+                            }
                         })?;
                     eprintln!("wrote {rows} row(s) to {}", path.display());
                 }
@@ -1186,8 +1245,12 @@ fn restore_sigpipe() {
     }
 }
 
+/// When `main` began (for the `ZF_TIMINGS` diagnostic).
+static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
 /// Run the command line; returns the process exit status.
 pub fn main() -> i32 {
+    START.get_or_init(std::time::Instant::now);
     // The engine's own diagnostics (e.g. icechunk's warning about its local storage, which we do
     // not use for writing) must not leak into our one-line error contract.
     let _ = tracing::subscriber::set_global_default(tracing::subscriber::NoSubscriber::default());

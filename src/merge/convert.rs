@@ -287,6 +287,8 @@ pub struct Converted {
     pub rows_read: u64,
     /// Rows dropped for an NA coordinate.
     pub rows_dropped: u64,
+    /// Input lines of the first dropped rows (at most [`DROPPED_LINES`]).
+    pub dropped_lines: Vec<u64>,
     /// Rows overwritten by a later row with the same coordinates.
     pub duplicates: u64,
     /// Cells made NA by `--on-invalid na`.
@@ -473,6 +475,9 @@ fn check_range(v: &Variable, s: &Scalar, text: &str) -> Result<(), String> {
         _ => Ok(()),
     }
 }
+
+/// How many line numbers of dropped rows a contribution reports.
+pub const DROPPED_LINES: usize = 10;
 
 /// The NA spellings read when the schema sets no `na_tokens` (merge-semantics §2.4, spec/022).
 pub const DEFAULT_NA_TOKENS: [&str; 8] =
@@ -785,6 +790,9 @@ impl<'n> Converter<'n> {
                 row_tuple(&mut tuple, b, i);
                 if tuple.contains(&NA) {
                     out.rows_dropped += 1;
+                    if out.dropped_lines.len() < DROPPED_LINES {
+                        out.dropped_lines.push(lines.get(start + i));
+                    }
                     continue;
                 }
                 if last.set(&tuple, (start + i) as u32) {

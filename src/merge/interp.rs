@@ -169,6 +169,7 @@ pub fn interpolate(
         lines,
         rows_read: conv.rows_read,
         rows_dropped: conv.rows_dropped,
+        dropped_lines: conv.dropped_lines.clone(),
         duplicates: conv.duplicates,
         invalid_to_na: conv.invalid_to_na,
         keys_released: false,

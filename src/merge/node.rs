@@ -954,6 +954,10 @@ async fn write_chunks(
     todo: Vec<ChunkAt>,
 ) -> Result<(), MergeError> {
     use futures::{StreamExt, TryStreamExt};
+    let ints = match data {
+        Dense::I(..) => Some(int_storage(arr)?),
+        _ => None,
+    };
     futures::stream::iter(todo)
         .map(|(idx, mut start, cshape)| async move {
             if let Some(s) = start.first_mut() {
@@ -966,12 +970,12 @@ async fn write_chunks(
                 }
                 Dense::I(v, na) => {
                     let c = gather(v, shape, &start, &cshape, na);
-                    match int_storage(arr) {
-                        Ok((IntStore::I64, fill)) if fill == *na => {
+                    match ints {
+                        Some((IntStore::I64, fill)) if fill == *na => {
                             arr.async_store_chunk(&idx, c).await
                         }
-                        Ok((st, fill)) => store_ints(arr, &idx, c, st, fill, *na).await,
-                        Err(e) => return Err(e),
+                        Some((st, fill)) => store_ints(arr, &idx, c, st, fill, *na).await,
+                        None => arr.async_store_chunk(&idx, c).await,
                     }
                 }
                 Dense::S(v) => {
@@ -1150,6 +1154,15 @@ fn key_scalar(k: KeyRef) -> Scalar {
     }
 }
 
+/// A row of an input dropped because a coordinate was NA.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct DroppedRow {
+    /// The input file.
+    pub file: String,
+    /// Its line (CSV header = 1).
+    pub line: u64,
+}
+
 /// Options of `update`.
 #[derive(Clone, Debug, Default)]
 pub struct UpdateOptions {
@@ -1184,6 +1197,9 @@ pub struct UpdateReport {
     pub rows_read: u64,
     /// Rows dropped (NA coordinate, or refused by step limits).
     pub rows_dropped: u64,
+    /// The first rows dropped for an NA coordinate, by input file and line (capped).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dropped: Vec<DroppedRow>,
     /// Rows overwritten by a later duplicate.
     pub duplicates: u64,
     /// Cells made NA by --on-invalid na.
@@ -1953,6 +1969,14 @@ async fn update_inputs(
             let written_before = report.timings.write;
             report.rows_read += conv.rows_read;
             report.rows_dropped += conv.rows_dropped;
+            for &line in &conv.dropped_lines {
+                if report.dropped.len() < 2 * convert::DROPPED_LINES {
+                    report.dropped.push(DroppedRow {
+                        file: source.clone(),
+                        line,
+                    });
+                }
+            }
             report.duplicates += conv.duplicates;
             report.invalid_to_na += conv.invalid_to_na;
             let mut node_out = NodeOutput::default();

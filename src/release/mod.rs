@@ -68,6 +68,9 @@ pub enum ReleaseError {
     /// The output directory exists and holds something.
     #[error("output directory {0} is not empty; choose a new or empty directory")]
     OutputNotEmpty(PathBuf),
+    /// The output path is a file.
+    #[error("cannot write the package into {0}: it is a file, not a directory; give --out a new or empty directory")]
+    OutputIsFile(PathBuf),
     /// Metadata fields missing or malformed.
     #[error("release metadata incomplete:{}{} (set them in the schema's root ATTRS or in a --meta FILE, YAML or JSON)",
         if missing.is_empty() { String::new() } else { format!(" missing {}", missing.join(", ")) },
@@ -246,7 +249,7 @@ fn check_out_dir(out: &Path) -> Result<(), ReleaseError> {
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
-            Err(ReleaseError::OutputNotEmpty(out.to_path_buf()))
+            Err(ReleaseError::OutputIsFile(out.to_path_buf()))
         }
         Err(e) => Err(io(out)(e)),
     }
