@@ -9,6 +9,9 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::{json, Value};
 
+mod common;
+use common::python;
+
 const AUTHOR: &str = "Input Tester <in@example.org>";
 
 fn fixture(name: &str) -> PathBuf {
@@ -588,20 +591,4 @@ COORDS:
         assert_eq!(r["time"]["values"].as_array().map(Vec::len), Some(2));
         assert_eq!(r["name"]["values"], json!(["Hlavo"]));
     }
-}
-
-fn python() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("ZF_TEST_PYTHON") {
-        if !p.is_empty() {
-            return Some(PathBuf::from(p));
-        }
-    }
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-ic/bin/python");
-    let ok = p.exists()
-        && Command::new(&p)
-            .args(["-c", "import icechunk, xarray, zarr"])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-    ok.then_some(p)
 }

@@ -14,20 +14,6 @@ use common::*;
 use serde_json::json;
 use zarr_fuse::{Location, Repo};
 
-fn python() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("ZF_TEST_PYTHON") {
-        return Some(PathBuf::from(p));
-    }
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv-ic/bin/python");
-    let ok = p.exists()
-        && Command::new(&p)
-            .args(["-c", "import icechunk, xarray"])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-    ok.then_some(p)
-}
-
 /// The reader, or `None` after saying why the test is skipped and what covers it in Rust.
 fn reader_or_skip(rust_twin: &str) -> Option<PathBuf> {
     let py = python();

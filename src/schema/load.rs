@@ -385,6 +385,225 @@ fn unit_span(m: &MarkedMappingNode) -> Span {
         .unwrap_or_else(|| *m.span())
 }
 
+/// `unit` and `source_unit` (default: the unit), which must convert into each other.
+fn units(
+    ctx: &mut Ctx,
+    m: &MarkedMappingNode,
+    path: &str,
+) -> Result<(UnitSpec, UnitSpec), SchemaError> {
+    let unit = match m.get_node("unit") {
+        Some(u) => unit_spec(ctx, u, &join(path, "unit"))?,
+        None => UnitSpec::None,
+    };
+    let source_unit = match m.get_node("source_unit") {
+        Some(u) => unit_spec(ctx, u, &join(path, "source_unit"))?,
+        None => unit.clone(),
+    };
+    match (&source_unit, &unit) {
+        (UnitSpec::Physical(s), UnitSpec::Physical(t)) => {
+            if let Err(e) = s.converter(t) {
+                return Err(ctx.err(&unit_span(m), &join(path, "source_unit"), e.to_string()));
+            }
+        }
+        (UnitSpec::Time { .. }, UnitSpec::Time { .. }) | (UnitSpec::None, UnitSpec::None) => {}
+        (UnitSpec::None, UnitSpec::Physical(_)) => {}
+        (s, t) => {
+            let k = |u: &UnitSpec| match u {
+                UnitSpec::None => "no unit",
+                UnitSpec::Physical(_) => "a physical unit",
+                UnitSpec::Time { .. } => "a datetime unit",
+            };
+            return Err(ctx.err(
+                &unit_span(m),
+                &join(path, "source_unit"),
+                format!(
+                    "source_unit is {} but unit is {}; they must convert",
+                    k(s),
+                    k(t)
+                ),
+            ));
+        }
+    }
+    Ok((unit, source_unit))
+}
+
+/// The stored type: `type` (or `dtype`), else implied by the unit (merge-semantics §1).
+fn var_type(
+    ctx: &mut Ctx,
+    m: &MarkedMappingNode,
+    path: &str,
+    unit: &UnitSpec,
+) -> Result<Option<DType>, SchemaError> {
+    let type_n = type_node(ctx, m, path);
+    let mut dt = match type_n {
+        Some(t) => Some(dtype(ctx, t, &join(path, "type"))?),
+        None => None,
+    };
+    if let UnitSpec::Physical(u) = unit {
+        if dt.is_none() && matches!(u.text.trim(), "bool" | "boolean") {
+            dt = Some(DType::Bool);
+        } else if dt.is_none() && u.text.trim() == "int" {
+            dt = Some(DType::Int(64));
+        }
+    }
+    match (unit, dt) {
+        (UnitSpec::Time { tick, .. }, None) => dt = Some(DType::DateTime(*tick)),
+        (UnitSpec::Time { .. }, Some(DType::DateTime(_))) => {}
+        (UnitSpec::Time { .. }, Some(other)) => {
+            let t = type_n.map(|n| *n.span()).unwrap_or_else(Span::new_blank);
+            return Err(ctx.err(
+                &t,
+                &join(path, "type"),
+                format!(
+                    "type {} does not fit a datetime unit; use datetime64[tick] or leave type out",
+                    other.name()
+                ),
+            ));
+        }
+        (UnitSpec::Physical(_), None) => dt = Some(DType::F64),
+        (UnitSpec::Physical(_), Some(DType::Str(_) | DType::DateTime(_))) => {
+            let t = type_n.map(|n| *n.span()).unwrap_or_else(Span::new_blank);
+            return Err(ctx.err(
+                &t,
+                &join(path, "type"),
+                "a physical unit needs a numeric type",
+            ));
+        }
+        _ => {}
+    }
+    Ok(dt)
+}
+
+/// An integer or bool `na_value` must fit the type (it is the array's fill value on disk).
+fn check_na_value(
+    ctx: &Ctx,
+    m: &MarkedMappingNode,
+    path: &str,
+    dt: Option<DType>,
+    na_value: Option<&Value>,
+) -> Result<(), SchemaError> {
+    if let (Some(d), Some(n)) = (dt.filter(DType::is_integer), na_value) {
+        let fits = match (d, n) {
+            (DType::Bool, Value::Bool(_)) => true,
+            (DType::Bool, v) => matches!(v.as_i64(), Some(0 | 1)),
+            (DType::Int(b), v) => v
+                .as_i64()
+                .is_some_and(|i| b == 64 || (i >= -(1i64 << (b - 1)) && i < (1i64 << (b - 1)))),
+            (DType::UInt(b), v) => v
+                .as_i64()
+                .is_some_and(|i| i >= 0 && (b == 64 || i < (1i64 << b))),
+            _ => true,
+        };
+        if !fits {
+            let span = m
+                .get_node("na_value")
+                .map(|n| *n.span())
+                .unwrap_or_else(Span::new_blank);
+            return Err(ctx.err(
+                &span,
+                &join(path, "na_value"),
+                format!("na_value {n} does not fit type {}", d.name()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `range` (interval in the unit, or discrete values), and the obsolete `discrete` beside it.
+fn range(
+    ctx: &mut Ctx,
+    m: &MarkedMappingNode,
+    path: &str,
+    unit: &UnitSpec,
+) -> Result<Range, SchemaError> {
+    let range = match m.get_node("range") {
+        None => Range::Any,
+        Some(r) if is_null(r) => Range::Any,
+        Some(r) => {
+            let rp = join(path, "range");
+            let rm = mapping(ctx, r, &rp)?;
+            let mut out = Range::Any;
+            for (k, v) in rm.iter() {
+                match k.as_str() {
+                    "discrete" => match v {
+                        Node::Sequence(s) => out = Range::Discrete(s.iter().map(to_json).collect()),
+                        other => {
+                            return Err(ctx.err(
+                                other.span(),
+                                &join(&rp, "discrete"),
+                                "expected a list of allowed values",
+                            ))
+                        }
+                    },
+                    "interval" => {
+                        let ip = join(&rp, "interval");
+                        let s = v.as_sequence().ok_or_else(|| {
+                            ctx.err(v.span(), &ip, "expected [min, max] or [min, max, unit]")
+                        })?;
+                        if s.len() < 2 || s.len() > 3 {
+                            return Err(ctx.err(
+                                s.span(),
+                                &ip,
+                                "expected [min, max] or [min, max, unit]",
+                            ));
+                        }
+                        let (mut a, mut b) = (number(ctx, &s[0], &ip)?, number(ctx, &s[1], &ip)?);
+                        if let Some(u) = s.get(2) {
+                            let from = Unit::parse(&string(ctx, u, &ip)?)
+                                .map_err(|e| ctx.err(u.span(), &ip, e.to_string()))?;
+                            if let UnitSpec::Physical(to) = unit {
+                                let f = from
+                                    .converter(to)
+                                    .map_err(|e| ctx.err(u.span(), &ip, e.to_string()))?;
+                                (a, b) = (f(a), f(b));
+                            }
+                        }
+                        if a > b {
+                            return Err(ctx.err(
+                                s.span(),
+                                &ip,
+                                format!("min {a} is greater than max {b}"),
+                            ));
+                        }
+                        out = Range::Interval(a, b);
+                    }
+                    other => {
+                        return Err(ctx.err(
+                            k.span(),
+                            &join(&rp, other),
+                            format!(
+                                "unknown key '{other}'{}",
+                                suggest(other, ["discrete", "interval"])
+                            ),
+                        ))
+                    }
+                }
+            }
+            out
+        }
+    };
+    let range = match (range, m.get_node("discrete")) {
+        (r, None) => r,
+        (Range::Any, Some(Node::Sequence(seq))) => {
+            ctx.warn(
+                seq.span(),
+                &join(path, "discrete"),
+                "obsolete 'discrete' outside 'range': write range: {discrete: [...]}",
+            );
+            Range::Discrete(seq.iter().map(to_json).collect())
+        }
+        (r, Some(d)) => {
+            ctx.warn(
+                d.span(),
+                &join(path, "discrete"),
+                "'discrete' outside 'range' ignored (not a list, or 'range' is given)",
+            );
+            r
+        }
+    };
+    Ok(range)
+}
+
 /// Keys zarr-fuse accepts in a variable or coordinate entry that we read or ignore with a warning.
 const LEGACY_KEYS: [&str; 3] = ["dtype", "discrete", "name"];
 
@@ -458,186 +677,11 @@ fn variable(
             ))
         }
     };
-    let unit = match m.get_node("unit") {
-        Some(u) => unit_spec(ctx, u, &join(path, "unit"))?,
-        None => UnitSpec::None,
-    };
-    let source_unit = match m.get_node("source_unit") {
-        Some(u) => unit_spec(ctx, u, &join(path, "source_unit"))?,
-        None => unit.clone(),
-    };
-    match (&source_unit, &unit) {
-        (UnitSpec::Physical(s), UnitSpec::Physical(t)) => {
-            if let Err(e) = s.converter(t) {
-                return Err(ctx.err(&unit_span(m), &join(path, "source_unit"), e.to_string()));
-            }
-        }
-        (UnitSpec::Time { .. }, UnitSpec::Time { .. }) | (UnitSpec::None, UnitSpec::None) => {}
-        (UnitSpec::None, UnitSpec::Physical(_)) => {}
-        (s, t) => {
-            let k = |u: &UnitSpec| match u {
-                UnitSpec::None => "no unit",
-                UnitSpec::Physical(_) => "a physical unit",
-                UnitSpec::Time { .. } => "a datetime unit",
-            };
-            return Err(ctx.err(
-                &unit_span(m),
-                &join(path, "source_unit"),
-                format!(
-                    "source_unit is {} but unit is {}; they must convert",
-                    k(s),
-                    k(t)
-                ),
-            ));
-        }
-    }
-    let type_n = type_node(ctx, m, path);
-    let mut dt = match type_n {
-        Some(t) => Some(dtype(ctx, t, &join(path, "type"))?),
-        None => None,
-    };
-    if let UnitSpec::Physical(u) = &unit {
-        if dt.is_none() && matches!(u.text.trim(), "bool" | "boolean") {
-            dt = Some(DType::Bool);
-        } else if dt.is_none() && u.text.trim() == "int" {
-            dt = Some(DType::Int(64));
-        }
-    }
-    match (&unit, dt) {
-        (UnitSpec::Time { tick, .. }, None) => dt = Some(DType::DateTime(*tick)),
-        (UnitSpec::Time { .. }, Some(DType::DateTime(_))) => {}
-        (UnitSpec::Time { .. }, Some(other)) => {
-            let t = type_n.map(|n| *n.span()).unwrap_or_else(Span::new_blank);
-            return Err(ctx.err(
-                &t,
-                &join(path, "type"),
-                format!(
-                    "type {} does not fit a datetime unit; use datetime64[tick] or leave type out",
-                    other.name()
-                ),
-            ));
-        }
-        (UnitSpec::Physical(_), None) => dt = Some(DType::F64),
-        (UnitSpec::Physical(_), Some(DType::Str(_) | DType::DateTime(_))) => {
-            let t = type_n.map(|n| *n.span()).unwrap_or_else(Span::new_blank);
-            return Err(ctx.err(
-                &t,
-                &join(path, "type"),
-                "a physical unit needs a numeric type",
-            ));
-        }
-        _ => {}
-    }
+    let (unit, source_unit) = units(ctx, m, path)?;
+    let dt = var_type(ctx, m, path, &unit)?;
     let na_value = m.get_node("na_value").map(to_json);
-    if let (Some(d), Some(n)) = (dt.filter(DType::is_integer), &na_value) {
-        let fits = match (d, n) {
-            (DType::Bool, Value::Bool(_)) => true,
-            (DType::Bool, v) => matches!(v.as_i64(), Some(0 | 1)),
-            (DType::Int(b), v) => v
-                .as_i64()
-                .is_some_and(|i| b == 64 || (i >= -(1i64 << (b - 1)) && i < (1i64 << (b - 1)))),
-            (DType::UInt(b), v) => v
-                .as_i64()
-                .is_some_and(|i| i >= 0 && (b == 64 || i < (1i64 << b))),
-            _ => true,
-        };
-        if !fits {
-            let span = m
-                .get_node("na_value")
-                .map(|n| *n.span())
-                .unwrap_or_else(Span::new_blank);
-            return Err(ctx.err(
-                &span,
-                &join(path, "na_value"),
-                format!("na_value {n} does not fit type {}", d.name()),
-            ));
-        }
-    }
-    let range = match m.get_node("range") {
-        None => Range::Any,
-        Some(r) if is_null(r) => Range::Any,
-        Some(r) => {
-            let rp = join(path, "range");
-            let rm = mapping(ctx, r, &rp)?;
-            let mut out = Range::Any;
-            for (k, v) in rm.iter() {
-                match k.as_str() {
-                    "discrete" => match v {
-                        Node::Sequence(s) => out = Range::Discrete(s.iter().map(to_json).collect()),
-                        other => {
-                            return Err(ctx.err(
-                                other.span(),
-                                &join(&rp, "discrete"),
-                                "expected a list of allowed values",
-                            ))
-                        }
-                    },
-                    "interval" => {
-                        let ip = join(&rp, "interval");
-                        let s = v.as_sequence().ok_or_else(|| {
-                            ctx.err(v.span(), &ip, "expected [min, max] or [min, max, unit]")
-                        })?;
-                        if s.len() < 2 || s.len() > 3 {
-                            return Err(ctx.err(
-                                s.span(),
-                                &ip,
-                                "expected [min, max] or [min, max, unit]",
-                            ));
-                        }
-                        let (mut a, mut b) = (number(ctx, &s[0], &ip)?, number(ctx, &s[1], &ip)?);
-                        if let Some(u) = s.get(2) {
-                            let from = Unit::parse(&string(ctx, u, &ip)?)
-                                .map_err(|e| ctx.err(u.span(), &ip, e.to_string()))?;
-                            if let UnitSpec::Physical(to) = &unit {
-                                let f = from
-                                    .converter(to)
-                                    .map_err(|e| ctx.err(u.span(), &ip, e.to_string()))?;
-                                (a, b) = (f(a), f(b));
-                            }
-                        }
-                        if a > b {
-                            return Err(ctx.err(
-                                s.span(),
-                                &ip,
-                                format!("min {a} is greater than max {b}"),
-                            ));
-                        }
-                        out = Range::Interval(a, b);
-                    }
-                    other => {
-                        return Err(ctx.err(
-                            k.span(),
-                            &join(&rp, other),
-                            format!(
-                                "unknown key '{other}'{}",
-                                suggest(other, ["discrete", "interval"])
-                            ),
-                        ))
-                    }
-                }
-            }
-            out
-        }
-    };
-    let range = match (range, m.get_node("discrete")) {
-        (r, None) => r,
-        (Range::Any, Some(Node::Sequence(seq))) => {
-            ctx.warn(
-                seq.span(),
-                &join(path, "discrete"),
-                "obsolete 'discrete' outside 'range': write range: {discrete: [...]}",
-            );
-            Range::Discrete(seq.iter().map(to_json).collect())
-        }
-        (r, Some(d)) => {
-            ctx.warn(
-                d.span(),
-                &join(path, "discrete"),
-                "'discrete' outside 'range' ignored (not a list, or 'range' is given)",
-            );
-            r
-        }
-    };
+    check_na_value(ctx, m, path, dt, na_value.as_ref())?;
+    let range = range(ctx, m, path, &unit)?;
     let description = match m.get_node("description") {
         Some(d) => Some(string(ctx, d, &join(path, "description"))?),
         None => None,

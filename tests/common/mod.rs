@@ -248,3 +248,19 @@ pub fn axis_str(n: &zarr_fuse::merge::NodeData, i: usize) -> Vec<String> {
         })
         .collect()
 }
+
+/// The Python reader environment (icechunk-python 2.3, the newest zarr-python and xarray):
+/// `ZF_TEST_PYTHON`, else `.venv-ic` from `scripts/python-reader-env.sh`; `None` when absent.
+pub fn python() -> Option<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os("ZF_TEST_PYTHON").filter(|p| !p.is_empty()) {
+        return Some(p.into());
+    }
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-ic/bin/python");
+    let ok = p.exists()
+        && std::process::Command::new(&p)
+            .args(["-c", "import icechunk, xarray, zarr"])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+    ok.then_some(p)
+}
