@@ -1273,7 +1273,16 @@ pub fn main() -> i32 {
             return 1;
         }
     };
-    match rt.block_on(run(cli)) {
+    let result = rt.block_on(run(cli));
+    // background tasks of the storage layers (none hold data we wait for: every write was
+    // awaited) are not joined at exit
+    rt.shutdown_background();
+    if std::env::var_os("ZF_TIMINGS").is_some() {
+        if let Some(start) = START.get() {
+            eprintln!("timings_ms: total {:.2}", start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    match result {
         Ok(()) => 0,
         Err(e @ CliError::Usage(_)) => {
             eprintln!("zarr-fuse: error: {e}");
