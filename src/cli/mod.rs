@@ -1279,7 +1279,10 @@ pub fn main() -> i32 {
     rt.shutdown_background();
     if std::env::var_os("ZF_TIMINGS").is_some() {
         if let Some(start) = START.get() {
-            eprintln!("timings_ms: total {:.2}", start.elapsed().as_secs_f64() * 1e3);
+            eprintln!(
+                "timings_ms: total {:.2}",
+                start.elapsed().as_secs_f64() * 1e3
+            );
         }
     }
     match result {

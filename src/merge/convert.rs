@@ -486,13 +486,17 @@ pub const DEFAULT_NA_TOKENS: [&str; 8] =
 /// Whether an input text is NA for `v`: its `na_tokens` (node or variable level) or the defaults.
 /// The empty field is always NA.
 pub fn is_na_text(v: &Variable, text: &str) -> bool {
-    let t = text.trim();
-    if t.is_empty() {
-        return true;
-    }
     match &v.na_tokens {
-        Some(list) => list.iter().any(|x| x == t),
-        None => DEFAULT_NA_TOKENS.contains(&t),
+        // the usual cell, a number or a time, starts with a digit: no default token does
+        None if text.as_bytes().first().is_some_and(u8::is_ascii_digit) => false,
+        None => {
+            let t = text.trim();
+            t.is_empty() || DEFAULT_NA_TOKENS.contains(&t)
+        }
+        Some(list) => {
+            let t = text.trim();
+            t.is_empty() || list.iter().any(|x| x == t)
+        }
     }
 }
 
