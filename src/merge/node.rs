@@ -1879,6 +1879,11 @@ pub async fn update_files(
     Ok(report)
 }
 
+/// Reading and converting the files for longer than this makes an update plan again on the tip
+/// as it is after the reading (a small file is planned on the tip it was read against: reading
+/// the tip twice would cost more than the race window it closes).
+const REPLAN_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
+
 async fn update_inputs(
     repo: &Repo,
     branch: &str,
@@ -1948,7 +1953,7 @@ async fn update_inputs(
                         )));
                     }
                     *converted = Some((digest, conv));
-                    if reconversions < max_attempts {
+                    if reconversions < max_attempts && t.elapsed() > REPLAN_AFTER {
                         // reading the files took a while: plan on a tip read now, not on the
                         // one this attempt started from (a shorter window for other writers)
                         reconversions += 1;
