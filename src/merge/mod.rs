@@ -15,8 +15,8 @@ use std::hash::{Hash, Hasher};
 pub use convert::OnInvalid;
 pub use keys::{KeyRef, Keys};
 pub use node::{
-    apply_schema, create_node, init_dataset, read_axis, read_node, stored_schema, update,
-    update_files, NodeData, Timings, UpdateOptions, UpdateReport, VarData, BATCH_ROWS,
+    apply_schema, create_node, init_dataset, read_axis, read_node, repair_metadata, stored_schema,
+    update, update_files, NodeData, Timings, UpdateOptions, UpdateReport, VarData, BATCH_ROWS,
 };
 
 /// A coordinate value as it is compared and ordered.

@@ -338,18 +338,65 @@ impl IntElement for bool {
     }
 }
 
-/// Store an array's metadata (`zarr.json`) with every named configuration in object form.
-async fn store_array_metadata(arr: &Array<Store>) -> Result<(), MergeError> {
+/// An array's metadata as we store it: zarrs', with every named configuration in object form and
+/// `_FillValue` for integer arrays.
+fn metadata_json(arr: &Array<Store>) -> Result<Value, MergeError> {
     let meta = arr.metadata_opt(&zarrs::array::ArrayMetadataOptions::default());
     let mut v = serde_json::to_value(&meta).map_err(zerr)?;
     normalize_named_configurations(&mut v);
     fill_value_attribute(&mut v);
-    let key = format!("{}/zarr.json", arr.path().as_str().trim_matches('/'));
-    let key = StoreKey::new(key.trim_start_matches('/')).map_err(zerr)?;
-    let bytes = serde_json::to_vec_pretty(&v).map_err(zerr)?;
+    Ok(v)
+}
+
+fn metadata_key(array_path: &str) -> Result<StoreKey, MergeError> {
+    StoreKey::new(format!("{}/zarr.json", array_path.trim_matches('/')).trim_start_matches('/'))
+        .map_err(zerr)
+}
+
+/// Store an array's metadata (`zarr.json`) in the form every reader accepts ([`metadata_json`]).
+async fn store_array_metadata(arr: &Array<Store>) -> Result<(), MergeError> {
+    let bytes = serde_json::to_vec_pretty(&metadata_json(arr)?).map_err(zerr)?;
+    let key = metadata_key(arr.path().as_str())?;
     zarrs_storage::AsyncWritableStorageTraits::set(arr.storage().as_ref(), &key, bytes.into())
         .await
         .map_err(zerr)
+}
+
+/// Rewrite the metadata of every array on `branch` that is not yet in the form every reader
+/// accepts (written before spec/024: codecs as bare names, no `_FillValue`), as one commit.
+/// Returns the commit (`None` when nothing needed it) and the arrays rewritten.
+pub async fn repair_metadata(
+    repo: &Repo,
+    branch: &str,
+    prov: Provenance,
+) -> Result<(Option<crate::repo::CommitOutcome>, Vec<String>), MergeError> {
+    let tx = repo.transaction(branch).await?;
+    let store: Arc<Store> = tx.store();
+    let schema = stored_schema(&store).await?;
+    let mut repaired = vec![];
+    for node in schema.root.walk() {
+        let names = node
+            .coords
+            .iter()
+            .map(|c| c.name())
+            .chain(node.vars.iter().map(|v| v.name.as_str()));
+        for name in names {
+            let path = array_path(&node.path, name);
+            let Some(before) = store.get(&metadata_key(&path)?).await.map_err(zerr)? else {
+                continue;
+            };
+            let stored: Value = serde_json::from_slice(&before).unwrap_or(Value::Null);
+            let arr = open_array(&store, &path).await?;
+            if stored != metadata_json(&arr)? {
+                store_array_metadata(&arr).await?;
+                repaired.push(path);
+            }
+        }
+    }
+    if repaired.is_empty() {
+        return Ok((None, repaired));
+    }
+    Ok((Some(tx.commit(prov).await?), repaired))
 }
 
 /// Chunks are zstd-compressed (spec/013): mostly-empty chunks of growing axes shrink to a few
