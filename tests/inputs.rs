@@ -130,6 +130,28 @@ fn yrno_forecast_with_set_and_rename() {
     assert!((rows[3]["precipitation_amount"].as_f64().unwrap() - 0.3).abs() < 1e-9);
     assert!(rows[4]["precipitation_amount"].is_null(), "{:?}", rows[4]);
     assert_eq!(rows[5]["fresh"], 1);
+    // the same through the newest zarr-python + xarray
+    if let Some(py) = python() {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/read_types.py");
+        let out = Command::new(&py)
+            .arg(&script)
+            .arg(&repo)
+            .arg("forecast")
+            .arg(json!({"branch": "main"}).to_string())
+            .output()
+            .expect("python");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let r = &got["refs"][0];
+        assert_eq!(r["station"]["values"], json!(["hlavo"]));
+        assert_eq!(r["time"]["values"][5], "2026-11-24T05:00:00");
+        assert_eq!(r["precipitation_amount"]["values"][3], 0.3);
+        assert!(r["precipitation_amount"]["values"][4].is_null());
+        assert_eq!(r["fresh"]["dtype"], "bool");
+        assert_eq!(r["longitude"]["values"], json!([15.0531]));
+    } else {
+        eprintln!("SKIPPED (xarray part): no Python >= 3.12 reader environment; export checked it");
+    }
     // the input digest is that of the file's bytes
     let log: Value = serde_json::from_str(&ok(&["log", &repo, "-n", "1", "--json"])).unwrap();
     let digest = blake3::hash(&std::fs::read(&doc).unwrap())
