@@ -140,7 +140,11 @@ fn yrno_forecast_with_set_and_rename() {
             .arg(json!({"branch": "main"}).to_string())
             .output()
             .expect("python");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let got: Value = serde_json::from_slice(&out.stdout).unwrap();
         let r = &got["refs"][0];
         assert_eq!(r["station"]["values"], json!(["hlavo"]));
@@ -692,4 +696,56 @@ fn repair_rewrites_old_array_metadata() {
     let got: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(got["refs"][0]["site"]["values"], json!(["A", "B"]));
     assert_eq!(got["refs"][0]["v"]["values"], json!([5.0, null, null, 6.0]));
+}
+
+/// Blame after one update with several files: every file's cells are credited to the commit
+/// (not "never written"), for one node and for several; a later file wins at a cell both write.
+#[test]
+fn blame_covers_every_file_of_an_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("s.yaml");
+    std::fs::write(
+        &s,
+        "VARS:\n  v: {coords: [t, site]}\nCOORDS:\n  t: {type: int64}\n  site: {type: 'str[8]', sorted: false}\nother:\n  VARS: {w: {coords: t}}\n  COORDS: {t: {type: int64}}\n",
+    )
+    .unwrap();
+    let repo = dir.path().join("repo").display().to_string();
+    ok(&["init", &repo, "--schema", s.to_str().unwrap()]);
+    let a = dir.path().join("a.csv");
+    let b = dir.path().join("b.csv");
+    let c = dir.path().join("c.csv");
+    std::fs::write(&a, "t,site,v\n1,A,1.0\n2,A,2.0\n").unwrap();
+    std::fs::write(&b, "t,site,v\n2,A,20.0\n3,B,3.0\n").unwrap();
+    std::fs::write(&c, "t,w\n7,70\n").unwrap();
+    let report: Value = serde_json::from_str(&ok(&[
+        "update",
+        &repo,
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        &format!("other={}", c.display()),
+        "--json",
+    ]))
+    .unwrap();
+    let commit = report["commit"].as_str().unwrap().to_string();
+    assert_eq!(report["duplicates"], 1, "{report}");
+    let blame = |node: &str, var: &str, wheres: &[&str]| -> Value {
+        let mut args = vec!["blame", &repo, "--node", node, "--var", var, "--json"];
+        for w in wheres {
+            args.extend(["--where", w]);
+        }
+        serde_json::from_str(&ok(&args)).unwrap()
+    };
+    for (t, site) in [("1", "A"), ("2", "A"), ("3", "B")] {
+        let r = blame("/", "v", &[&format!("t={t}"), &format!("site={site}")]);
+        assert_eq!(r[0]["commit"], commit.as_str(), "t={t} site={site}: {r}");
+    }
+    let r = blame("other", "w", &["t=7"]);
+    assert_eq!(r[0]["commit"], commit.as_str(), "{r}");
+    // the later file won at (2, A)
+    let rows = export_json(&repo, "/", None);
+    let cell = rows
+        .iter()
+        .find(|r| r["t"] == 2 && r["site"] == "A")
+        .unwrap();
+    assert_eq!(cell["v"], 20.0);
 }

@@ -1860,17 +1860,38 @@ fn convert_files(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<(ConvertedInputs, Vec<String>), MergeError> {
     let mut out = Vec::new();
-    let mut digests = Vec::new();
-    for (path, file) in files {
-        let node = super::require_node(schema, path)?;
+    let mut digests = vec![String::new(); files.len()];
+    for (path, members) in node_groups(files.iter().map(|(p, _)| p)) {
+        let node = super::require_node(schema, &path)?;
         let mut conv = convert::Converter::new(node, opts.on_invalid).spill_over(opts.budget());
-        let digest = Table::read_batches_with(file, &opts.input, BATCH_ROWS, progress, |batch| {
-            conv.push(&batch)
-        })?;
-        out.push((file.display().to_string(), conv.finish()?));
-        digests.push(digest);
+        for &i in &members {
+            let file = &files[i].1;
+            digests[i] = Table::read_batches_with(file, &opts.input, BATCH_ROWS, progress, |b| {
+                conv.push(&b)
+            })?;
+        }
+        let names: Vec<String> = members
+            .iter()
+            .map(|&i| files[i].1.display().to_string())
+            .collect();
+        out.push((names.join(", "), conv.finish()?));
     }
     Ok((out, digests))
+}
+
+/// The inputs' node paths, each once in order of first appearance, with the positions of the
+/// inputs for it: the files of one node are one contribution to it (their rows in input order,
+/// a later file's row winning over an earlier one's at the same cell), so that its cell record
+/// and extent cover them all.
+fn node_groups<'a>(paths: impl Iterator<Item = &'a String>) -> Vec<(String, Vec<usize>)> {
+    let mut groups: Vec<(String, Vec<usize>)> = vec![];
+    for (i, p) in paths.enumerate() {
+        match groups.iter_mut().find(|(g, _)| g == p) {
+            Some((_, members)) => members.push(i),
+            None => groups.push((p.clone(), vec![i])),
+        }
+    }
+    groups
 }
 
 /// Merge `inputs` (node path, table) into `branch` as one commit, retrying on a newer tip when
@@ -1953,23 +1974,29 @@ async fn update_inputs(
         };
         let mut cells: crate::repo::CellRecord = BTreeMap::new();
         let mut extents = Map::new();
-        let paths: Vec<String> = match &inputs {
-            Inputs::Tables(tables) => tables.iter().map(|(p, _)| p.clone()).collect(),
-            Inputs::Files { files, .. } => files.iter().map(|(p, _)| p.clone()).collect(),
+        let groups = match &inputs {
+            Inputs::Tables(tables) => node_groups(tables.iter().map(|(p, _)| p)),
+            Inputs::Files { files, .. } => node_groups(files.iter().map(|(p, _)| p)),
         };
+        let paths: Vec<String> = groups.iter().map(|(p, _)| p.clone()).collect();
         let t = std::time::Instant::now();
         let mut fresh: ConvertedInputs;
         let contributions: &mut [(String, Converted)] = match &mut inputs {
             Inputs::Tables(tables) => {
-                fresh = tables
+                fresh = groups
                     .iter()
-                    .map(|(path, table)| {
+                    .map(|(path, members)| {
                         let node = super::require_node(&schema, path)?;
                         let mut conv = convert::Converter::new(node, opts.on_invalid)
                             .spill_over(opts.budget());
-                        conv.push(table)?;
-                        let conv = conv.finish()?;
-                        Ok((table.source.clone(), conv))
+                        for &i in members {
+                            conv.push(&tables[i].1)?;
+                        }
+                        let names: Vec<&str> = members
+                            .iter()
+                            .map(|&i| tables[i].1.source.as_str())
+                            .collect();
+                        Ok((names.join(", "), conv.finish()?))
                     })
                     .collect::<Result<_, MergeError>>()?;
                 &mut fresh
