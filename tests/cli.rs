@@ -186,7 +186,21 @@ fn branches_tags_reset_revert_merge_verify_gc() {
     assert_eq!(gc["dry_run"], true);
     ok_text(&["gc", &r, "--older-than", "0s"]);
     assert_eq!(ok_json(&["verify", &r, "kalman", "--json"])["ok"], true);
-    ok_text(&["branch", &r, "delete", "kalman"]);
+    // kalman holds the cherry-pick, which no other ref reaches: git's -d/-D rule
+    fails(
+        &["branch", &r, "delete", "kalman"],
+        1,
+        "no other branch or tag reaches",
+    );
+    assert_eq!(
+        ok_json(&["branch", &r, "list", "--json"])[0]["name"],
+        "kalman"
+    );
+    ok_text(&["branch", &r, "delete", "kalman", "--force"]);
+    // a branch whose commits another ref reaches goes without --force
+    ok_text(&["branch", &r, "create", "copy", "--from", "main"]);
+    ok_text(&["branch", &r, "delete", "copy"]);
+    fails(&["merge", &r, "main", "--into", "main"], 1, "into itself");
 }
 
 #[test]

@@ -436,10 +436,14 @@ enum BranchAction {
         #[arg(long)]
         json: bool,
     },
-    /// Delete a branch.
+    /// Delete a branch; refused when it has commits no other branch or tag reaches.
     Delete {
         /// Branch name.
         name: String,
+        /// Delete it even when its own commits would then be reached by no ref (gc may then
+        /// expire them).
+        #[arg(long, short = 'D')]
+        force: bool,
     },
 }
 
@@ -1094,8 +1098,20 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                     println!("{id}");
                 }
                 BranchAction::List { json } => output::refs(&r.branches().await?, json),
-                BranchAction::Delete { name } => {
-                    r.delete_branch(&name).await?;
+                BranchAction::Delete { name, force } => {
+                    let deleted = if force {
+                        r.delete_branch(&name).await
+                    } else {
+                        r.delete_merged_branch(&name).await
+                    };
+                    match deleted {
+                        Err(e @ RepoError::Unmerged { .. }) => {
+                            return Err(CliError::Other(format!(
+                                "{e}; merge or tag it first, or give --force to delete it anyway"
+                            )))
+                        }
+                        other => other?,
+                    }
                     println!("deleted branch {name}");
                 }
             }

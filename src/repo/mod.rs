@@ -57,6 +57,21 @@ pub enum RepoError {
     /// A branch that does not exist.
     #[error("branch '{0}' does not exist (see `zarr-fuse branch <REPO> list`)")]
     NoSuchBranch(String),
+    /// Deleting a branch would lose commits no other branch or tag reaches.
+    #[error(
+        "branch '{branch}' has {commits} commit(s) that no other branch or tag reaches (tip {tip})"
+    )]
+    Unmerged {
+        /// The branch.
+        branch: String,
+        /// How many of its commits only it reaches.
+        commits: usize,
+        /// Its tip.
+        tip: String,
+    },
+    /// Merging a branch into itself.
+    #[error("cannot merge branch '{0}' into itself")]
+    MergeIntoItself(String),
     /// A branch that already exists.
     #[error("branch '{0}' already exists")]
     BranchExists(String),

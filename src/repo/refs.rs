@@ -373,6 +373,42 @@ impl Repo {
         Ok(target.id)
     }
 
+    /// Delete branch `name` unless it has commits that no other branch or tag reaches
+    /// ([`RepoError::Unmerged`]); [`Repo::delete_branch`] deletes it anyway.
+    pub async fn delete_merged_branch(&self, name: &str) -> Result<()> {
+        let tip = self.branch_tip(name).await?;
+        let mut reached: BTreeSet<String> = BTreeSet::new();
+        let others = self
+            .branches()
+            .await?
+            .into_iter()
+            .filter(|b| b.name != name);
+        for r in others.chain(self.tags().await?) {
+            let id = SnapshotId::try_from(r.commit.as_str())
+                .map_err(|e| RepoError::Invalid(e.to_string()))?;
+            for info in self.ancestry(&id).await? {
+                if !reached.insert(info.id.to_string()) {
+                    break;
+                }
+            }
+        }
+        let mut only_here = 0;
+        for info in self.ancestry(&tip).await? {
+            if reached.contains(&info.id.to_string()) {
+                break;
+            }
+            only_here += 1;
+        }
+        if only_here > 0 {
+            return Err(RepoError::Unmerged {
+                branch: name.to_string(),
+                commits: only_here,
+                tip: tip.to_string(),
+            });
+        }
+        self.delete_branch(name).await
+    }
+
     /// Delete branch `name` (its commits stay readable until gc).
     pub async fn delete_branch(&self, name: &str) -> Result<()> {
         if name == "main" {

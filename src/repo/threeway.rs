@@ -408,6 +408,9 @@ impl Repo {
         into: &str,
         mut prov: Provenance,
     ) -> Result<CommitOutcome> {
+        if source.trim() == into {
+            return Err(RepoError::MergeIntoItself(into.to_string()));
+        }
         let src = self.resolve(source).await?;
         let tip = self.branch_tip(into).await?;
         let base = self.merge_base(&tip, &src.id).await?.ok_or_else(|| {
