@@ -417,3 +417,63 @@ fn concurrent_file_updates_all_land() {
         "init, updates, repository creation"
     );
 }
+
+/// gc deletes icechunk's repo-object backups (`overwritten/repo*`) older than the cut-off except
+/// the newest few, and temporary files of crashed writers older than the cut-off; the history,
+/// blame and verify are unaffected.
+#[test]
+fn gc_prunes_repo_backups_and_stale_temp_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, _) = setup(dir.path());
+    for i in 0..12 {
+        ok_text(&["tag", &r, "create", &format!("t{i}")]);
+    }
+    let backups = |r: &str| -> usize {
+        std::fs::read_dir(Path::new(r).join("overwritten"))
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("repo"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let before = backups(&r);
+    assert!(before > 12, "{before} backups");
+    let tmp = Path::new(&r).join(".zf-tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let stale = tmp.join(".chunk.zf-tmp-1-1");
+    let fresh = tmp.join(".chunk.zf-tmp-2-2");
+    std::fs::write(&stale, "partial").unwrap();
+    std::fs::write(&fresh, "in flight").unwrap();
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .unwrap()
+        .set_modified(hour_ago)
+        .unwrap();
+    let dry = ok_json(&["gc", &r, "--older-than", "10m", "--dry-run", "--json"]);
+    assert_eq!(dry["temp_files_deleted"], 1, "{dry}");
+    assert!(stale.exists());
+    let log_before = ok_json(&["log", &r, "--json"]);
+    let g = ok_json(&["gc", &r, "--older-than", "10m", "--json"]);
+    assert_eq!(g["temp_files_deleted"], 1, "{g}");
+    assert!(!stale.exists() && fresh.exists());
+    // backups younger than the cut-off stay
+    assert_eq!(g["repo_backups_deleted"], 0, "{g}");
+    let g = ok_json(&["gc", &r, "--older-than", "0s", "--json"]);
+    let deleted = g["repo_backups_deleted"].as_u64().unwrap() as usize;
+    assert!(deleted >= before - 8, "{g}");
+    assert!(backups(&r) <= 9, "{} left", backups(&r));
+    assert_eq!(ok_json(&["verify", &r, "--json"])["ok"], true);
+    // gc --older-than 0s expires old snapshots that are no ref's tip, but every tag keeps its own
+    let tags = ok_json(&["tag", &r, "list", "--json"]);
+    assert_eq!(tags.as_array().unwrap().len(), 12);
+    assert!(!ok_json(&["log", &r, "--json"])
+        .as_array()
+        .unwrap()
+        .is_empty());
+    assert!(!log_before.as_array().unwrap().is_empty());
+    // the repository still takes commits
+    ok_text(&["tag", &r, "create", "after-gc"]);
+}

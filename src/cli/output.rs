@@ -206,6 +206,13 @@ pub fn gc(r: &GcReport, json: bool) {
         r.transaction_logs_deleted,
         r.bytes_deleted
     );
+    println!(
+        "{verb} {} repo-object backup(s) ({} bytes; the newest {} are kept) and {} temporary file(s)",
+        r.repo_backups_deleted,
+        r.repo_backup_bytes_deleted,
+        crate::repo::KEEP_REPO_BACKUPS,
+        r.temp_files_deleted
+    );
 }
 
 /// `blame`.

@@ -9,7 +9,7 @@ use icechunk::ops::expiration::{expire, ExpiredRefAction};
 use icechunk::ops::gc::{garbage_collect, GCConfig};
 use serde::Serialize;
 
-use super::{engine, Repo, Result};
+use super::{engine, Repo, RepoError, Result};
 
 /// What `gc` did (or, with `dry_run`, would do).
 #[derive(Clone, Debug, Serialize, Default)]
@@ -30,7 +30,19 @@ pub struct GcReport {
     pub transaction_logs_deleted: u64,
     /// Bytes deleted.
     pub bytes_deleted: u64,
+    /// icechunk's backups of the repo object (`overwritten/repo*`) deleted: every one older than
+    /// the cut-off except the newest [`KEEP_REPO_BACKUPS`] (spec/026).
+    pub repo_backups_deleted: u64,
+    /// Their bytes.
+    pub repo_backup_bytes_deleted: u64,
+    /// Temporary files of crashed or disk-full writers deleted (local repositories).
+    pub temp_files_deleted: u64,
 }
+
+/// The newest repo-object backups gc keeps: only icechunk's ops log reads them, following each
+/// repo object's link to the one it replaced, and it ends quietly at the first missing one
+/// (spec/026); a few keep the latest operations in that log.
+pub const KEEP_REPO_BACKUPS: usize = 8;
 
 fn nz16(n: u16) -> NonZeroU16 {
     NonZeroU16::new(n).unwrap_or(NonZeroU16::MIN)
@@ -112,6 +124,54 @@ impl Repo {
         report.chunks_deleted = summary.chunks_deleted;
         report.transaction_logs_deleted = summary.transaction_logs_deleted;
         report.bytes_deleted = summary.bytes_deleted;
+        (
+            report.repo_backups_deleted,
+            report.repo_backup_bytes_deleted,
+        ) = self.prune_repo_backups(cutoff, dry_run).await?;
+        if let crate::Location::Local(root) = self.location() {
+            let t = std::time::SystemTime::from(cutoff);
+            report.temp_files_deleted =
+                crate::storage::local::remove_temp_files_older_than(root, t, dry_run)
+                    .map_err(|e| RepoError::Invalid(format!("removing temporary files: {e}")))?
+                    as u64;
+        }
         Ok(report)
     }
+
+    /// Delete the repo-object backups under `overwritten/` older than `cutoff`, except the newest
+    /// [`KEEP_REPO_BACKUPS`]; returns their number and bytes.
+    async fn prune_repo_backups(&self, cutoff: DateTime<Utc>, dry_run: bool) -> Result<(u64, u64)> {
+        use futures::{StreamExt, TryStreamExt};
+        let am = self.inner.asset_manager();
+        let storage = am.storage();
+        let ctx = am.storage_context();
+        let mut backups: Vec<_> = storage
+            .list_objects(&ctx, BACKUPS)
+            .await
+            .map_err(engine("listing repo-object backups"))?
+            .try_collect::<Vec<_>>()
+            .await
+            .map_err(engine("listing repo-object backups"))?
+            .into_iter()
+            .filter(|b| b.id.starts_with("repo"))
+            .collect();
+        backups.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        let old: Vec<(String, u64)> = backups
+            .into_iter()
+            .skip(KEEP_REPO_BACKUPS)
+            .filter(|b| b.created_at < cutoff)
+            .map(|b| (b.id, b.size_bytes))
+            .collect();
+        let (n, bytes) = (old.len() as u64, old.iter().map(|(_, s)| s).sum::<u64>());
+        if !dry_run && n > 0 {
+            storage
+                .delete_objects(&ctx, BACKUPS, futures::stream::iter(old).boxed())
+                .await
+                .map_err(engine("deleting repo-object backups"))?;
+        }
+        Ok((n, bytes))
+    }
 }
+
+/// Where icechunk keeps the copies of objects it overwrote.
+const BACKUPS: &str = "overwritten";

@@ -18,7 +18,7 @@ use icechunk::{Repository, RepositoryConfig};
 
 use crate::storage::{Location, StorageError};
 
-pub use gc::GcReport;
+pub use gc::{GcReport, KEEP_REPO_BACKUPS};
 pub use history::{CommitInfo, DiffReport, NodeChange};
 pub use refs::{parse_time, validate_ref_name, RefInfo, Resolved};
 pub use threeway::{ChunkConflict, Strategy};

@@ -524,6 +524,40 @@ impl Storage for DurableLocalStorage {
     }
 }
 
+/// Remove temporary files older than `cutoff` (left behind by writers that were killed or ran
+/// out of disk mid-write): the rule of gc, under which a writer younger than the cut-off is safe.
+/// Returns how many were removed (or, with `dry_run`, would be).
+pub fn remove_temp_files_older_than(
+    root: &Path,
+    cutoff: std::time::SystemTime,
+    dry_run: bool,
+) -> std::io::Result<usize> {
+    let dir = root.join(TMP_DIR);
+    let mut removed = 0;
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t < cutoff);
+        if old {
+            if !dry_run {
+                match fs::remove_file(entry.path()) {
+                    Err(e) if e.kind() != ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// Remove temporary files left behind by writers that were killed mid-write.
 ///
 /// Only safe when no writer is running; the objects they would have become were never referenced.
