@@ -155,7 +155,7 @@ impl Repo {
             .into_iter()
             .filter(|b| b.id.starts_with("repo"))
             .collect();
-        backups.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        backups.sort_by_key(|b| std::cmp::Reverse(b.created_at));
         let old: Vec<(String, u64)> = backups
             .into_iter()
             .skip(KEEP_REPO_BACKUPS)
