@@ -477,3 +477,69 @@ fn gc_prunes_repo_backups_and_stale_temp_files() {
     // the repository still takes commits
     ok_text(&["tag", &r, "create", "after-gc"]);
 }
+
+/// A full disk: the update fails with one line, leaves no temporary file, and the next update
+/// after space is freed succeeds. Needs a small tmpfs (root); skipped with a message elsewhere.
+#[test]
+fn disk_full_leaves_no_temporary_files_and_the_next_update_succeeds() {
+    struct Mount(std::path::PathBuf);
+    impl Drop for Mount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
+        .arg(&mnt)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !mounted {
+        eprintln!("SKIPPED: cannot mount a small tmpfs here (needs root); the temporary-file cleanup is covered by gc_prunes_repo_backups_and_stale_temp_files");
+        return;
+    }
+    let _guard = Mount(mnt.clone());
+    let repo = mnt.join("repo");
+    let r = repo.to_str().unwrap();
+    let schema = dir.path().join("s.yaml");
+    std::fs::write(
+        &schema,
+        "VARS:\n  v: {coords: [t, site]}\nCOORDS:\n  t: {type: int64, chunk_size: 4096}\n  site: {type: int64, chunk_size: 64}\n",
+    )
+    .unwrap();
+    ok_json(&["init", r, "--schema", schema.to_str().unwrap(), "--json"]);
+    // incompressible values: ~2 MB of chunks
+    let mut csv = String::from("t,site,v\n");
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for t in 0..4096 {
+        for site in 0..64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            csv.push_str(&format!("{t},{site},{}\n", (x >> 11) as f64 / 3.0));
+        }
+    }
+    let input = dir.path().join("big.csv");
+    std::fs::write(&input, csv).unwrap();
+    let filler = mnt.join("filler");
+    std::fs::write(&filler, vec![0u8; 2 << 20]).unwrap();
+    let log_before = ok_json(&["log", r, "--json"]);
+    let out = zf(&["update", r, input.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let tmp = repo.join(".zf-tmp");
+    let left = std::fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0, "temporary files left after the full disk");
+    assert_eq!(
+        ok_json(&["log", r, "--json"]),
+        log_before,
+        "the branch moved"
+    );
+    std::fs::remove_file(&filler).unwrap();
+    let done = ok_json(&["update", r, input.to_str().unwrap(), "--json"]);
+    assert!(done["commit"].is_string(), "{done}");
+    assert_eq!(ok_json(&["verify", r, "--json"])["ok"], true);
+}

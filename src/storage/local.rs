@@ -284,10 +284,17 @@ impl Writer {
             std::process::id(),
             TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        if sync {
-            f.sync_data()?;
+        let written = File::create(&tmp).and_then(|mut f| {
+            f.write_all(bytes)?;
+            if sync {
+                f.sync_data()?;
+            }
+            Ok(())
+        });
+        if let Err(e) = written {
+            // a full disk (or any failed write) leaves no temporary file behind
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
         }
         Ok(tmp)
     }
@@ -306,7 +313,10 @@ impl Writer {
         let dir = dest.parent().unwrap_or(&self.root).to_path_buf();
         let result = match previous {
             None => {
-                fs::rename(&tmp, &dest)?;
+                if let Err(e) = fs::rename(&tmp, &dest) {
+                    let _ = fs::remove_file(&tmp);
+                    return Err(e);
+                }
                 self.mark_dirty(&dir);
                 if deferred {
                     self.defer_sync(dest.clone());
@@ -356,8 +366,10 @@ impl Writer {
                 // everything the new ref can reach, and the new ref itself, must be durable before
                 // the ref moves
                 self.defer_sync(tmp.clone());
-                self.flush()?;
-                fs::rename(&tmp, &dest)?;
+                if let Err(e) = self.flush().and_then(|_| fs::rename(&tmp, &dest)) {
+                    let _ = fs::remove_file(&tmp);
+                    return Err(e);
+                }
                 fsync_dir(&dir)?;
                 VersionedUpdateResult::Updated {
                     new_version: version_of(&dest)?,
@@ -391,7 +403,10 @@ impl Writer {
         let dest = self.root.join(to);
         let deferred = sync_deferred(to);
         let tmp = self.write_temp(&dest, &bytes, !deferred)?;
-        fs::rename(&tmp, &dest)?;
+        if let Err(e) = fs::rename(&tmp, &dest) {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
         self.mark_dirty(dest.parent().unwrap_or(&self.root));
         if deferred {
             self.defer_sync(dest.clone());
