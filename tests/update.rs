@@ -709,3 +709,78 @@ fn cell_sets_are_shared_and_compact_and_blame_reads_them() {
     assert_eq!(blame("temp", "2026-01-02T01:00", "B"), "never written");
     assert_eq!(blame("count", "2026-01-02T16:00", "A"), "irregular");
 }
+
+/// `diff` and `show` name what changed by cells and coordinate values: counts of cells changed,
+/// added and set to NA per variable, and boxes of times × sites; chunk indices only with --chunks.
+#[test]
+fn diff_and_show_by_cells_and_coordinates() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = setup(dir.path());
+    let first: Value = serde_json::from_str(&ok(&["log", &repo, "-n", "1", "--json"])).unwrap();
+    let first = first[0]["id"].as_str().unwrap().to_string();
+    let b = dir.path().join("b.csv");
+    // (02:00, B) changes; (03:00, C) is new; hum at (01:00, A) is erased with --overwrite-na
+    std::fs::write(
+        &b,
+        "time,site,temperature,hum,count,lat\n\
+         2026-01-01T02:00,B,30,53,4,49.2\n\
+         2026-01-01T03:00,C,31,63,7,48.0\n\
+         2026-01-01T01:00,A,10,,1,50.1\n",
+    )
+    .unwrap();
+    let out: Value = serde_json::from_str(&ok(&[
+        "update",
+        &repo,
+        b.to_str().unwrap(),
+        "--overwrite-na",
+        "--json",
+    ]))
+    .unwrap();
+    let second = out["commit"].as_str().unwrap().to_string();
+    let d: Value = serde_json::from_str(&ok(&["diff", &repo, &first, &second, "--json"])).unwrap();
+    let temp = &d["cells"]["nodes"][""]["temp"];
+    assert_eq!(temp["changed"], 1, "{d}");
+    assert_eq!(temp["added"], 1, "{d}");
+    assert_eq!(temp["set_na"], 0, "{d}");
+    let hum = &d["cells"]["nodes"][""]["hum"];
+    assert_eq!(hum["set_na"], 1, "{d}");
+    assert_eq!(hum["added"], 1, "{d}");
+    let boxes = temp["boxes"].as_array().unwrap();
+    assert_eq!(temp["boxes_total"], boxes.len());
+    let named: Vec<(Value, Value)> = boxes
+        .iter()
+        .map(|b| {
+            (
+                b["coords"][0]["first"].clone(),
+                b["coords"][1]["first"].clone(),
+            )
+        })
+        .collect();
+    assert!(
+        named.contains(&(Value::from("2026-01-01T01:00:00"), Value::from("B")))
+            && named.contains(&(Value::from("2026-01-01T02:00:00"), Value::from("C"))),
+        "boxes name times (UTC, from CET) and sites: {named:?}"
+    );
+    assert_eq!(temp["boxes"][0]["coords"][0]["dim"], "t");
+    assert!(
+        d.get("chunks").is_none(),
+        "chunk indices only with --chunks"
+    );
+    let with: Value =
+        serde_json::from_str(&ok(&["diff", &repo, &first, &second, "--json", "--chunks"])).unwrap();
+    assert!(with["chunks"].as_object().is_some_and(|c| !c.is_empty()));
+    // count is unchanged where the same values were written again
+    assert!(d["cells"]["nodes"][""]
+        .get("count")
+        .is_none_or(|c| c["changed"] == 0));
+    let text = ok(&["show", &repo, &second]);
+    assert!(
+        text.contains("~ cells  temp: 1 changed, 1 added, 0 set to NA"),
+        "{text}"
+    );
+    assert!(text.contains("site=\"C\""), "{text}");
+    // nothing differs between a revision and itself
+    let same: Value =
+        serde_json::from_str(&ok(&["diff", &repo, &second, &second, "--json"])).unwrap();
+    assert_eq!(same["cells"]["nodes"], serde_json::json!({}));
+}

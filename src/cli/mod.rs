@@ -166,11 +166,15 @@ enum Command {
         repo: String,
         /// Revision.
         rev: String,
+        /// Also list the indices of the changed chunks.
+        #[arg(long)]
+        chunks: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
-    /// Differences between two revisions.
+    /// Differences between two revisions: per variable the cells changed, added and set to NA,
+    /// and the boxes of coordinate values they lie in.
     Diff {
         /// Repository location.
         repo: String,
@@ -178,6 +182,9 @@ enum Command {
         rev_a: String,
         /// To revision.
         rev_b: String,
+        /// Also list the indices of the changed chunks.
+        #[arg(long)]
+        chunks: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -563,6 +570,27 @@ fn write_hint(path: &std::path::Path, e: &std::io::Error) -> String {
         std::io::ErrorKind::IsADirectory => " (that is a directory; name a file)".into(),
         _ => String::new(),
     }
+}
+
+/// The chunk-level diff with the cells that differ (by coordinate values); chunk indices only
+/// when asked for.
+async fn diff_with_cells(
+    r: &Repo,
+    a: &icechunk::format::SnapshotId,
+    b: &icechunk::format::SnapshotId,
+    chunks: bool,
+) -> Result<output::Diff, CliError> {
+    let mut d = r.diff_ids(a, b).await?;
+    // a revision without a zarr-fuse schema (the repository's root commit) has no cells to name
+    let cells = match crate::merge::cell_diff(r, a, b, &d).await {
+        Ok(c) => Some(c),
+        Err(crate::merge::MergeError::NoSchema(_)) => None,
+        Err(e) => return Err(CliError::Other(e.to_string())),
+    };
+    if !chunks {
+        d.chunks.clear();
+    }
+    Ok(output::Diff { chunks: d, cells })
 }
 
 /// `K=V` arguments of a repeatable option.
@@ -1073,7 +1101,12 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 .await?;
             output::log(&log, json);
         }
-        Command::Show { repo, rev, json } => {
+        Command::Show {
+            repo,
+            rev,
+            chunks,
+            json,
+        } => {
             let r = open(&repo).await?;
             let res = r.resolve(&rev).await?;
             let info = r.commit_info(&res.id).await?;
@@ -1081,7 +1114,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 Some(p) => {
                     let p = icechunk::format::SnapshotId::try_from(p.as_str())
                         .map_err(|e| CliError::Other(e.to_string()))?;
-                    Some(r.diff_ids(&p, &res.id).await?)
+                    Some(diff_with_cells(&r, &p, &res.id, chunks).await?)
                 }
                 None => None,
             };
@@ -1091,10 +1124,12 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             repo,
             rev_a,
             rev_b,
+            chunks,
             json,
         } => {
             let r = open(&repo).await?;
-            let d = r.diff(&rev_a, &rev_b).await?;
+            let (a, b) = (r.resolve(&rev_a).await?, r.resolve(&rev_b).await?);
+            let d = diff_with_cells(&r, &a.id, &b.id, chunks).await?;
             output::diff(&d, json);
         }
         Command::Branch { repo, action } => {

@@ -77,7 +77,18 @@ pub fn log(commits: &[CommitInfo], json: bool) {
 }
 
 /// `show`.
-pub fn show(c: &CommitInfo, d: Option<&DiffReport>, json: bool) {
+/// A diff as the CLI prints it: the arrays and chunks that differ and, where the revisions have
+/// a schema, the cells by coordinate values.
+#[derive(Serialize)]
+pub struct Diff {
+    /// Arrays, groups and chunk counts (chunk indices only with `--chunks`).
+    #[serde(flatten)]
+    pub chunks: DiffReport,
+    /// Cells that differ per node and variable.
+    pub cells: Option<crate::merge::CellDiff>,
+}
+
+pub fn show(c: &CommitInfo, d: Option<&Diff>, json: bool) {
     if json {
         let mut v = commit_json(c);
         if let Some(o) = v.as_object_mut() {
@@ -92,10 +103,14 @@ pub fn show(c: &CommitInfo, d: Option<&DiffReport>, json: bool) {
     }
 }
 
-fn diff_text(d: &DiffReport) {
+fn diff_text(diff: &Diff) {
+    let d = &diff.chunks;
     if d.is_empty() {
         println!("no differences");
         return;
+    }
+    if let Some(cells) = &diff.cells {
+        cells_text(cells);
     }
     for p in &d.groups_added {
         println!("+ group  {p}");
@@ -142,8 +157,41 @@ fn diff_text(d: &DiffReport) {
     }
 }
 
+fn cells_text(c: &crate::merge::CellDiff) {
+    for (node, vars) in &c.nodes {
+        for (var, v) in vars {
+            let name = if node.is_empty() {
+                var.clone()
+            } else {
+                format!("{node}/{var}")
+            };
+            println!(
+                "~ cells  {name}: {} changed, {} added, {} set to NA",
+                v.changed, v.added, v.set_na
+            );
+            for b in &v.boxes {
+                let dims: Vec<String> = b
+                    .coords
+                    .iter()
+                    .map(|s| {
+                        if s.first == s.last {
+                            format!("{}={}", s.dim, s.first)
+                        } else {
+                            format!("{}={}..{}", s.dim, s.first, s.last)
+                        }
+                    })
+                    .collect();
+                println!("    {} ({} cell(s))", dims.join(" × "), b.cells);
+            }
+            if v.boxes_total > v.boxes.len() {
+                println!("    … {} more box(es)", v.boxes_total - v.boxes.len());
+            }
+        }
+    }
+}
+
 /// `diff`.
-pub fn diff(d: &DiffReport, json: bool) {
+pub fn diff(d: &Diff, json: bool) {
     if json {
         print_json(d);
     } else {

@@ -4,6 +4,7 @@
 pub mod axis;
 pub mod cells;
 pub mod convert;
+mod diff;
 mod interp;
 pub mod keys;
 mod node;
@@ -13,6 +14,7 @@ use std::cmp::Ordering;
 use std::hash::{Hash, Hasher};
 
 pub use convert::OnInvalid;
+pub use diff::{cell_diff, BoxSide, CellBox, CellDiff, VarDiff};
 pub use keys::{KeyRef, Keys};
 pub use node::{
     apply_schema, create_node, init_dataset, read_axis, read_node, repair_metadata, stored_schema,

@@ -20,7 +20,7 @@ use crate::provenance::Provenance;
 use crate::repo::{Repo, RepoError};
 use crate::schema::{self, DType, NodeSchema, Schema, UnitSpec, Variable};
 
-type Store = dyn AsyncReadableWritableListableStorageTraits;
+pub(super) type Store = dyn AsyncReadableWritableListableStorageTraits;
 
 /// How values are held in memory and stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -2127,6 +2127,17 @@ pub struct NodeData {
     pub coords: Vec<(String, Vec<Scalar>)>,
     /// Variable name → (dims, shape, values in C order).
     pub vars: Vec<VarData>,
+}
+
+/// One variable of `node` at a snapshot's `store`: its shape and cells in C order (NA where
+/// no contribution wrote).
+pub(super) async fn read_var(
+    store: &Arc<Store>,
+    node: &NodeSchema,
+    v: &Variable,
+) -> Result<(Vec<u64>, Vec<Scalar>), MergeError> {
+    let (arr, d) = read_dense(store, &array_path(&node.path, &v.name), kind(v)).await?;
+    Ok((arr.shape().to_vec(), d.scalars()))
 }
 
 /// Read node `path` at commit `id`.

@@ -135,7 +135,8 @@ pub struct DiffReport {
     pub arrays_changed: Vec<NodeChange>,
     /// Per array: the number of changed chunks.
     pub chunk_counts: BTreeMap<String, usize>,
-    /// Per array: the coordinates of changed chunks.
+    /// Per array: the coordinates of changed chunks (the CLI shows them with `--chunks`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub chunks: BTreeMap<String, Vec<Vec<u32>>>,
 }
 
