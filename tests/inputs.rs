@@ -86,6 +86,25 @@ fn export_json(repo: &str, node: &str, at: Option<&str>) -> Vec<Value> {
         })
 }
 
+/// Every variable of `node` at each of `refs`, as icechunk-python + the newest zarr-python +
+/// xarray read them (`tests/python/read_types.py`).
+fn read_with_xarray(py: &Path, repo: &str, node: &str, refs: &[Value]) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/read_types.py");
+    let out = Command::new(py)
+        .arg(&script)
+        .arg(repo)
+        .arg(node)
+        .args(refs.iter().map(Value::to_string))
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "python reader failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
 fn yrno_repo(dir: &Path) -> String {
     let repo = dir.join("repo").display().to_string();
     ok(&[
@@ -132,20 +151,7 @@ fn yrno_forecast_with_set_and_rename() {
     assert_eq!(rows[5]["fresh"], 1);
     // the same through the newest zarr-python + xarray
     if let Some(py) = python() {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/read_types.py");
-        let out = Command::new(&py)
-            .arg(&script)
-            .arg(&repo)
-            .arg("forecast")
-            .arg(json!({"branch": "main"}).to_string())
-            .output()
-            .expect("python");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let got = read_with_xarray(&py, &repo, "forecast", &[json!({"branch": "main"})]);
         let r = &got["refs"][0];
         assert_eq!(r["station"]["values"], json!(["hlavo"]));
         assert_eq!(r["time"]["values"][5], "2026-11-24T05:00:00");
@@ -569,22 +575,12 @@ COORDS:
         eprintln!("SKIPPED: no Python >= 3.12 reader environment (run scripts/python-reader-env.sh); the Rust export above checked the same values");
         return;
     };
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/read_types.py");
-    let out = Command::new(&py)
-        .arg(&script)
-        .arg(&repo)
-        .arg("")
-        .arg(json!({"branch": "main"}).to_string())
-        .arg(json!({"tag": "v1"}).to_string())
-        .arg(json!({"snapshot_id": c1}).to_string())
-        .output()
-        .expect("python");
-    assert!(
-        out.status.success(),
-        "python reader failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let refs = [
+        json!({"branch": "main"}),
+        json!({"tag": "v1"}),
+        json!({"snapshot_id": c1}),
+    ];
+    let got = read_with_xarray(&py, &repo, "", &refs);
     eprintln!("reader versions: {}", got["versions"]);
     let main = &got["refs"][0];
     let v = |name: &str| main[name]["values"].as_array().cloned().unwrap_or_default();
@@ -680,20 +676,7 @@ fn repair_rewrites_old_array_metadata() {
         eprintln!("SKIPPED: no Python >= 3.12 reader environment; the metadata was checked above");
         return;
     };
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/read_types.py");
-    let out = Command::new(&py)
-        .arg(&script)
-        .arg(&repo)
-        .arg("")
-        .arg(json!({"branch": "main"}).to_string())
-        .output()
-        .expect("python");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got = read_with_xarray(&py, &repo, "", &[json!({"branch": "main"})]);
     assert_eq!(got["refs"][0]["site"]["values"], json!(["A", "B"]));
     assert_eq!(got["refs"][0]["v"]["values"], json!([5.0, null, null, 6.0]));
 }
