@@ -698,7 +698,7 @@ fn blame_covers_every_file_of_an_update() {
     let b = dir.path().join("b.csv");
     let c = dir.path().join("c.csv");
     std::fs::write(&a, "t,site,v\n1,A,1.0\n2,A,2.0\n").unwrap();
-    std::fs::write(&b, "t,site,v\n2,A,20.0\n3,B,3.0\n").unwrap();
+    std::fs::write(&b, "t,site,v\n2,A,20.0\n3,B,3.0\n,B,9.0\n").unwrap();
     std::fs::write(&c, "t,w\n7,70\n").unwrap();
     let report: Value = serde_json::from_str(&ok(&[
         "update",
@@ -711,6 +711,12 @@ fn blame_covers_every_file_of_an_update() {
     .unwrap();
     let commit = report["commit"].as_str().unwrap().to_string();
     assert_eq!(report["duplicates"], 1, "{report}");
+    // a dropped row is named by its own file and line
+    assert_eq!(
+        report["dropped"],
+        json!([{"file": b.display().to_string(), "line": 4}]),
+        "{report}"
+    );
     let blame = |node: &str, var: &str, wheres: &[&str]| -> Value {
         let mut args = vec!["blame", &repo, "--node", node, "--var", var, "--json"];
         for w in wheres {

@@ -287,8 +287,8 @@ pub struct Converted {
     pub rows_read: u64,
     /// Rows dropped for an NA coordinate.
     pub rows_dropped: u64,
-    /// Input lines of the first dropped rows (at most [`DROPPED_LINES`]).
-    pub dropped_lines: Vec<u64>,
+    /// Input file and line of the first dropped rows (at most [`DROPPED_LINES`]).
+    pub dropped_lines: Vec<(String, u64)>,
     /// Rows overwritten by a later row with the same coordinates.
     pub duplicates: u64,
     /// Cells made NA by `--on-invalid na`.
@@ -578,6 +578,8 @@ pub struct Converter<'n> {
     components: HashMap<String, HashMap<Key, Scalar>>,
     rows: Rows,
     lines: Lines,
+    /// (first row, input name) of each pushed table whose name differs from the previous one's.
+    sources: Vec<(usize, String)>,
     invalid: u64,
 }
 
@@ -613,6 +615,7 @@ impl<'n> Converter<'n> {
             rows: Rows::new(&template, SPILL_OVER),
             data_vars,
             lines: Lines::default(),
+            sources: Vec::new(),
             invalid: 0,
         }
     }
@@ -747,6 +750,13 @@ impl<'n> Converter<'n> {
                 vals.push(cell(v, col, row, false)?);
             }
         }
+        if self
+            .sources
+            .last()
+            .is_none_or(|(_, name)| *name != table.source)
+        {
+            self.sources.push((self.lines.len(), table.source.clone()));
+        }
         for &l in &table.lines {
             self.lines.push(l);
         }
@@ -770,6 +780,7 @@ impl<'n> Converter<'n> {
             lines,
             invalid,
             by_key,
+            sources,
             ..
         } = self;
         // only needed while pushing: free it before the passes (a hash map entry per distinct
@@ -795,7 +806,11 @@ impl<'n> Converter<'n> {
                 if tuple.contains(&NA) {
                     out.rows_dropped += 1;
                     if out.dropped_lines.len() < DROPPED_LINES {
-                        out.dropped_lines.push(lines.get(start + i));
+                        let row = start + i;
+                        let at = sources.partition_point(|(first, _)| *first <= row);
+                        let file = at.checked_sub(1).map(|k| sources[k].1.clone());
+                        out.dropped_lines
+                            .push((file.unwrap_or_default(), lines.get(row)));
                     }
                     continue;
                 }

@@ -2048,11 +2048,11 @@ async fn update_inputs(
             let written_before = report.timings.write;
             report.rows_read += conv.rows_read;
             report.rows_dropped += conv.rows_dropped;
-            for &line in &conv.dropped_lines {
+            for (file, line) in &conv.dropped_lines {
                 if report.dropped.len() < 2 * convert::DROPPED_LINES {
                     report.dropped.push(DroppedRow {
-                        file: source.clone(),
-                        line,
+                        file: file.clone(),
+                        line: *line,
                     });
                 }
             }
