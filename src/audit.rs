@@ -149,7 +149,8 @@ fn select(
 pub struct BlameRecord {
     /// Per dimension: `[first, last]` of a contiguous run, or the list of values.
     pub selection: Map<String, Value>,
-    /// The commit that last wrote these cells (`null`: never written).
+    /// The commit that last wrote these cells (`null`: never written, or written before the
+    /// history horizon — gc expired the commit; `message` says which).
     pub commit: Option<String>,
     /// Its author.
     pub author: Option<String>,
@@ -548,19 +549,53 @@ pub async fn blame(
         }
     }
     if !open.is_empty() {
-        let mut sels = Vec::new();
-        describe(node, &v.coords, &sel, &open, &mut sels);
-        for s in sels {
-            out.push(BlameRecord {
-                selection: s,
-                commit: None,
-                author: None,
-                time: None,
-                message: Some("never written".into()),
-            });
+        // a cell that holds a value but that no commit left in the history wrote was written
+        // before the history horizon (its commit expired by gc), not never
+        let valued = crate::merge::cells_with_values(&store, node, v, &open).await?;
+        let (before, never): (Vec<_>, Vec<_>) =
+            open.into_iter().zip(valued).partition(|(_, has)| *has);
+        let horizon = if before.is_empty() {
+            None
+        } else {
+            Some(history_horizon(repo, &at.id).await?)
+        };
+        for (cells, message) in [
+            (
+                before,
+                horizon.map(|h| format!("before the history horizon ({h})")),
+            ),
+            (never, Some("never written".to_string())),
+        ] {
+            let cells: Vec<Vec<Key>> = cells.into_iter().map(|(c, _)| c).collect();
+            if cells.is_empty() {
+                continue;
+            }
+            let mut sels = Vec::new();
+            describe(node, &v.coords, &sel, &cells, &mut sels);
+            for s in sels {
+                out.push(BlameRecord {
+                    selection: s,
+                    commit: None,
+                    author: None,
+                    time: None,
+                    message: message.clone(),
+                });
+            }
         }
     }
     Ok(out)
+}
+
+/// The time of the oldest commit left in the history of `id` (besides the repository's root):
+/// what was written before it is beyond what the history tells.
+async fn history_horizon(repo: &Repo, id: &SnapshotId) -> Result<String, MergeError> {
+    let log = repo.log(&id.to_string(), None).await?;
+    let oldest = log
+        .iter()
+        .rev()
+        .find(|c| !c.parents.is_empty())
+        .or(log.last());
+    Ok(oldest.map(|c| c.time.clone()).unwrap_or_default())
 }
 
 /// Export formats.

@@ -784,3 +784,60 @@ fn diff_and_show_by_cells_and_coordinates() {
         serde_json::from_str(&ok(&["diff", &repo, &second, &second, "--json"])).unwrap();
     assert_eq!(same["cells"]["nodes"], serde_json::json!({}));
 }
+
+/// After gc expired the commits that wrote cells, blame says those cells were written before
+/// the history horizon (with its date), never "never written"; cells no one wrote still are.
+#[test]
+fn blame_after_gc_names_the_history_horizon() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = setup(dir.path());
+    for (i, t) in ["03:00", "04:00", "05:00"].iter().enumerate() {
+        let f = dir.path().join(format!("u{i}.csv"));
+        std::fs::write(
+            &f,
+            format!("time,site,temperature,hum,count,lat\n2026-01-01T{t},C,1,2,3,48.0\n"),
+        )
+        .unwrap();
+        ok(&["update", &repo, f.to_str().unwrap()]);
+    }
+    ok(&["gc", &repo, "--older-than", "0s"]);
+    let blame = |t: &str, site: &str| -> Value {
+        let out = ok(&[
+            "blame",
+            &repo,
+            "--var",
+            "temp",
+            "--where",
+            &format!("t={t}"),
+            "--where",
+            &format!("site={site}"),
+            "--json",
+        ]);
+        serde_json::from_str::<Value>(&out).unwrap()[0].clone()
+    };
+    // written by the first update, whose commit gc expired (it is no ref's tip)
+    let early = blame("2026-01-01T00:00", "A");
+    let msg = early["message"].as_str().unwrap_or_default().to_string();
+    assert!(
+        msg.starts_with("before the history horizon (2026-"),
+        "{early}"
+    );
+    assert!(early["commit"].is_null());
+    // the tip's own cells are still blamed on it
+    let tip = blame("2026-01-01T04:00", "C"); // 05:00 CET, the last update
+    assert!(tip["commit"].is_string(), "{tip}");
+    // a cell no contribution wrote
+    let none = blame("2026-01-01T00:00", "C");
+    assert_eq!(none["message"], "never written", "{none}");
+    let text = ok(&[
+        "blame",
+        &repo,
+        "--var",
+        "temp",
+        "--where",
+        "t=2026-01-01T00:00",
+        "--where",
+        "site=A",
+    ]);
+    assert!(text.contains("(before the history horizon"), "{text}");
+}

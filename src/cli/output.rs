@@ -289,7 +289,11 @@ pub fn blame(recs: &[crate::audit::BlameRecord], json: bool) {
                     .next()
                     .unwrap_or("")
             ),
-            None => println!("(never written)  {}", sel.join(" ")),
+            None => println!(
+                "({})  {}",
+                r.message.as_deref().unwrap_or("never written"),
+                sel.join(" ")
+            ),
         }
     }
 }

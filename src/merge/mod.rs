@@ -17,8 +17,9 @@ pub use convert::OnInvalid;
 pub use diff::{cell_diff, BoxSide, CellBox, CellDiff, VarDiff};
 pub use keys::{KeyRef, Keys};
 pub use node::{
-    apply_schema, create_node, init_dataset, read_axis, read_node, repair_metadata, stored_schema,
-    update, update_files, NodeData, Timings, UpdateOptions, UpdateReport, VarData, BATCH_ROWS,
+    apply_schema, cells_with_values, create_node, init_dataset, read_axis, read_node,
+    repair_metadata, stored_schema, update, update_files, NodeData, Timings, UpdateOptions,
+    UpdateReport, VarData, BATCH_ROWS,
 };
 
 /// A coordinate value as it is compared and ordered.

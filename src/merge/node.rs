@@ -2140,6 +2140,41 @@ pub(super) async fn read_var(
     Ok((arr.shape().to_vec(), d.scalars()))
 }
 
+/// Which of `cells` (coordinate values in the order of `var`'s dimensions) hold a value in
+/// `var` of `node` at a snapshot's `store`.
+pub async fn cells_with_values(
+    store: &Arc<Store>,
+    node: &NodeSchema,
+    var: &Variable,
+    cells: &[Vec<Key>],
+) -> Result<Vec<bool>, MergeError> {
+    let mut at: Vec<HashMap<Key, usize>> = Vec::new();
+    for d in &var.coords {
+        let axis = read_axis(store, node, d, None).await?;
+        at.push(
+            axis.iter()
+                .enumerate()
+                .filter_map(|(i, s)| s.key().map(|k| (k, i)))
+                .collect(),
+        );
+    }
+    let (shape, values) = read_var(store, node, var).await?;
+    let st = strides(&shape);
+    Ok(cells
+        .iter()
+        .map(|cell| {
+            let flat: Option<usize> = cell
+                .iter()
+                .zip(&at)
+                .zip(&st)
+                .map(|((k, pos), s)| pos.get(k).map(|p| p * s))
+                .sum();
+            flat.and_then(|f| values.get(f))
+                .is_some_and(|v| !matches!(v, Scalar::Na))
+        })
+        .collect())
+}
+
 /// Read node `path` at commit `id`.
 pub async fn read_node(
     repo: &Repo,
