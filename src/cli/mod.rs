@@ -316,7 +316,7 @@ enum Command {
     ///
     /// Dropped, for what is older than --older-than: snapshots that are no branch's or tag's tip
     /// (their commits leave `log`, and blame cannot name them: a cell they wrote reads as
-    /// "(never written)" until issue F's folding lands), chunks, manifests and transaction logs
+    /// "before the history horizon (DATE)"), chunks, manifests and transaction logs
     /// no retained snapshot uses, icechunk's repo-object backups under `overwritten/` except the
     /// newest 8, and temporary files of crashed writers. Kept: every branch and tag tip and its
     /// data, every object younger than the cut-off (a concurrent writer is safe).
