@@ -274,6 +274,15 @@ fn storage(v: &Variable) -> Stored {
     }
 }
 
+/// How a coordinate's values are held: a composed coordinate's are int64 keys.
+fn coord_kind(c: &schema::Coord) -> Kind {
+    if c.composed.is_empty() {
+        kind(&c.var)
+    } else {
+        Kind::I64(i64::MIN)
+    }
+}
+
 /// What a coordinate's array stores: a composed coordinate holds int64 keys.
 fn coord_storage(c: &schema::Coord) -> Stored {
     if c.composed.is_empty() {
@@ -1362,11 +1371,7 @@ async fn apply_node(
     // 1. axes (interpolating coordinates first turn inside values into existing points)
     let mut old_axes = Vec::new();
     for c in &node.coords {
-        let k = if c.composed.is_empty() {
-            kind(&c.var)
-        } else {
-            Kind::I64(i64::MIN)
-        };
+        let k = coord_kind(c);
         let (_, old) = read_dense(store, &array_path(&node.path, c.name()), k).await?;
         old_axes.push(keys_of(old));
     }
@@ -1564,11 +1569,7 @@ async fn apply_node(
         if merges[ci].added == 0 {
             continue;
         }
-        let k = if c.composed.is_empty() {
-            kind(&c.var)
-        } else {
-            Kind::I64(i64::MIN)
-        };
+        let k = coord_kind(c);
         let fc = first_change[ci];
         let m = &merges[ci];
         for comp in &c.composed {
@@ -2213,11 +2214,7 @@ pub async fn read_axis(
     let c = node.coord(coord).ok_or_else(|| {
         MergeError::Invalid(format!("no coordinate '{coord}' in node '{}'", node.path))
     })?;
-    let k = if c.composed.is_empty() {
-        kind(&c.var)
-    } else {
-        Kind::I64(i64::MIN)
-    };
+    let k = coord_kind(c);
     let arr = open_array(store, &array_path(&node.path, c.name())).await?;
     let shape = arr.shape().to_vec();
     let n = shape.first().copied().unwrap_or(0);
