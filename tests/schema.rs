@@ -355,3 +355,17 @@ fn node_names_are_path_segments() {
     )
     .is_ok());
 }
+
+/// A quoted number keeps meaning a number where the schema wants one, as before full YAML.
+#[test]
+fn quoted_numbers_keep_their_meaning() {
+    let s = load_str(
+        "VARS:\n  x: {coords: t, type: int32, na_value: \"-9999\"}\nCOORDS: {t: {}}\n",
+        "q.yaml",
+    )
+    .unwrap();
+    assert_eq!(
+        s.root.var("x").unwrap().na_value,
+        Some(serde_json::json!(-9999))
+    );
+}

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode, MarkedSequenceNode};
 use marked_yaml::{Marker, Node, Span};
 use yaml_rust2::parser::{Event, Parser};
-use yaml_rust2::scanner::{Marker as YMarker, TScalarStyle};
+use yaml_rust2::scanner::Marker as YMarker;
 
 /// The most nodes an expanded document may have (aliases counted as copies).
 pub const MAX_NODES: usize = 100_000;
@@ -97,12 +97,13 @@ impl Builder<'_> {
                 let n = self.anchors[&id].0.clone();
                 return Ok((n, size));
             }
-            Event::Scalar(value, style, anchor, tag) => {
+            Event::Scalar(value, _, anchor, tag) => {
                 self.count(1, &m)?;
                 let mut s = MarkedScalarNode::new(Span::new_start(marker(&m)), value);
-                let quoted = !matches!(style, TScalarStyle::Plain);
-                let str_tag = tag.is_some_and(|t| t.suffix == "str");
-                if quoted || str_tag {
+                // as marked-yaml loaded them before (spec/020): a quoted scalar still coerces
+                // (`na_value: "-9999"` is a number), so schemas keep their meaning and digest;
+                // only an explicit `!!str` keeps text as text
+                if tag.is_some_and(|t| t.suffix == "str") {
                     s.set_coerce(false);
                 }
                 (Node::Scalar(s), 1, anchor)
