@@ -678,6 +678,8 @@ fn repair_rewrites_old_array_metadata() {
     };
     let got = read_with_xarray(&py, &repo, "", &[json!({"branch": "main"})]);
     assert_eq!(got["refs"][0]["site"]["values"], json!(["A", "B"]));
+    // an integer coordinate stays integer in xarray (no _FillValue on coordinates)
+    assert_eq!(got["refs"][0]["t"]["dtype"], "int64", "{got}");
     assert_eq!(got["refs"][0]["v"]["values"], json!([5.0, null, null, 6.0]));
 }
 

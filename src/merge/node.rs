@@ -184,7 +184,16 @@ fn normalize_named_configurations(meta: &mut Value) {
 /// xarray masks NA cells of integer (and datetime) arrays only through the `_FillValue`
 /// attribute: for Zarr v3 it does not take the array's `fill_value` as a mask. Set from the
 /// array's own fill value, so that it is right for arrays written before (spec/024).
-fn fill_value_attribute(meta: &mut Value) {
+fn fill_value_attribute(meta: &mut Value, array_name: &str) {
+    // a coordinate array (1-D along itself) never holds NA: a `_FillValue` would only make
+    // xarray decode its integers as floats
+    let is_coordinate = meta
+        .get("dimension_names")
+        .and_then(Value::as_array)
+        .is_some_and(|d| d.len() == 1 && d[0].as_str() == Some(array_name));
+    if is_coordinate {
+        return;
+    }
     let is_int = meta
         .get("data_type")
         .and_then(Value::as_str)
@@ -353,7 +362,8 @@ fn metadata_json(arr: &Array<Store>) -> Result<Value, MergeError> {
     let meta = arr.metadata_opt(&zarrs::array::ArrayMetadataOptions::default());
     let mut v = serde_json::to_value(&meta).map_err(zerr)?;
     normalize_named_configurations(&mut v);
-    fill_value_attribute(&mut v);
+    let path = arr.path().as_str();
+    fill_value_attribute(&mut v, path.rsplit('/').next().unwrap_or(path));
     Ok(v)
 }
 
