@@ -800,7 +800,28 @@ fn blame_after_gc_names_the_history_horizon() {
         .unwrap();
         ok(&["update", &repo, f.to_str().unwrap()]);
     }
-    ok(&["gc", &repo, "--older-than", "0s"]);
+    // without --drop-provenance gc keeps every commit's provenance: blame still names the writer
+    let keep: Value =
+        serde_json::from_str(&ok(&["gc", &repo, "--older-than", "0s", "--json"])).unwrap();
+    assert_eq!(keep["snapshots_expired"], 0, "{keep}");
+    assert!(
+        keep["snapshots_kept_for_provenance"].as_u64() > Some(0),
+        "{keep}"
+    );
+    let kept: Value = serde_json::from_str(&ok(&[
+        "blame",
+        &repo,
+        "--var",
+        "temp",
+        "--where",
+        "t=2026-01-01T00:00",
+        "--where",
+        "site=A",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(kept[0]["message"], "first", "{kept}");
+    ok(&["gc", &repo, "--older-than", "0s", "--drop-provenance"]);
     let blame = |t: &str, site: &str| -> Value {
         let out = ok(&[
             "blame",

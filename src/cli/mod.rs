@@ -312,20 +312,25 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Expire old snapshots and delete what no retained snapshot reaches.
+    /// Delete what no branch or tag needs; keeps every commit's provenance unless told.
     ///
-    /// Dropped, for what is older than --older-than: snapshots that are no branch's or tag's tip
-    /// (their commits leave `log`, and blame cannot name them: a cell they wrote reads as
-    /// "before the history horizon (DATE)"), chunks, manifests and transaction logs
-    /// no retained snapshot uses, icechunk's repo-object backups under `overwritten/` except the
-    /// newest 8, and temporary files of crashed writers. Kept: every branch and tag tip and its
-    /// data, every object younger than the cut-off (a concurrent writer is safe).
+    /// Deleted, for what is older than --older-than: chunks, manifests, snapshots and transaction
+    /// logs that no branch or tag reaches, icechunk's repo-object backups under `overwritten/`
+    /// except the newest 8, and temporary files of crashed writers. Kept: every commit in the
+    /// history of a branch or tag, with its data and provenance (blame keeps naming who wrote
+    /// each cell), and every object younger than the cut-off (a concurrent writer is safe).
+    /// With --drop-provenance, old commits that are no branch's or tag's tip are expired too:
+    /// they leave `log`, and blame reports their cells as written "before the history horizon".
     Gc {
         /// Repository location.
         repo: String,
         /// Only touch what is older than this (e.g. 7d, 12h, 0s).
         #[arg(long, default_value = "7d")]
         older_than: String,
+        /// Also expire old commits that are no ref's tip, destroying their audit information
+        /// (who wrote which cells).
+        #[arg(long)]
+        drop_provenance: bool,
         /// Report without deleting.
         #[arg(long)]
         dry_run: bool,
@@ -1312,6 +1317,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Gc {
             repo,
             older_than,
+            drop_provenance,
             dry_run,
             json,
         } => {
@@ -1321,7 +1327,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                     .map_err(|e| CliError::Other(format!("--older-than: {e}")))?;
             let r = open(&repo).await?;
             let pb = progress_bar(1, "collecting garbage");
-            let report = r.gc(cutoff, dry_run).await?;
+            let report = r.collect_garbage(cutoff, dry_run, drop_provenance).await?;
             if let Some(pb) = pb {
                 pb.finish_and_clear();
             }

@@ -245,6 +245,12 @@ pub fn gc(r: &GcReport, json: bool) {
         "{verb} {} snapshot(s) older than {}",
         r.snapshots_expired, r.older_than
     );
+    if r.snapshots_kept_for_provenance > 0 {
+        println!(
+            "kept {} older snapshot(s) for their provenance (blame names who wrote their cells); --drop-provenance expires them",
+            r.snapshots_kept_for_provenance
+        );
+    }
     let verb = if r.dry_run { "would delete" } else { "deleted" };
     println!(
         "{verb} {} chunk(s), {} manifest(s), {} snapshot(s), {} transaction log(s): {} bytes",

@@ -20,6 +20,10 @@ pub struct GcReport {
     pub dry_run: bool,
     /// Snapshots released from history (dry run: that would be).
     pub snapshots_expired: usize,
+    /// Whether expired snapshots' provenance was given up (`--drop-provenance`).
+    pub provenance_dropped: bool,
+    /// Old snapshots not expired because their provenance is kept (without `--drop-provenance`).
+    pub snapshots_kept_for_provenance: usize,
     /// Snapshot files deleted.
     pub snapshots_deleted: u64,
     /// Manifest files deleted.
@@ -58,15 +62,31 @@ impl Repo {
     ///
     /// Objects younger than the cut-off are never deleted, so a writer whose transaction is
     /// shorter than `now - cutoff` is safe (spec/004-content-addressing.md).
+    ///
+    /// This drops the provenance of the expired commits (blame then reports their cells as
+    /// written "before the history horizon"); [`Repo::collect_garbage`] can keep it.
     pub async fn gc(&self, cutoff: DateTime<Utc>, dry_run: bool) -> Result<GcReport> {
+        self.collect_garbage(cutoff, dry_run, true).await
+    }
+
+    /// [`Repo::gc`]; without `drop_provenance`, no snapshot is expired (every commit in the
+    /// history of a branch or tag keeps its provenance and blame keeps naming it: spec/026), and
+    /// only what no branch or tag reaches, old repo-object backups and stale temporary files go.
+    pub async fn collect_garbage(
+        &self,
+        cutoff: DateTime<Utc>,
+        dry_run: bool,
+        drop_provenance: bool,
+    ) -> Result<GcReport> {
         let am = Arc::clone(self.inner.asset_manager());
         let cfg = self.inner.config();
         let mut report = GcReport {
             older_than: cutoff.to_rfc3339(),
             dry_run,
+            provenance_dropped: drop_provenance,
             ..Default::default()
         };
-        if dry_run {
+        if dry_run || !drop_provenance {
             // what expiry would release: old commits that are not a ref tip and not the root
             let tips: BTreeSet<String> = self
                 .branches()
@@ -75,7 +95,7 @@ impl Repo {
                 .chain(self.tags().await?)
                 .map(|r| r.commit)
                 .collect();
-            report.snapshots_expired = self
+            let expirable = self
                 .all_commits()
                 .await?
                 .iter()
@@ -85,6 +105,11 @@ impl Repo {
                         && !tips.contains(&c.id.to_string())
                 })
                 .count();
+            if drop_provenance {
+                report.snapshots_expired = expirable;
+            } else {
+                report.snapshots_kept_for_provenance = expirable;
+            }
         } else {
             let res = expire(
                 Arc::clone(&am),
