@@ -478,6 +478,18 @@ pub async fn create_node(
     node: &NodeSchema,
     schema_yaml: Option<&str>,
 ) -> Result<(), MergeError> {
+    store_group(store, schema, node, schema_yaml).await?;
+    create_node_arrays(store, node, &|d| chunk_of(node, d)).await
+}
+
+/// Store a node's group: its ATTRS plus `zarr_fuse.node_schema`, and at the root the schema text
+/// and digest.
+async fn store_group(
+    store: &Arc<Store>,
+    schema: &Schema,
+    node: &NodeSchema,
+    schema_yaml: Option<&str>,
+) -> Result<(), MergeError> {
     let mut attrs = node.attrs.clone();
     let mut zf = Map::new();
     zf.insert("node_schema".into(), node.to_json());
@@ -492,8 +504,7 @@ pub async fn create_node(
         .map_err(zerr)?
         .async_store_metadata()
         .await
-        .map_err(zerr)?;
-    create_node_arrays(store, node, &|d| chunk_of(node, d)).await
+        .map_err(zerr)
 }
 
 /// Create (or create again, while empty) the arrays of `node` with chunk length `chunk(dim)`.
@@ -636,96 +647,12 @@ pub async fn apply_schema(
         }
     }
     for nn in new.root.walk() {
-        let is_root = nn.path.is_empty();
         match old.node(&nn.path) {
             None => create_node(&store, &new, nn, None).await?,
             Some(on) => {
-                // group attributes (and, at the root, the stored schema)
-                let mut attrs = nn.attrs.clone();
-                let mut zf = Map::new();
-                zf.insert("node_schema".into(), nn.to_json());
-                if is_root {
-                    zf.insert("schema_yaml".into(), json!(text));
-                    zf.insert("schema_blake3".into(), json!(new.digest()));
-                }
-                attrs.insert("zarr_fuse".into(), Value::Object(zf));
-                let mut g = zarrs::group::GroupBuilder::new();
-                g.attributes(attrs);
-                g.build(Arc::clone(&store), &group_path(&nn.path))
-                    .map_err(zerr)?
-                    .async_store_metadata()
-                    .await
-                    .map_err(zerr)?;
-                // length and stored chunk length of each existing coordinate
-                let lengths: HashMap<String, (u64, u64)> = {
-                    let mut m = HashMap::new();
-                    for c in &on.coords {
-                        let a = open_array(&store, &array_path(&on.path, c.name())).await?;
-                        let chunk = stored_chunks(&a)?.first().copied();
-                        m.insert(
-                            c.name().to_string(),
-                            (a.shape()[0], chunk.unwrap_or(PROVISIONAL_CHUNK)),
-                        );
-                    }
-                    m
-                };
-                for c in &nn.coords {
-                    if on.coord(c.name()).is_none() {
-                        create_array(
-                            &store,
-                            &array_path(&nn.path, c.name()),
-                            coord_storage(c),
-                            &[c.name().to_string()],
-                            vec![chunk_of(nn, c.name())],
-                            coord_attrs(c),
-                        )
-                        .await?;
-                    }
-                }
-                for v in &nn.vars {
-                    let path = array_path(&nn.path, &v.name);
-                    if on.var(&v.name).is_none() {
-                        let chunks = v
-                            .coords
-                            .iter()
-                            .map(|d| match lengths.get(d) {
-                                Some((_, c))
-                                    if nn.coord(d).is_some_and(|c| c.chunk_size.is_none()) =>
-                                {
-                                    *c
-                                }
-                                _ => chunk_of(nn, d),
-                            })
-                            .collect();
-                        let shape = v
-                            .coords
-                            .iter()
-                            .map(|d| lengths.get(d).map_or(0, |l| l.0))
-                            .collect();
-                        create_array_shaped(
-                            &store,
-                            &path,
-                            storage(v),
-                            &v.coords,
-                            chunks,
-                            var_attrs(v),
-                            shape,
-                        )
-                        .await?;
-                    } else {
-                        // description / attrs changes
-                        let mut a = Array::async_open(Arc::clone(&store), &path)
-                            .await
-                            .map_err(zerr)?;
-                        let want = var_attrs(v);
-                        let mut have = a.attributes().clone();
-                        have.remove("_FillValue"); // derived from the fill value at each write
-                        if have != want {
-                            *a.attributes_mut() = want;
-                            store_array_metadata(&a).await?;
-                        }
-                    }
-                }
+                let yaml = nn.path.is_empty().then_some(text);
+                store_group(&store, &new, nn, yaml).await?;
+                evolve_node(&store, on, nn).await?;
             }
         }
     }
@@ -734,6 +661,83 @@ pub async fn apply_schema(
         prov.source = Some(file.to_string());
     }
     Ok(tx.commit(prov).await?)
+}
+
+/// The allowed changes of an existing node `on` to `nn` (checked before): new coordinates and
+/// variables get arrays (a new variable the current length and stored chunk length of each
+/// existing dimension), and changed descriptions or attrs are stored.
+async fn evolve_node(
+    store: &Arc<Store>,
+    on: &NodeSchema,
+    nn: &NodeSchema,
+) -> Result<(), MergeError> {
+    // length and stored chunk length of each existing coordinate
+    let lengths: HashMap<String, (u64, u64)> = {
+        let mut m = HashMap::new();
+        for c in &on.coords {
+            let a = open_array(store, &array_path(&on.path, c.name())).await?;
+            let chunk = stored_chunks(&a)?.first().copied();
+            m.insert(
+                c.name().to_string(),
+                (a.shape()[0], chunk.unwrap_or(PROVISIONAL_CHUNK)),
+            );
+        }
+        m
+    };
+    for c in &nn.coords {
+        if on.coord(c.name()).is_none() {
+            create_array(
+                store,
+                &array_path(&nn.path, c.name()),
+                coord_storage(c),
+                &[c.name().to_string()],
+                vec![chunk_of(nn, c.name())],
+                coord_attrs(c),
+            )
+            .await?;
+        }
+    }
+    for v in &nn.vars {
+        let path = array_path(&nn.path, &v.name);
+        if on.var(&v.name).is_none() {
+            let chunks = v
+                .coords
+                .iter()
+                .map(|d| match lengths.get(d) {
+                    Some((_, c)) if nn.coord(d).is_some_and(|c| c.chunk_size.is_none()) => *c,
+                    _ => chunk_of(nn, d),
+                })
+                .collect();
+            let shape = v
+                .coords
+                .iter()
+                .map(|d| lengths.get(d).map_or(0, |l| l.0))
+                .collect();
+            create_array_shaped(
+                store,
+                &path,
+                storage(v),
+                &v.coords,
+                chunks,
+                var_attrs(v),
+                shape,
+            )
+            .await?;
+        } else {
+            // description / attrs changes
+            let mut a = Array::async_open(Arc::clone(store), &path)
+                .await
+                .map_err(zerr)?;
+            let want = var_attrs(v);
+            let mut have = a.attributes().clone();
+            have.remove("_FillValue"); // derived from the fill value at each write
+            if have != want {
+                *a.attributes_mut() = want;
+                store_array_metadata(&a).await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The schema stored in the repository (root group attributes).
@@ -1863,6 +1867,44 @@ enum Inputs<'a> {
 /// Converted contributions: (source named in errors, converted rows) per input.
 type ConvertedInputs = Vec<(String, Converted)>;
 
+/// Convert in-memory `tables` for `schema`: one contribution per node of `groups`.
+fn convert_tables(
+    schema: &Schema,
+    tables: &[(String, Table)],
+    groups: &[(String, Vec<usize>)],
+    opts: &UpdateOptions,
+) -> Result<ConvertedInputs, MergeError> {
+    groups
+        .iter()
+        .map(|(path, members)| {
+            let node = super::require_node(schema, path)?;
+            let mut conv = convert::Converter::new(node, opts.on_invalid).spill_over(opts.budget());
+            for &i in members {
+                conv.push(&tables[i].1)?;
+            }
+            let names: Vec<&str> = members
+                .iter()
+                .map(|&i| tables[i].1.source.as_str())
+                .collect();
+            Ok((names.join(", "), conv.finish()?))
+        })
+        .collect()
+}
+
+impl UpdateReport {
+    /// Keep the first dropped rows of a contribution (capped over the whole update).
+    fn note_dropped(&mut self, rows: &[(String, u64)]) {
+        for (file, line) in rows {
+            if self.dropped.len() < 2 * convert::DROPPED_LINES {
+                self.dropped.push(DroppedRow {
+                    file: file.clone(),
+                    line: *line,
+                });
+            }
+        }
+    }
+}
+
 /// Convert `files` for `schema`, reading each batch by batch; also gives each file's blake3.
 fn convert_files(
     schema: &Schema,
@@ -1994,22 +2036,7 @@ async fn update_inputs(
         let mut fresh: ConvertedInputs;
         let contributions: &mut [(String, Converted)] = match &mut inputs {
             Inputs::Tables(tables) => {
-                fresh = groups
-                    .iter()
-                    .map(|(path, members)| {
-                        let node = super::require_node(&schema, path)?;
-                        let mut conv = convert::Converter::new(node, opts.on_invalid)
-                            .spill_over(opts.budget());
-                        for &i in members {
-                            conv.push(&tables[i].1)?;
-                        }
-                        let names: Vec<&str> = members
-                            .iter()
-                            .map(|&i| tables[i].1.source.as_str())
-                            .collect();
-                        Ok((names.join(", "), conv.finish()?))
-                    })
-                    .collect::<Result<_, MergeError>>()?;
+                fresh = convert_tables(&schema, tables, &groups, opts)?;
                 &mut fresh
             }
             Inputs::Files {
@@ -2059,14 +2086,7 @@ async fn update_inputs(
             let written_before = report.timings.write;
             report.rows_read += conv.rows_read;
             report.rows_dropped += conv.rows_dropped;
-            for (file, line) in &conv.dropped_lines {
-                if report.dropped.len() < 2 * convert::DROPPED_LINES {
-                    report.dropped.push(DroppedRow {
-                        file: file.clone(),
-                        line: *line,
-                    });
-                }
-            }
+            report.note_dropped(&conv.dropped_lines);
             report.duplicates += conv.duplicates;
             report.invalid_to_na += conv.invalid_to_na;
             let mut node_out = NodeOutput::default();
