@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
+use std::sync::Arc;
 
 use icechunk::format::SnapshotId;
 use serde::Serialize;
@@ -211,22 +212,8 @@ impl Walker<'_> {
     }
 
     async fn cells_of(&self, info: &CommitInfo) -> Result<Option<CellMatcher>, MergeError> {
-        let Some(rec) = self.repo.record(info).await? else {
-            return Ok(None);
-        };
-        let at = |var: &str| {
-            rec.pointer(&format!(
-                "/cells/{}/{}",
-                json_pointer(&self.node),
-                json_pointer(var)
-            ))
-        };
-        let mut v = at(&self.var);
-        // a variable written at the same cells as another names it (spec/019)
-        if let Some(other) = v.and_then(|v| v.get("same_as")).and_then(Value::as_str) {
-            v = at(other);
-        }
-        Ok(v.and_then(CellMatcher::from_json))
+        let rec = self.repo.record(info).await?;
+        Ok(rec.and_then(|r| crate::merge::cells::recorded(&r, &self.node, &self.var)))
     }
 
     /// Attribute `open` cells walking from `tip` (first parents) down to `stop` (exclusive).
@@ -239,7 +226,7 @@ impl Walker<'_> {
         stop: Option<&str>,
         open: &mut Vec<Vec<Key>>,
         found: &mut Vec<(CommitInfo, Vec<Vec<Key>>)>,
-        reverted: &mut HashSet<String>,
+        reverted: &mut HashMap<String, Reverted>,
     ) -> Result<(), MergeError> {
         let engine_err = |what: String| {
             move |e: icechunk::format::IcechunkFormatError| {
@@ -300,53 +287,105 @@ impl Walker<'_> {
                 None => None,
             };
             let info = CommitInfo::from_snapshot(&snap);
-            // a reverted revert is passed over too: what it undid is back
-            if reverted.contains(&info.id) {
-                continue;
-            }
+            // a revert is never credited: the cells it restored (its record; every cell for a
+            // revert without one) hold the values from before the commit it reverted, which is
+            // passed over for them — but not for those a revert of this revert brought back
             if let Some(target) = info.extra.get(keys::REVERTS).and_then(Value::as_str) {
-                reverted.insert(target.to_string());
+                let restored = Reverted {
+                    cells: self.cells_of(&info).await?.map(Arc::new),
+                    except: reverted.get(&info.id).cloned().map(Arc::new),
+                };
+                reverted.insert(target.to_string(), restored);
                 continue;
             }
-            // a cherry-pick is credited with the cells of the commit it picked
-            let picked = info.extra.get(keys::CHERRY_PICKED).and_then(Value::as_str);
-            let credited_cells = match picked {
-                None if self.misses(&info, open) => None,
-                Some(other) => {
+            // cells a later revert restored are passed over at the commit it reverted
+            let mut passed = vec![];
+            if let Some(r) = reverted.get(&info.id) {
+                let (skip, rest): (Vec<_>, Vec<_>) = open.drain(..).partition(|c| r.contains(c));
+                *open = rest;
+                passed = skip;
+            }
+            let credited = self.credit(&info, open, found, reverted).await;
+            open.extend(passed);
+            if credited? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Credit `info` with the `open` cells it wrote; `true` when the walk ends here (an import).
+    async fn credit(
+        &self,
+        info: &CommitInfo,
+        open: &mut Vec<Vec<Key>>,
+        found: &mut Vec<(CommitInfo, Vec<Vec<Key>>)>,
+        reverted: &mut HashMap<String, Reverted>,
+    ) -> Result<bool, MergeError> {
+        // a merge: the cells it took from the merged branch (its record; every open cell for
+        // a merge without one) are credited along that branch, the rest along first parents
+        if let (Some(src), Some(base)) = (
+            info.extra.get(keys::MERGED_FROM).and_then(Value::as_str),
+            info.extra.get(keys::MERGE_BASE).and_then(Value::as_str),
+        ) {
+            let src = SnapshotId::try_from(src).map_err(|e| MergeError::Invalid(e.to_string()))?;
+            let mut theirs = match self.cells_of(info).await? {
+                Some(m) => {
+                    let (hit, rest): (Vec<_>, Vec<_>) = open.drain(..).partition(|c| m.contains(c));
+                    *open = rest;
+                    hit
+                }
+                None => std::mem::take(open),
+            };
+            Box::pin(self.walk(&src, Some(base), &mut theirs, found, reverted)).await?;
+            open.extend(theirs);
+            return Ok(false);
+        }
+        // a cherry-pick is credited with the cells it took (its record), or those of the
+        // commit it picked
+        let picked = info.extra.get(keys::CHERRY_PICKED).and_then(Value::as_str);
+        let credited_cells = match picked {
+            None if self.misses(info, open) => None,
+            Some(other) => match self.cells_of(info).await? {
+                Some(own) => Some(own),
+                None => {
                     let id = SnapshotId::try_from(other)
                         .map_err(|e| MergeError::Invalid(e.to_string()))?;
                     let o = self.repo.commit_info(&id).await?;
                     self.cells_of(&o).await?
                 }
-                None => self.cells_of(&info).await?,
-            };
-            // an import wrote the whole dataset: what is still open came with it (spec/015)
-            if info.operation.as_deref() == Some("import") {
-                found.push((info.clone(), std::mem::take(open)));
-                break;
-            }
-            if let Some(m) = credited_cells {
-                let (hit, rest): (Vec<_>, Vec<_>) = open.drain(..).partition(|c| m.contains(c));
-                *open = rest;
-                if !hit.is_empty() {
-                    found.push((info.clone(), hit));
-                }
-            }
-            if let (Some(src), Some(base)) = (
-                info.extra.get(keys::MERGED_FROM).and_then(Value::as_str),
-                info.extra.get(keys::MERGE_BASE).and_then(Value::as_str),
-            ) {
-                let src =
-                    SnapshotId::try_from(src).map_err(|e| MergeError::Invalid(e.to_string()))?;
-                Box::pin(self.walk(&src, Some(base), open, found, reverted)).await?;
+            },
+            None => self.cells_of(info).await?,
+        };
+        // an import wrote the whole dataset: what is still open came with it (spec/015)
+        if info.operation.as_deref() == Some("import") {
+            found.push((info.clone(), std::mem::take(open)));
+            return Ok(true);
+        }
+        if let Some(m) = credited_cells {
+            let (hit, rest): (Vec<_>, Vec<_>) = open.drain(..).partition(|c| m.contains(c));
+            *open = rest;
+            if !hit.is_empty() {
+                found.push((info.clone(), hit));
             }
         }
-        Ok(())
+        Ok(false)
     }
 }
 
-fn json_pointer(s: &str) -> String {
-    s.replace('~', "~0").replace('/', "~1")
+/// The cells a revert restored, for the commit it reverted: its cell record (`None`: every
+/// cell), except those a revert of that revert brought back.
+#[derive(Clone)]
+struct Reverted {
+    cells: Option<Arc<CellMatcher>>,
+    except: Option<Arc<Reverted>>,
+}
+
+impl Reverted {
+    fn contains(&self, cell: &[Key]) -> bool {
+        self.cells.as_ref().is_none_or(|m| m.contains(cell))
+            && !self.except.as_ref().is_some_and(|e| e.contains(cell))
+    }
 }
 
 /// Split a set of cells (keys over `dims[k..]`) into boxes: per dimension the values of the box,
@@ -532,7 +571,7 @@ pub async fn blame(
     };
     let mut found = Vec::new();
     walker
-        .walk(&at.id, None, &mut open, &mut found, &mut HashSet::new())
+        .walk(&at.id, None, &mut open, &mut found, &mut HashMap::new())
         .await?;
     let mut out = Vec::new();
     for (info, cells) in &found {

@@ -9,9 +9,10 @@ use std::path::Path;
 use crate::audit::{blame, Where};
 use crate::cli::CliError;
 use crate::ingest::Table;
+use crate::merge::history::{self, HistoryOptions};
 use crate::merge::{self, convert::composed_key, Scalar, UpdateOptions};
 use crate::provenance::Provenance;
-use crate::repo::{Repo, Strategy};
+use crate::repo::Repo;
 use crate::storage::Location;
 
 /// The bundled schema.
@@ -133,13 +134,15 @@ pub async fn run(dir: &Path) -> Result<(), CliError> {
         "Kalman analysis: assimilated station temperatures",
     )
     .await?;
-    let merged = repo
-        .merge(
-            "kalman",
-            "main",
-            Provenance::new(ADA, "merge", "Merge the Kalman analysis"),
-        )
-        .await?;
+    let merged = history::merge(
+        &repo,
+        "kalman",
+        "main",
+        &HistoryOptions::default(),
+        Provenance::new(ADA, "merge", "Merge the Kalman analysis"),
+    )
+    .await
+    .map_err(cli)?;
     for k in 4..6 {
         let author = if k % 2 == 0 { ADA } else { BOB };
         contribute(
@@ -164,14 +167,15 @@ pub async fn run(dir: &Path) -> Result<(), CliError> {
         "yr.no fetch 6",
     )
     .await?;
-    let (reverted, _) = repo
-        .revert(
-            &bad,
-            "main",
-            Strategy::Fail,
-            Provenance::new(ADA, "revert", "Revert fetch 6: temperatures were in kelvin"),
-        )
-        .await?;
+    let reverted = history::revert(
+        &repo,
+        &bad,
+        "main",
+        &HistoryOptions::default(),
+        Provenance::new(ADA, "revert", "Revert fetch 6: temperatures were in kelvin"),
+    )
+    .await
+    .map_err(cli)?;
     let revert_id = reverted.commit.clone().unwrap_or_default();
     repo.create_tag("v1.0", "main", Some("first published state"))
         .await?;
@@ -208,18 +212,25 @@ pub async fn run(dir: &Path) -> Result<(), CliError> {
         );
     }
     println!(
-        "\n== diff of the revert ({})",
-        &revert_id[..revert_id.len().min(10)]
+        "\n== what the revert restored ({}; by cells, {} chunk(s) by reference, {} rewritten)",
+        &revert_id[..revert_id.len().min(10)],
+        reverted.chunks_by_reference,
+        reverted.chunks_rewritten
     );
-    let info = repo
-        .commit_info(&repo.resolve(&revert_id).await?.id)
-        .await?;
-    let d = repo.diff(&info.parents[0], &revert_id).await?;
-    for (array, n) in &d.chunk_counts {
-        println!("  {array}: {n} chunk(s) changed");
-    }
-    for a in &d.arrays_changed {
-        println!("  {} metadata changed", a.path);
+    for (var, d) in reverted.changed.values().flatten() {
+        let at = d.boxes.first().map(|b| {
+            b.coords
+                .iter()
+                .map(|s| format!("{} {}..{}", s.dim, s.first, s.last))
+                .collect::<Vec<_>>()
+                .join(" × ")
+        });
+        println!(
+            "  {var}: {} cell(s) changed back, {} set to NA ({})",
+            d.changed,
+            d.set_na,
+            at.unwrap_or_default()
+        );
     }
     println!(
         "\nmerged the Kalman branch as {}; tagged v1.0",

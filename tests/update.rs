@@ -190,7 +190,8 @@ fn demo_builds_a_repository_python_can_open() {
     assert!(
         out.contains("== log")
             && out.contains("== blame")
-            && out.contains("== diff of the revert")
+            && out.contains("== what the revert restored")
+            && out.contains("cell(s) changed back")
             && out.contains("xr.open_zarr")
     );
     let tags: Value =

@@ -11,8 +11,9 @@ use clap::{Parser, Subcommand};
 use serde_json::json;
 use zarrs_storage::AsyncReadableStorageTraits;
 
+use crate::merge::history::{self, HistoryOptions, HistoryReport, Resolve};
 use crate::provenance::{parse_meta, resolve_author, Provenance};
-use crate::repo::{Repo, RepoError, Strategy};
+use crate::repo::{Repo, RepoError};
 use crate::storage::Location;
 
 /// Versioned, schema-driven storage for scientific Zarr datasets (icechunk format).
@@ -219,7 +220,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Undo one commit as a new commit on the branch tip.
+    /// Undo one commit by cells: every cell it changed gets its parent's value again, unless a
+    /// later commit wrote that cell (a conflict, named by coordinate values).
     Revert {
         /// Repository location.
         repo: String,
@@ -227,11 +229,14 @@ enum Command {
         commit: String,
         #[command(flatten)]
         w: WriteArgs,
-        /// `theirs`: keep the later state of chunks changed again after the commit.
+        /// `theirs`: keep the later values of conflicting cells and revert the rest.
         #[arg(long, value_parser = ["theirs"])]
         strategy: Option<String>,
+        /// Show what would change; commit nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
-    /// Merge a branch (or any revision) into a branch.
+    /// Merge a branch (or any revision) into a branch, three-way by cells.
     Merge {
         /// Repository location.
         repo: String,
@@ -249,11 +254,18 @@ enum Command {
         /// Free metadata.
         #[arg(long = "meta")]
         meta: Vec<String>,
+        /// Decide cells changed differently on both sides: `ours` keeps the target's value,
+        /// `theirs` takes the source's.
+        #[arg(long, value_parser = ["ours", "theirs"])]
+        strategy: Option<String>,
+        /// Show what would change; commit nothing.
+        #[arg(long)]
+        dry_run: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
-    /// Apply one commit's changes onto a branch.
+    /// Apply one commit's changes onto a branch, three-way by cells.
     CherryPick {
         /// Repository location.
         repo: String,
@@ -261,6 +273,12 @@ enum Command {
         commit: String,
         #[command(flatten)]
         w: WriteArgs,
+        /// Decide conflicting cells: `ours` keeps the branch's value, `theirs` takes the commit's.
+        #[arg(long, value_parser = ["ours", "theirs"])]
+        strategy: Option<String>,
+        /// Show what would change; commit nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Recompute a commit's content digest from the stored bytes.
     Verify {
@@ -766,6 +784,43 @@ fn spinner(what: &str) -> Option<indicatif::ProgressBar> {
     Some(sp)
 }
 
+/// `--strategy` and `--dry-run` of revert, merge and cherry-pick (revert's `theirs` keeps the
+/// later values; merge's `ours` keeps the target's, `theirs` takes the source's).
+fn history_options(revert: bool, strategy: Option<&str>, dry_run: bool) -> HistoryOptions {
+    HistoryOptions {
+        resolve: match strategy {
+            Some("ours") => Resolve::KeepTarget,
+            Some("theirs") if revert => Resolve::KeepTarget,
+            Some("theirs") => Resolve::TakeSource,
+            _ => Resolve::Fail,
+        },
+        dry_run,
+    }
+}
+
+/// Print what a revert, merge or cherry-pick did; a refusal prints its report as JSON too.
+fn print_history(
+    out: Result<HistoryReport, crate::merge::MergeError>,
+    json: bool,
+) -> Result<(), CliError> {
+    let report = match out {
+        Ok(r) => r,
+        Err(crate::merge::MergeError::CellConflicts(r)) => {
+            if json {
+                println!("{}", serde_json::to_string(&r).unwrap_or_default());
+            }
+            return Err(CliError::Other(r.refusal()));
+        }
+        Err(e) => return Err(CliError::Other(e.to_string())),
+    };
+    if json {
+        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+        return Ok(());
+    }
+    output::history(&report);
+    Ok(())
+}
+
 fn print_write(json: bool, commit: &Option<String>, extra: serde_json::Value) {
     if json {
         let mut v = json!({ "commit": commit });
@@ -1193,26 +1248,13 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             commit,
             w,
             strategy,
+            dry_run,
         } => {
             let prov = provenance(w.author.as_deref(), "revert", w.message, &w.meta)?;
             let r = open(&repo).await?;
-            let strategy = if strategy.as_deref() == Some("theirs") {
-                Strategy::Theirs
-            } else {
-                Strategy::Fail
-            };
-            let (out, kept) = r.revert(&commit, &w.branch, strategy, prov).await?;
-            if !kept.is_empty() && !w.json {
-                eprintln!(
-                    "kept the later state of {} conflicting chunk(s)",
-                    kept.len()
-                );
-            }
-            print_write(
-                w.json,
-                &out.commit,
-                json!({"branch": w.branch, "kept_later": kept}),
-            );
+            let opts = history_options(true, strategy.as_deref(), dry_run);
+            let out = history::revert(&r, &commit, &w.branch, &opts, prov).await;
+            print_history(out, w.json)?;
         }
         Command::Merge {
             repo,
@@ -1221,18 +1263,27 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             author,
             message,
             meta,
+            strategy,
+            dry_run,
             json,
         } => {
             let prov = provenance(author.as_deref(), "merge", message, &meta)?;
             let r = open(&repo).await?;
-            let out = r.merge(&source, &into, prov).await?;
-            print_write(json, &out.commit, json!({"branch": into}));
+            let opts = history_options(false, strategy.as_deref(), dry_run);
+            print_history(history::merge(&r, &source, &into, &opts, prov).await, json)?;
         }
-        Command::CherryPick { repo, commit, w } => {
+        Command::CherryPick {
+            repo,
+            commit,
+            w,
+            strategy,
+            dry_run,
+        } => {
             let prov = provenance(w.author.as_deref(), "cherry-pick", w.message, &w.meta)?;
             let r = open(&repo).await?;
-            let out = r.cherry_pick(&commit, &w.branch, prov).await?;
-            print_write(w.json, &out.commit, json!({"branch": w.branch}));
+            let opts = history_options(false, strategy.as_deref(), dry_run);
+            let out = history::cherry_pick(&r, &commit, &w.branch, &opts, prov).await;
+            print_history(out, w.json)?;
         }
         Command::Verify {
             repo,

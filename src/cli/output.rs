@@ -380,3 +380,60 @@ pub fn import(r: &crate::release::import::ImportReport, json: bool) {
         }
     );
 }
+
+/// `revert`, `merge`, `cherry-pick`: the commit id on stdout (nothing else, for scripts), a
+/// summary on stderr; a dry run prints the cells that would change on stdout.
+pub fn history(r: &crate::merge::history::HistoryReport) {
+    let cells: u64 = r
+        .changed
+        .values()
+        .flat_map(|v| v.values())
+        .map(|d| d.changed + d.added + d.set_na)
+        .sum();
+    let vars: usize = r.changed.values().map(|v| v.len()).sum();
+    if r.dry_run {
+        println!(
+            "dry run, nothing committed: {} would change {cells} cell(s) in {vars} variable(s)",
+            r.operation
+        );
+        cells_text(&crate::merge::CellDiff {
+            nodes: r.changed.clone(),
+        });
+    } else {
+        match (&r.commit, &r.note) {
+            (Some(c), _) => println!("{c}"),
+            (None, Some(n)) => println!("{n}; no commit made"),
+            (None, None) => println!("nothing changed; no commit made"),
+        }
+        if r.commit.is_some() {
+            eprintln!(
+                "{}: {cells} cell(s) changed in {vars} variable(s); {} chunk(s) restored by reference, {} rewritten",
+                r.operation, r.chunks_by_reference, r.chunks_rewritten
+            );
+        }
+    }
+    if r.conflict_cells > 0 {
+        let how = match r.resolve {
+            crate::merge::history::Resolve::TakeSource => "took the source's value",
+            _ => "kept the target's value",
+        };
+        eprintln!("{how} of {} conflicting cell(s):", r.conflict_cells);
+        for c in &r.conflicts {
+            let by = if c.later_commits.is_empty() {
+                String::new()
+            } else {
+                format!(" (written later by {})", c.later_commits.join(", "))
+            };
+            eprintln!("  {}/{}: {} cell(s){by}", c.node, c.var, c.cells);
+        }
+    }
+    for c in &r.chunk_conflicts {
+        eprintln!(
+            "kept the target's state of {}{}",
+            c.array,
+            c.coords
+                .as_ref()
+                .map_or(" metadata".to_string(), |k| format!(" chunk {k:?}"))
+        );
+    }
+}

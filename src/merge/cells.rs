@@ -366,6 +366,18 @@ impl DimIndex {
     }
 }
 
+/// The cells a commit's side `record` says it wrote in variable `var` of node `node` (a
+/// variable written at the same cells as another names it, spec/019).
+pub fn recorded(record: &Value, node: &str, var: &str) -> Option<CellMatcher> {
+    let pointer = |s: &str| s.replace('~', "~0").replace('/', "~1");
+    let at = |var: &str| record.pointer(&format!("/cells/{}/{}", pointer(node), pointer(var)));
+    let mut v = at(var);
+    if let Some(other) = v.and_then(|v| v.get("same_as")).and_then(Value::as_str) {
+        v = at(other);
+    }
+    v.and_then(CellMatcher::from_json)
+}
+
 /// Tests cell membership in a [`CellSet`].
 pub struct CellMatcher {
     per_dim: Vec<DimIndex>,

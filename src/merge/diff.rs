@@ -226,7 +226,7 @@ async fn var_diff(
 
 /// How users name the values of an axis: datetimes as ISO text, a composed coordinate's keys by
 /// their components.
-async fn axis_labels(
+pub(super) async fn axis_labels(
     store: &Arc<super::node::Store>,
     node: &NodeSchema,
     dim: &str,
@@ -286,7 +286,7 @@ fn value_json(s: &Scalar, tick: Option<crate::time::Tick>) -> Value {
 /// Boxes (first index, last index, cells) covering the positions `hits` (in C order): runs along
 /// the first dimension for each position of the others, then runs of equal ranges merged along
 /// the second dimension.
-fn boxes_of(hits: Vec<Vec<usize>>) -> Vec<(Vec<usize>, Vec<usize>, u64)> {
+pub(super) fn boxes_of(hits: Vec<Vec<usize>>) -> Vec<(Vec<usize>, Vec<usize>, u64)> {
     if hits.is_empty() {
         return vec![];
     }

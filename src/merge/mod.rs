@@ -5,6 +5,7 @@ pub mod axis;
 pub mod cells;
 pub mod convert;
 mod diff;
+pub mod history;
 mod interp;
 pub mod keys;
 mod node;
@@ -177,6 +178,9 @@ pub enum MergeError {
     /// Stored data does not match what the schema expects.
     #[error("{0}")]
     Invalid(String),
+    /// A revert, merge or cherry-pick found conflicting cells (the report names them).
+    #[error("{}", .0.refusal())]
+    CellConflicts(Box<history::HistoryReport>),
     /// Reading the input.
     #[error(transparent)]
     Ingest(#[from] crate::ingest::IngestError),

@@ -24,13 +24,13 @@ pub(super) type Store = dyn AsyncReadableWritableListableStorageTraits;
 
 /// How values are held in memory and stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
+pub(super) enum Kind {
     F64,
     I64(i64),
     Str,
 }
 
-fn kind(v: &Variable) -> Kind {
+pub(super) fn kind(v: &Variable) -> Kind {
     match convert::stored_type(v) {
         DType::F32 | DType::F64 => Kind::F64,
         DType::Str(_) => Kind::Str,
@@ -44,7 +44,7 @@ fn kind(v: &Variable) -> Kind {
     }
 }
 
-fn array_path(node: &str, name: &str) -> String {
+pub(super) fn array_path(node: &str, name: &str) -> String {
     if node.is_empty() {
         format!("/{name}")
     } else {
@@ -151,7 +151,7 @@ async fn choose_chunks_at_first_write(
 }
 
 /// Chunk shape of an array as stored.
-fn stored_chunks(arr: &Array<Store>) -> Result<Vec<u64>, MergeError> {
+pub(super) fn stored_chunks(arr: &Array<Store>) -> Result<Vec<u64>, MergeError> {
     Ok(arr
         .chunk_shape(&vec![0; arr.dimensionality()])
         .map_err(zerr)?
@@ -284,7 +284,7 @@ fn storage(v: &Variable) -> Stored {
 }
 
 /// How a coordinate's values are held: a composed coordinate's are int64 keys.
-fn coord_kind(c: &schema::Coord) -> Kind {
+pub(super) fn coord_kind(c: &schema::Coord) -> Kind {
     if c.composed.is_empty() {
         kind(&c.var)
     } else {
@@ -758,21 +758,21 @@ pub async fn stored_schema(store: &Arc<Store>) -> Result<Schema, MergeError> {
 
 /// In-memory dense array.
 #[derive(Clone, Debug)]
-enum Dense {
+pub(super) enum Dense {
     F(Vec<f64>),
     I(Vec<i64>, i64),
     S(Vec<String>),
 }
 
 impl Dense {
-    fn na(k: Kind, n: usize) -> Dense {
+    pub(super) fn na(k: Kind, n: usize) -> Dense {
         match k {
             Kind::F64 => Dense::F(vec![f64::NAN; n]),
             Kind::I64(na) => Dense::I(vec![na; n], na),
             Kind::Str => Dense::S(vec![String::new(); n]),
         }
     }
-    fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         match self {
             Dense::F(v) => v.len(),
             Dense::I(v, _) => v.len(),
@@ -780,11 +780,11 @@ impl Dense {
         }
     }
     /// Every value, as scalars.
-    fn scalars(&self) -> Vec<Scalar> {
+    pub(super) fn scalars(&self) -> Vec<Scalar> {
         (0..self.len()).map(|i| self.get(i)).collect()
     }
 
-    fn get(&self, i: usize) -> Scalar {
+    pub(super) fn get(&self, i: usize) -> Scalar {
         match self {
             Dense::F(v) if v[i].is_nan() => Scalar::Na,
             Dense::F(v) => Scalar::F(v[i]),
@@ -794,7 +794,7 @@ impl Dense {
             Dense::S(v) => Scalar::S(v[i].clone()),
         }
     }
-    fn set(&mut self, i: usize, s: &Scalar) {
+    pub(super) fn set(&mut self, i: usize, s: &Scalar) {
         match (self, s) {
             (Dense::F(v), Scalar::F(x)) => v[i] = *x,
             (Dense::F(v), Scalar::I(x)) => v[i] = *x as f64,
@@ -824,7 +824,7 @@ impl Dense {
             (me, src) => me.get(i) == src.get(r),
         }
     }
-    fn copy_from(&mut self, i: usize, src: &Dense, j: usize) {
+    pub(super) fn copy_from(&mut self, i: usize, src: &Dense, j: usize) {
         match (self, src) {
             (Dense::F(a), Dense::F(b)) => a[i] = b[j],
             (Dense::I(a, _), Dense::I(b, _)) => a[i] = b[j],
@@ -838,7 +838,7 @@ impl Dense {
 }
 
 /// A whole array of the transaction, read chunk by chunk.
-async fn read_dense(
+pub(super) async fn read_dense(
     store: &Arc<Store>,
     path: &str,
     k: Kind,
@@ -931,7 +931,7 @@ fn chunk_index(flat: u64, grid: &[u64]) -> Vec<u64> {
     idx
 }
 
-fn strides(shape: &[u64]) -> Vec<usize> {
+pub(super) fn strides(shape: &[u64]) -> Vec<usize> {
     let mut s = vec![1usize; shape.len()];
     for d in (0..shape.len().saturating_sub(1)).rev() {
         s[d] = s[d + 1] * shape[d + 1] as usize;
@@ -943,7 +943,7 @@ fn strides(shape: &[u64]) -> Vec<usize> {
 const CHUNKS_IN_FLIGHT: usize = 8;
 
 /// Write the chunks of `arr` (resized to `shape`) selected by `dirty`.
-async fn write_dense(
+pub(super) async fn write_dense(
     arr: &mut Array<Store>,
     shape: Vec<u64>,
     data: &Dense,
@@ -959,7 +959,7 @@ async fn write_dense(
 }
 
 /// An array of the transaction, without reading its chunks.
-async fn open_array(store: &Arc<Store>, path: &str) -> Result<Array<Store>, MergeError> {
+pub(super) async fn open_array(store: &Arc<Store>, path: &str) -> Result<Array<Store>, MergeError> {
     Array::async_open(Arc::clone(store), path)
         .await
         .map_err(|e| {
@@ -1180,7 +1180,7 @@ where
     Ok(out)
 }
 
-fn keys_of(d: Dense) -> Keys {
+pub(super) fn keys_of(d: Dense) -> Keys {
     match d {
         Dense::F(v) => Keys::F(
             v.into_iter()
@@ -1193,7 +1193,7 @@ fn keys_of(d: Dense) -> Keys {
 }
 
 /// A coordinate axis as an array of kind `k`.
-fn dense_of(k: Kind, axis: &Keys) -> Dense {
+pub(super) fn dense_of(k: Kind, axis: &Keys) -> Dense {
     match (k, axis) {
         (Kind::I64(na), Keys::I(v)) => Dense::I(v.clone(), na),
         (Kind::F64, Keys::F(v)) => Dense::F(v.clone()),

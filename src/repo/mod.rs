@@ -21,6 +21,9 @@ use crate::storage::{Location, StorageError};
 pub use gc::{GcReport, KEEP_REPO_BACKUPS};
 pub use history::{CommitInfo, DiffReport, NodeChange};
 pub use refs::{parse_time, validate_ref_name, RefInfo, Resolved};
+pub(crate) use threeway::{
+    apply as apply_chunk_plan, changed_paths, plan as chunk_plan, restore_by_reference, snapshot_id,
+};
 pub use threeway::{ChunkConflict, Strategy};
 pub use transaction::{CellRecord, CommitOutcome, Transaction};
 

@@ -22,7 +22,7 @@ use icechunk::format::{ChunkIndices, Path, SnapshotId};
 use icechunk::session::Session;
 use serde::Serialize;
 
-use super::history::{changes, same_metadata};
+use super::history::{changes, same_metadata, CommitInfo};
 use super::{engine, CommitOutcome, Repo, RepoError, Result};
 use crate::cas;
 use crate::provenance::{keys, Provenance};
@@ -35,6 +35,8 @@ pub enum Strategy {
     Fail,
     /// Keep the target branch's (later) state for conflicting chunks, apply the rest.
     Theirs,
+    /// Take the source's state for conflicting chunks (node metadata conflicts keep the target's).
+    Source,
 }
 
 /// A chunk or node metadata changed on both sides.
@@ -100,7 +102,7 @@ async fn node_in(session: &Session, path: &Path) -> Result<Option<NodeSnapshot>>
 
 /// The planned edits of the target session.
 #[derive(Default)]
-struct Plan {
+pub(crate) struct Plan {
     /// Nodes to create (parents first), with the chunks to reference.
     add: Vec<(NodeSnapshot, BTreeMap<ChunkIndices, ChunkPayload>)>,
     /// Metadata updates.
@@ -109,16 +111,29 @@ struct Plan {
     delete: Vec<NodeSnapshot>,
     /// Chunk reference changes.
     chunks: Vec<(Path, ChunkIndices, Option<ChunkPayload>)>,
-    conflicts: Vec<ChunkConflict>,
+    /// What could not be applied.
+    pub(crate) conflicts: Vec<ChunkConflict>,
 }
 
-async fn plan(
+impl Plan {
+    /// How many chunk references the plan sets or removes (no bytes are copied).
+    pub(crate) fn chunk_refs(&self) -> usize {
+        self.chunks.len() + self.add.iter().map(|(_, c)| c.len()).sum::<usize>()
+    }
+}
+
+/// Plan base→theirs onto `ours` for the paths `consider` accepts (all of them: the chunk-level
+/// engine; the cell-level one in `merge::history` takes the arrays it handles by cells out).
+pub(crate) async fn plan(
     base: &Session,
     theirs: &Session,
     ours: &Session,
     strategy: Strategy,
+    consider: &dyn Fn(&Path) -> bool,
 ) -> Result<Plan> {
-    let ch = changes(base, theirs).await?;
+    let mut ch = changes(base, theirs).await?;
+    ch.nodes.retain(|p, _| consider(p));
+    ch.chunks.retain(|p, _| consider(p));
     let mut p = Plan::default();
     let mut structural: BTreeSet<Path> = BTreeSet::new();
     for (path, (b, t)) in &ch.nodes {
@@ -196,6 +211,9 @@ async fn plan(
             } else if op == tp.as_ref() {
                 // already there (identical content address)
             } else {
+                if strategy == Strategy::Source {
+                    p.chunks.push((path.clone(), coord.clone(), tp.clone()));
+                }
                 p.conflicts.push(ChunkConflict {
                     array: path.to_string(),
                     coords: Some(coord.0.clone()),
@@ -219,7 +237,8 @@ async fn plan(
     Ok(p)
 }
 
-async fn apply(plan: &Plan, session: &mut Session) -> Result<()> {
+/// Carry out `plan` on the target session.
+pub(crate) async fn apply(plan: &Plan, session: &mut Session) -> Result<()> {
     let shape_dims = |n: &NodeSnapshot| match &n.node_data {
         NodeData::Array {
             shape,
@@ -304,7 +323,7 @@ impl Repo {
         let tx = self.transaction(branch).await?;
         let session = tx.session();
         let mut guard = session.write().await;
-        let plan = plan(&base_s, &theirs_s, &guard, strategy).await?;
+        let plan = plan(&base_s, &theirs_s, &guard, strategy, &|_| true).await?;
         if !plan.conflicts.is_empty() && strategy == Strategy::Fail {
             return Err(RepoError::Conflicts {
                 operation,
@@ -317,14 +336,9 @@ impl Repo {
         Ok((outcome, plan.conflicts))
     }
 
-    /// Revert `commit` on `branch` as a new commit.
-    pub async fn revert(
-        &self,
-        commit: &str,
-        branch: &str,
-        strategy: Strategy,
-        mut prov: Provenance,
-    ) -> Result<(CommitOutcome, Vec<ChunkConflict>)> {
+    /// What reverting `commit` on `branch` works from (refused for a commit not on the branch
+    /// and for the first commit).
+    pub(crate) async fn revert_of(&self, commit: &str, branch: &str) -> Result<RevertOf> {
         let c = self.resolve(commit).await?;
         let tip = self.branch_tip(branch).await?;
         let history = self.ancestry_until(&tip, |i| i.id == c.id).await?;
@@ -340,12 +354,33 @@ impl Repo {
                 c.id
             )));
         };
+        Ok(RevertOf {
+            commit: CommitInfo::from_snapshot(&history[pos]),
+            id: c.id,
+            parent,
+            later: history[..pos]
+                .iter()
+                .map(CommitInfo::from_snapshot)
+                .collect(),
+        })
+    }
+
+    /// Revert `commit` on `branch` as a new commit, chunk by chunk (the engine's own revert;
+    /// `merge::history::revert` reverts by cells).
+    pub async fn revert(
+        &self,
+        commit: &str,
+        branch: &str,
+        strategy: Strategy,
+        mut prov: Provenance,
+    ) -> Result<(CommitOutcome, Vec<ChunkConflict>)> {
+        let of = self.revert_of(commit, branch).await?;
         if prov.message.is_empty() {
-            prov.message = format!("Revert \"{}\"", history[pos].message);
+            prov.message = format!("Revert \"{}\"", of.commit.message);
         }
-        prov.refs.insert(keys::REVERTS.into(), c.id.to_string());
+        prov.refs.insert(keys::REVERTS.into(), of.id.to_string());
         match self
-            .three_way("revert", branch, &c.id, &parent, strategy, prov)
+            .three_way("revert", branch, &of.id, &of.parent, strategy, prov)
             .await
         {
             Err(RepoError::Conflicts {
@@ -353,9 +388,12 @@ impl Repo {
                 mut conflicts,
             }) => {
                 // name the later commits that touched each conflicting chunk
-                for later in history[..pos].iter() {
-                    let Some(p) = &later.parent_id else { continue };
-                    let d = self.diff_ids(p, &later.id).await?;
+                for later in &of.later {
+                    let Some(p) = later.parents.first() else {
+                        continue;
+                    };
+                    let (p, id) = (snapshot_id(p)?, snapshot_id(&later.id)?);
+                    let d = self.diff_ids(&p, &id).await?;
                     for conflict in conflicts.iter_mut() {
                         let hit = match &conflict.coords {
                             Some(k) => d
@@ -372,7 +410,7 @@ impl Repo {
                             }
                         };
                         if hit {
-                            conflict.later_commits.push(later.id.to_string());
+                            conflict.later_commits.push(later.id.clone());
                         }
                     }
                 }
@@ -401,13 +439,13 @@ impl Repo {
             .map(|i| i.id))
     }
 
-    /// Merge `source` (a REV) into branch `into`.
-    pub async fn merge(
+    /// What merging `source` into branch `into` works from: the source commit and the merge
+    /// base, `None` when the source is already contained in the target.
+    pub(crate) async fn merge_of(
         &self,
         source: &str,
         into: &str,
-        mut prov: Provenance,
-    ) -> Result<CommitOutcome> {
+    ) -> Result<(SnapshotId, Option<SnapshotId>)> {
         if source.trim() == into {
             return Err(RepoError::MergeIntoItself(into.to_string()));
         }
@@ -416,13 +454,20 @@ impl Repo {
         let base = self.merge_base(&tip, &src.id).await?.ok_or_else(|| {
             RepoError::Invalid(format!("'{source}' and '{into}' have no common ancestor"))
         })?;
-        if prov.message.is_empty() {
-            prov.message = format!("Merge {source} into {into}");
-        }
-        prov.refs
-            .insert(keys::MERGED_FROM.into(), src.id.to_string());
-        prov.refs.insert(keys::MERGE_BASE.into(), base.to_string());
-        if base == src.id {
+        let base = (base != src.id).then_some(base);
+        Ok((src.id, base))
+    }
+
+    /// Merge `source` (a REV) into branch `into`, chunk by chunk (`merge::history::merge`
+    /// merges by cells).
+    pub async fn merge(
+        &self,
+        source: &str,
+        into: &str,
+        mut prov: Provenance,
+    ) -> Result<CommitOutcome> {
+        let (src, base) = self.merge_of(source, into).await?;
+        let Some(base) = base else {
             // source is already contained in the target
             return Ok(CommitOutcome {
                 commit: None,
@@ -431,20 +476,20 @@ impl Repo {
                 content_digest: None,
                 rebases: 0,
             });
+        };
+        if prov.message.is_empty() {
+            prov.message = format!("Merge {source} into {into}");
         }
+        prov.refs.insert(keys::MERGED_FROM.into(), src.to_string());
+        prov.refs.insert(keys::MERGE_BASE.into(), base.to_string());
         Ok(self
-            .three_way("merge", into, &base, &src.id, Strategy::Fail, prov)
+            .three_way("merge", into, &base, &src, Strategy::Fail, prov)
             .await?
             .0)
     }
 
-    /// Apply one commit's changes onto `branch`.
-    pub async fn cherry_pick(
-        &self,
-        commit: &str,
-        branch: &str,
-        mut prov: Provenance,
-    ) -> Result<CommitOutcome> {
+    /// The commit to cherry-pick and its parent.
+    pub(crate) async fn pick_of(&self, commit: &str) -> Result<(CommitInfo, SnapshotId)> {
         let c = self.resolve(commit).await?;
         let info = self.commit_info(&c.id).await?;
         let Some(parent) = info.parents.first() else {
@@ -453,16 +498,96 @@ impl Repo {
                 c.id
             )));
         };
-        let parent =
-            SnapshotId::try_from(parent.as_str()).map_err(|e| RepoError::Invalid(e.to_string()))?;
+        let parent = snapshot_id(parent)?;
+        Ok((info, parent))
+    }
+
+    /// Apply one commit's changes onto `branch`, chunk by chunk (`merge::history::cherry_pick`
+    /// picks by cells).
+    pub async fn cherry_pick(
+        &self,
+        commit: &str,
+        branch: &str,
+        mut prov: Provenance,
+    ) -> Result<CommitOutcome> {
+        let (info, parent) = self.pick_of(commit).await?;
         if prov.message.is_empty() {
             prov.message = info.message.clone();
         }
         prov.refs
-            .insert(keys::CHERRY_PICKED.into(), c.id.to_string());
+            .insert(keys::CHERRY_PICKED.into(), info.id.clone());
+        let id = snapshot_id(&info.id)?;
         Ok(self
-            .three_way("cherry-pick", branch, &parent, &c.id, Strategy::Fail, prov)
+            .three_way("cherry-pick", branch, &parent, &id, Strategy::Fail, prov)
             .await?
             .0)
+    }
+}
+
+/// A commit id as given in history (`Invalid` if it is not one).
+pub(crate) fn snapshot_id(s: &str) -> Result<SnapshotId> {
+    SnapshotId::try_from(s).map_err(|e| RepoError::Invalid(format!("commit id '{s}': {e}")))
+}
+
+/// What a revert works from.
+pub(crate) struct RevertOf {
+    /// The commit reverted.
+    pub commit: CommitInfo,
+    /// Its id.
+    pub id: SnapshotId,
+    /// Its parent.
+    pub parent: SnapshotId,
+    /// The commits after it on the branch, newest first.
+    pub later: Vec<CommitInfo>,
+}
+
+/// Paths of the nodes (arrays and groups) whose metadata or chunks differ between two sessions.
+pub(crate) async fn changed_paths(a: &Session, b: &Session) -> Result<BTreeSet<String>> {
+    let ch = changes(a, b).await?;
+    Ok(ch
+        .nodes
+        .keys()
+        .chain(ch.chunks.keys())
+        .map(ToString::to_string)
+        .collect())
+}
+
+/// Restore chunks of `array` by reference: each chunk in `candidates` whose reference in
+/// `target` is still the one in `same_as` gets the reference it has in `from` (none: the chunk is
+/// removed, reading as fill). Returns the chunks restored; the others are left to the caller.
+pub(crate) async fn restore_by_reference(
+    target: &mut Session,
+    from: &Session,
+    same_as: &Session,
+    array: &str,
+    candidates: &[Vec<u32>],
+) -> Result<BTreeSet<Vec<u32>>> {
+    let path = Path::new(array).map_err(|e| RepoError::Invalid(format!("{array}: {e}")))?;
+    let (now, was, before) = (
+        chunks_at(target, &path).await?,
+        chunks_at(same_as, &path).await?,
+        chunks_at(from, &path).await?,
+    );
+    let mut done = BTreeSet::new();
+    for c in candidates {
+        let k = ChunkIndices(c.clone());
+        if now.get(&k) != was.get(&k) {
+            continue;
+        }
+        target
+            .set_chunk_ref(path.clone(), k.clone(), before.get(&k).cloned())
+            .await
+            .map_err(engine(format!("updating {array}")))?;
+        done.insert(c.clone());
+    }
+    Ok(done)
+}
+
+async fn chunks_at(s: &Session, path: &Path) -> Result<BTreeMap<ChunkIndices, ChunkPayload>> {
+    match node_in(s, path).await? {
+        Some(n) if is_array(&n) => cas::array_chunks(s, &n)
+            .await
+            .map_err(engine(format!("reading chunks of {path}"))),
+        _ => Ok(BTreeMap::new()),
     }
 }
