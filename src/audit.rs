@@ -167,6 +167,9 @@ struct Walker<'a> {
     var: String,
     /// The variable's dimensions (the order of a cell's keys).
     dims: Vec<String>,
+    /// Cells whose history ended without a writer inside a merged branch's walk (they are not
+    /// looked for further along the target's line).
+    settled: std::sync::Mutex<Vec<Vec<Key>>>,
 }
 
 /// `v` as a key of the same kind as `like` (`None` when it is not one).
@@ -212,8 +215,29 @@ impl Walker<'_> {
     }
 
     async fn cells_of(&self, info: &CommitInfo) -> Result<Option<CellMatcher>, MergeError> {
-        let rec = self.repo.record(info).await?;
-        Ok(rec.and_then(|r| crate::merge::cells::recorded(&r, &self.node, &self.var)))
+        Ok(self.own_cells(info).await?.flatten())
+    }
+
+    /// The cells of this variable a commit's record lists: `None` when the commit has no cell
+    /// record (made by an earlier version, or a revert that restored this node chunk by chunk,
+    /// spec/028), `Some(None)` when it lists none here.
+    async fn own_cells(
+        &self,
+        info: &CommitInfo,
+    ) -> Result<Option<Option<CellMatcher>>, MergeError> {
+        let Some(rec) = self.repo.record(info).await? else {
+            return Ok(None);
+        };
+        let by_chunks = rec
+            .get(crate::merge::history::BY_CHUNKS)
+            .and_then(Value::as_array)
+            .is_some_and(|n| n.iter().any(|p| p.as_str() == Some(&self.node)));
+        if rec.get("cells").is_none() || by_chunks {
+            return Ok(None);
+        }
+        Ok(Some(crate::merge::cells::recorded(
+            &rec, &self.node, &self.var,
+        )))
     }
 
     /// Attribute `open` cells walking from `tip` (first parents) down to `stop` (exclusive).
@@ -292,7 +316,7 @@ impl Walker<'_> {
             // passed over for them — but not for those a revert of this revert brought back
             if let Some(target) = info.extra.get(keys::REVERTS).and_then(Value::as_str) {
                 let restored = Reverted {
-                    cells: self.cells_of(&info).await?.map(Arc::new),
+                    cells: self.own_cells(&info).await?.map(|c| c.map(Arc::new)),
                     except: reverted.get(&info.id).cloned().map(Arc::new),
                 };
                 reverted.insert(target.to_string(), restored);
@@ -322,23 +346,35 @@ impl Walker<'_> {
         found: &mut Vec<(CommitInfo, Vec<Vec<Key>>)>,
         reverted: &mut HashMap<String, Reverted>,
     ) -> Result<bool, MergeError> {
-        // a merge: the cells it took from the merged branch (its record; every open cell for
-        // a merge without one) are credited along that branch, the rest along first parents
+        // a merge: the cells it took from the merged branch (its record) are blamed as on that
+        // branch's tip, the rest along first parents; a merge without a record (an earlier
+        // version's, by chunks) sends every open cell along the merged branch down to the base
         if let (Some(src), Some(base)) = (
             info.extra.get(keys::MERGED_FROM).and_then(Value::as_str),
             info.extra.get(keys::MERGE_BASE).and_then(Value::as_str),
         ) {
             let src = SnapshotId::try_from(src).map_err(|e| MergeError::Invalid(e.to_string()))?;
-            let mut theirs = match self.cells_of(info).await? {
-                Some(m) => {
-                    let (hit, rest): (Vec<_>, Vec<_>) = open.drain(..).partition(|c| m.contains(c));
+            match self.own_cells(info).await? {
+                Some(taken) => {
+                    let Some(m) = taken else {
+                        return Ok(false);
+                    };
+                    let (mut theirs, rest): (Vec<_>, Vec<_>) =
+                        open.drain(..).partition(|c| m.contains(c));
                     *open = rest;
-                    hit
+                    // the merged branch's own reverts apply there only
+                    let mut on_source = reverted.clone();
+                    Box::pin(self.walk(&src, None, &mut theirs, found, &mut on_source)).await?;
+                    if let Ok(mut settled) = self.settled.lock() {
+                        settled.append(&mut theirs);
+                    }
                 }
-                None => std::mem::take(open),
-            };
-            Box::pin(self.walk(&src, Some(base), &mut theirs, found, reverted)).await?;
-            open.extend(theirs);
+                None => {
+                    let mut theirs = std::mem::take(open);
+                    Box::pin(self.walk(&src, Some(base), &mut theirs, found, reverted)).await?;
+                    open.extend(theirs);
+                }
+            }
             return Ok(false);
         }
         // a cherry-pick is credited with the cells it took (its record), or those of the
@@ -346,8 +382,8 @@ impl Walker<'_> {
         let picked = info.extra.get(keys::CHERRY_PICKED).and_then(Value::as_str);
         let credited_cells = match picked {
             None if self.misses(info, open) => None,
-            Some(other) => match self.cells_of(info).await? {
-                Some(own) => Some(own),
+            Some(other) => match self.own_cells(info).await? {
+                Some(own) => own,
                 None => {
                     let id = SnapshotId::try_from(other)
                         .map_err(|e| MergeError::Invalid(e.to_string()))?;
@@ -374,16 +410,18 @@ impl Walker<'_> {
 }
 
 /// The cells a revert restored, for the commit it reverted: its cell record (`None`: every
-/// cell), except those a revert of that revert brought back.
+/// cell; `Some(None)`: none), except those a revert of that revert brought back.
 #[derive(Clone)]
 struct Reverted {
-    cells: Option<Arc<CellMatcher>>,
+    cells: Option<Option<Arc<CellMatcher>>>,
     except: Option<Arc<Reverted>>,
 }
 
 impl Reverted {
     fn contains(&self, cell: &[Key]) -> bool {
-        self.cells.as_ref().is_none_or(|m| m.contains(cell))
+        self.cells
+            .as_ref()
+            .is_none_or(|m| m.as_ref().is_some_and(|m| m.contains(cell)))
             && !self.except.as_ref().is_some_and(|e| e.contains(cell))
     }
 }
@@ -568,11 +606,15 @@ pub async fn blame(
         node: path.to_string(),
         var: var.to_string(),
         dims: v.coords.clone(),
+        settled: Default::default(),
     };
     let mut found = Vec::new();
     walker
         .walk(&at.id, None, &mut open, &mut found, &mut HashMap::new())
         .await?;
+    if let Ok(mut settled) = walker.settled.lock() {
+        open.append(&mut settled);
+    }
     let mut out = Vec::new();
     for (info, cells) in &found {
         let mut sels = Vec::new();

@@ -8,9 +8,9 @@
 //! revert passed over, merges followed, cherry-picks credited with the picked update's cells),
 //! so the skip pointers blame jumps by (spec/018) are checked against the model.
 //!
-//! The model is exact where the outcome is defined without chunk-level three-way logic: revert of
-//! a branch's newest commit, merge and cherry-pick when the target holds exactly the source's
-//! base (fast-forward-like); reset to any earlier commit of the branch. Failures shrink; proptest
+//! Revert, merge and cherry-pick go by cells (merge-semantics §5, spec/028): revert of any commit
+//! of a branch (conflicting cells keep their later values), merge and cherry-pick when the target
+//! holds exactly the source's base (fast-forward-like); reset to any earlier commit of the branch. Failures shrink; proptest
 //! stores their seeds in tests/model.proptest-regressions (committed; re-run first). `ZF_MODEL_CASES` sets the
 //! number of cases (CI: 24; a long campaign: `ZF_MODEL_CASES=2000`).
 
@@ -20,9 +20,9 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use zarr_fuse::ingest::Table;
+use zarr_fuse::merge::history::{self, HistoryOptions, Resolve};
 use zarr_fuse::merge::{self, Scalar, UpdateOptions};
 use zarr_fuse::provenance::Provenance;
-use zarr_fuse::repo::Strategy as RevertStrategy;
 use zarr_fuse::{Location, Repo};
 
 const WHO: &str = "Model Tester <model@example.org>";
@@ -43,7 +43,24 @@ struct State {
     temp: BTreeMap<(i64, String), f64>,
 }
 
+type Cell = (i64, String);
+
 impl State {
+    /// The axes of a three-way by cells onto `self` from `other` (§3): sorted union of t, sites
+    /// in `self`'s order then `other`'s new ones in its order; the cells of `temp`.
+    fn with_axes_of(&self, other: &State, temp: BTreeMap<Cell, f64>) -> State {
+        let mut t: Vec<i64> = self.t.iter().chain(&other.t).copied().collect();
+        t.sort_unstable();
+        t.dedup();
+        let mut site = self.site.clone();
+        for x in &other.site {
+            if !site.contains(x) {
+                site.push(x.clone());
+            }
+        }
+        State { t, site, temp }
+    }
+
     /// merge-semantics.md: NA coordinates none here; later duplicate rows win; NA values do not
     /// erase stored ones; new t values are inserted in order, new sites appended in order of
     /// first appearance.
@@ -99,6 +116,11 @@ enum Op {
     RevertTip {
         branch: usize,
     },
+    /// Revert the commit `back` steps below the tip, by cells, keeping later values.
+    Revert {
+        branch: usize,
+        back: usize,
+    },
     Reset {
         branch: usize,
         back: usize,
@@ -133,6 +155,7 @@ fn op() -> impl proptest::strategy::Strategy<Value = Op> {
         6 => (0usize..3, proptest::collection::vec(row(), 1..8), proptest::bool::ANY)
             .prop_map(|(branch, rows, tight)| Op::Update { branch, rows, tight }),
         1 => (0usize..3).prop_map(|branch| Op::RevertTip { branch }),
+        2 => (0usize..3, 1usize..5).prop_map(|(branch, back)| Op::Revert { branch, back }),
         1 => (0usize..3, 1usize..4).prop_map(|(branch, back)| Op::Reset { branch, back }),
         1 => (0usize..3).prop_map(|from| Op::Branch { from }),
         1 => (0usize..3, 0usize..3).prop_map(|(from, into)| Op::Merge { from, into }),
@@ -217,6 +240,154 @@ fn csv(rows: &[Row]) -> String {
     s
 }
 
+/// The model of a revert by cells (merge-semantics §5), keeping later values.
+struct RevertModel {
+    state: State,
+    /// The cells the revert's record lists: restored, or written by the reverted commit with
+    /// the value its parent had.
+    taken: Vec<Cell>,
+    /// Of those, the ones no later commit wrote (blame passes over the reverted commit there).
+    passed: Vec<Cell>,
+}
+
+/// Revert of commit `c_id` (state `c`, parent state `p`) on a tip `tip` after `later` commits.
+fn model_revert(
+    c_id: &str,
+    c: &State,
+    p: &State,
+    tip: &State,
+    later: &[(String, State, Attr)],
+    records: &BTreeMap<String, Vec<Cell>>,
+    reverts: &BTreeMap<String, String>,
+) -> RevertModel {
+    let ids: std::collections::BTreeSet<&String> = later.iter().map(|(id, _, _)| id).collect();
+    // a revert and the commit it reverts, both later, cancel out
+    let mut cancelled = std::collections::BTreeSet::new();
+    for (id, _, _) in later {
+        if let Some(t) = reverts.get(id).filter(|t| ids.contains(t)) {
+            cancelled.insert(id.clone());
+            cancelled.insert(t.clone());
+        }
+    }
+    let written_later = |x: &Cell| {
+        later
+            .iter()
+            .filter(|(id, _, _)| !cancelled.contains(id))
+            .any(|(id, _, _)| records.get(id).is_some_and(|r| r.contains(x)))
+    };
+    let mut temp = tip.temp.clone();
+    let mut taken = vec![];
+    let mut passed = vec![];
+    let mine = records.get(c_id).cloned().unwrap_or_default();
+    let keys: std::collections::BTreeSet<Cell> = c
+        .temp
+        .keys()
+        .chain(p.temp.keys())
+        .chain(mine.iter())
+        .cloned()
+        .collect();
+    for x in keys {
+        let (b, t, o) = (c.temp.get(&x), p.temp.get(&x), tip.temp.get(&x));
+        if b == t {
+            if mine.contains(&x) {
+                if !written_later(&x) {
+                    passed.push(x.clone());
+                }
+                taken.push(x);
+            }
+            continue;
+        }
+        if written_later(&x) || o != b {
+            continue; // a conflict: the later value stays
+        }
+        match t {
+            Some(v) => temp.insert(x.clone(), *v),
+            None => temp.remove(&x),
+        };
+        passed.push(x.clone());
+        taken.push(x);
+    }
+    RevertModel {
+        state: tip.with_axes_of(p, temp),
+        taken,
+        passed,
+    }
+}
+
+impl RevertModel {
+    /// State, blame and record: the cells blame passes over the reverted commit for are blamed
+    /// as at its parent, the others as at the tip.
+    fn with_blame(
+        self,
+        tip: Option<&BTreeMap<Cell, String>>,
+        parent: Option<&BTreeMap<Cell, String>>,
+    ) -> (State, Attr, Vec<Cell>) {
+        let attr = match (tip, parent) {
+            (Some(tip), Some(parent)) => {
+                let mut a = tip.clone();
+                for x in &self.passed {
+                    match parent.get(x) {
+                        Some(id) => a.insert(x.clone(), id.clone()),
+                        None => a.remove(x),
+                    };
+                }
+                Some(a)
+            }
+            _ => None,
+        };
+        (self.state, attr, self.taken)
+    }
+}
+
+/// Three-way by cells of `theirs` over `base` onto `ours` (merge-semantics §5), conflicts (both
+/// sides changed, differently) decided for theirs when `take_source`: the result and the cells
+/// taken from theirs.
+fn three_way(ours: &State, theirs: &State, base: &State, take_source: bool) -> (State, Vec<Cell>) {
+    let axes = ours.with_axes_of(theirs, BTreeMap::new());
+    let mut temp = BTreeMap::new();
+    let mut taken = vec![];
+    for t in &axes.t {
+        for site in &axes.site {
+            let x = (*t, site.clone());
+            let (o, th, b) = (ours.temp.get(&x), theirs.temp.get(&x), base.temp.get(&x));
+            let v = if th != b && (o == b || take_source) {
+                th
+            } else {
+                o
+            };
+            if v != o {
+                taken.push(x.clone());
+            }
+            if let Some(v) = v {
+                temp.insert(x, *v);
+            }
+        }
+    }
+    (State { temp, ..axes }, taken)
+}
+
+/// Blame after taking `taken` cells onto a target blamed as `target`: from the source's blame
+/// (a merge) or to the new commit `to` (a cherry-pick).
+fn credit(
+    target: Option<&BTreeMap<Cell, String>>,
+    source: Option<&BTreeMap<Cell, String>>,
+    taken: &[Cell],
+    to: Option<&String>,
+) -> Attr {
+    let mut a = target?.clone();
+    for x in taken {
+        let who = match to {
+            Some(id) => Some(id.clone()),
+            None => source?.get(x).cloned(),
+        };
+        match who {
+            Some(id) => a.insert(x.clone(), id),
+            None => a.remove(x),
+        };
+    }
+    Some(a)
+}
+
 fn run(ops: &[Op]) -> Result<(), TestCaseError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -251,8 +422,14 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
         commits: vec![(root, State::default(), Some(BTreeMap::new()))],
     }];
     let mut tags: Vec<(String, State)> = Vec::new();
-    // the cells each update commit wrote (what a cherry-pick of it is credited with)
-    let mut picked_cells: BTreeMap<String, Vec<(i64, String)>> = BTreeMap::new();
+    // the cells each commit's record lists (updates: written; revert, merge, cherry-pick: taken)
+    let mut records: BTreeMap<String, Vec<Cell>> = BTreeMap::new();
+    // revert commit → the commit it reverted
+    let mut reverts: BTreeMap<String, String> = BTreeMap::new();
+    let cells_opts = |resolve| HistoryOptions {
+        resolve,
+        dry_run: false,
+    };
     for (step, op) in ops.iter().enumerate() {
         let pick = |i: usize| i % branches.len();
         match op {
@@ -285,7 +462,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                         for cell in &cells {
                             attr.as_mut().map(|a| a.insert(cell.clone(), id.clone()));
                         }
-                        picked_cells.insert(id.clone(), cells);
+                        records.insert(id.clone(), cells);
                         branches[b].commits.push((id, next, attr))
                     }
                     None => prop_assert_eq!(
@@ -304,19 +481,68 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 let (tip, _, _) = branches[b].commits.last().expect("tip").clone();
                 let (_, before, before_attr) =
                     branches[b].commits[branches[b].commits.len() - 2].clone();
-                let (out, _) = rt
-                    .block_on(repo.revert(
+                let out = rt
+                    .block_on(history::revert(
+                        &repo,
                         &tip,
                         &branches[b].name,
-                        RevertStrategy::Fail,
+                        &cells_opts(Resolve::Fail),
                         Provenance::new(WHO, "revert", format!("step {step}")),
                     ))
                     .map_err(|e| {
                         TestCaseError::fail(format!("step {step}: revert of the tip failed: {e}"))
                     })?;
-                // blame passes over a revert and the commit it reverts
+                // nothing after it: the parent's exact state; blame passes over both
                 if let Some(id) = out.commit {
+                    reverts.insert(id.clone(), tip);
                     branches[b].commits.push((id, before, before_attr));
+                }
+            }
+            Op::Revert { branch, back } => {
+                let b = pick(*branch);
+                let n = branches[b].commits.len();
+                if *back >= n - 1 {
+                    continue; // not the first commit (the schema's)
+                }
+                let k = n - 1 - back;
+                let commits = branches[b].commits.clone();
+                let (c_id, c_state, _) = commits[k].clone();
+                let (_, p_state, p_attr) = commits[k - 1].clone();
+                let (_, tip_state, tip_attr) = commits[n - 1].clone();
+                let later = &commits[k + 1..];
+                if later
+                    .iter()
+                    .any(|(id, _, _)| reverts.get(id) == Some(&c_id))
+                {
+                    continue; // already reverted: refused (tested in tests/history.rs)
+                }
+                let out = rt
+                    .block_on(history::revert(
+                        &repo,
+                        &c_id,
+                        &branches[b].name,
+                        &cells_opts(Resolve::KeepTarget),
+                        Provenance::new(WHO, "revert", format!("step {step}")),
+                    ))
+                    .map_err(|e| TestCaseError::fail(format!("step {step}: revert failed: {e}")))?;
+                let (want, attr, taken) = if tip_state == c_state {
+                    // no later change: the parent's exact state, axes included
+                    (p_state.clone(), p_attr.clone(), vec![])
+                } else {
+                    model_revert(
+                        &c_id, &c_state, &p_state, &tip_state, later, &records, &reverts,
+                    )
+                    .with_blame(tip_attr.as_ref(), p_attr.as_ref())
+                };
+                match out.commit {
+                    Some(id) => {
+                        reverts.insert(id.clone(), c_id);
+                        records.insert(id.clone(), taken);
+                        branches[b].commits.push((id, want, attr));
+                    }
+                    None => {
+                        prop_assert_eq!(&want, &tip_state, "step {}: revert made no commit", step)
+                    }
                 }
             }
             Op::Reset { branch, back } => {
@@ -354,64 +580,67 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 let from_commits = branches[f].commits.clone();
                 let from_tip = from_commits.last().expect("tip").clone();
                 let is_merge = matches!(op, Op::Merge { .. });
-                if is_merge {
-                    // defined outcome: the target is an ancestor of the source (or equal to it)
-                    if !from_commits.iter().any(|(id, _, _)| *id == into_tip.0) {
-                        continue;
-                    }
-                    let out = rt
-                        .block_on(repo.merge(
-                            &branches[f].name,
-                            &branches[i].name,
-                            Provenance::new(WHO, "merge", format!("step {step}")),
-                        ))
-                        .map_err(|e| {
-                            TestCaseError::fail(format!("step {step}: merge failed: {e}"))
-                        })?;
-                    // blame follows a merge into the merged branch
-                    match out.commit {
-                        Some(id) => {
-                            branches[i]
-                                .commits
-                                .push((id, from_tip.1.clone(), from_tip.2.clone()))
-                        }
-                        None => prop_assert_eq!(
-                            &into_tip.1,
-                            &from_tip.1,
-                            "step {}: merge made no commit",
-                            step
-                        ),
-                    }
+                // conflicts are decided (by turns keeping the target's or taking the source's)
+                let resolve = if step % 2 == 0 {
+                    Resolve::KeepTarget
                 } else {
-                    // defined outcome: the target holds exactly the source tip's parent state
-                    if from_commits.len() < 2
-                        || from_commits[from_commits.len() - 2].1 != into_tip.1
-                    {
+                    Resolve::TakeSource
+                };
+                let prov = Provenance::new(WHO, "history", format!("step {step}"));
+                let opts = cells_opts(resolve);
+                let (base, out) = if is_merge {
+                    // the merge base: the newest commit of the source also on the target
+                    let Some(base) = from_commits
+                        .iter()
+                        .rev()
+                        .find(|(id, _, _)| branches[i].commits.iter().any(|(j, _, _)| j == id))
+                        .cloned()
+                    else {
+                        continue;
+                    };
+                    let (src, into) = (&branches[f].name, &branches[i].name);
+                    let out = history::merge(&repo, src, into, &opts, prov);
+                    (base, rt.block_on(out))
+                } else {
+                    if from_commits.len() < 2 {
                         continue;
                     }
-                    let out = rt
-                        .block_on(repo.cherry_pick(
-                            &from_tip.0,
-                            &branches[i].name,
-                            Provenance::new(WHO, "cherry-pick", format!("step {step}")),
-                        ))
-                        .map_err(|e| {
-                            TestCaseError::fail(format!("step {step}: cherry-pick failed: {e}"))
-                        })?;
-                    // a cherry-pick is credited with the cells of the commit it picked
-                    let picked = picked_cells.get(&from_tip.0);
-                    if let Some(id) = out.commit {
-                        let attr = match (into_tip.2.clone(), picked) {
-                            (Some(mut a), Some(cells)) => {
-                                for c in cells {
-                                    a.insert(c.clone(), id.clone());
-                                }
-                                Some(a)
-                            }
-                            _ => None,
+                    let base = from_commits[from_commits.len() - 2].clone();
+                    let (c, into) = (&from_tip.0, &branches[i].name);
+                    let out = history::cherry_pick(&repo, c, into, &opts, prov);
+                    (base, rt.block_on(out))
+                };
+                let out = out
+                    .map_err(|e| TestCaseError::fail(format!("step {step}: {op:?} failed: {e}")))?;
+                // the source changed nothing since the base: nothing to do (axes included)
+                let (want, taken) = if from_tip.1 == base.1 {
+                    (into_tip.1.clone(), vec![])
+                } else {
+                    three_way(
+                        &into_tip.1,
+                        &from_tip.1,
+                        &base.1,
+                        resolve == Resolve::TakeSource,
+                    )
+                };
+                match out.commit {
+                    Some(id) => {
+                        // a merge's taken cells are blamed along the source, a pick's on it
+                        let attr = if is_merge {
+                            credit(into_tip.2.as_ref(), from_tip.2.as_ref(), &taken, None)
+                        } else {
+                            credit(into_tip.2.as_ref(), None, &taken, Some(&id))
                         };
-                        branches[i].commits.push((id, from_tip.1.clone(), attr));
+                        records.insert(id.clone(), taken);
+                        branches[i].commits.push((id, want, attr))
                     }
+                    None => prop_assert_eq!(
+                        &into_tip.1,
+                        &want,
+                        "step {} ({:?}): no commit although the model changed",
+                        step,
+                        op
+                    ),
                 }
             }
             Op::Tag { branch } => {
@@ -669,4 +898,53 @@ fn blame_after_gc_expired_the_commits_skips_point_to() {
         old.is_ok(),
         "blame of a cell written by an expired commit: {old:?}"
     );
+}
+
+fn upd(branch: usize, t: i64, site: usize, temp: f64) -> Op {
+    Op::Update {
+        branch,
+        rows: vec![Row {
+            t,
+            site,
+            temp: Some(temp),
+        }],
+        tight: false,
+    }
+}
+
+/// Regression found by this test: a cell a merge took from the source, where a revert had set
+/// it to NA, is blamed as on the source ("never written"), not on the target's earlier writer.
+#[test]
+fn regression_merge_takes_a_reverted_cell_blamed_as_on_the_source() {
+    let ops = [
+        upd(0, 4, 1, 0.0),
+        Op::Branch { from: 0 },
+        upd(1, 4, 1, -0.5),
+        upd(2, 0, 0, 0.0),
+        Op::Revert { branch: 0, back: 1 },
+        Op::Revert { branch: 0, back: 1 },
+        upd(0, 0, 0, 0.0),
+        Op::Merge { from: 0, into: 1 },
+    ];
+    if let Err(e) = run(&ops) {
+        panic!("{e}");
+    }
+}
+
+/// Regression found by this test: a cherry-pick of a merge that only grows an axis takes no
+/// cell, and blame does not fall back to the picked commit's cells.
+#[test]
+fn regression_pick_of_a_merge_that_takes_no_cell() {
+    let ops = [
+        upd(0, 0, 0, 0.0),
+        upd(0, 0, 0, -0.5),
+        Op::Branch { from: 0 },
+        Op::Reset { branch: 1, back: 1 },
+        upd(1, 0, 1, 0.0),
+        Op::Merge { from: 2, into: 1 },
+        Op::CherryPick { from: 1, into: 2 },
+    ];
+    if let Err(e) = run(&ops) {
+        panic!("{e}");
+    }
 }

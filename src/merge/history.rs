@@ -36,6 +36,10 @@ use crate::provenance::{keys, Provenance};
 use crate::repo::{self, CellRecord, CommitInfo, Repo, RepoError, Strategy};
 use crate::schema::{Coord, NodeSchema, Schema, StepLimits};
 
+/// Side-record field of a revert, merge or cherry-pick: the nodes it changed chunk by chunk
+/// (restored exactly, not by cells), which blame treats as wholly restored or taken.
+pub const BY_CHUNKS: &str = "by_chunks";
+
 /// How conflicting cells are decided.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -458,6 +462,8 @@ async fn run(
             }
         }
         let mut cells: CellRecord = BTreeMap::new();
+        let planned_paths: HashSet<String> =
+            planned.iter().map(|(c, _)| c.node.path.clone()).collect();
         for (ctx, mut plan) in planned {
             ctx.write(&plan, &mut report).await?;
             let taken: BTreeMap<String, Box<serde_json::value::RawValue>> = plan
@@ -487,6 +493,17 @@ async fn run(
             return Ok(report);
         }
         tx.set_cells(cells);
+        let by_chunks: Vec<&str> = schema
+            .root
+            .walk()
+            .into_iter()
+            .filter(|n| {
+                !planned_paths.contains(&n.path)
+                    && node_arrays(n).iter().any(|p| changed.contains(p))
+            })
+            .map(|n| n.path.as_str())
+            .collect();
+        tx.set_record_field(BY_CHUNKS, serde_json::json!(by_chunks));
         let mut p = prov.clone();
         p.schema_blake3 = Some(schema.digest());
         let cells_changed: u64 = report
