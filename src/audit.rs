@@ -322,16 +322,25 @@ impl Walker<'_> {
                 reverted.insert(target.to_string(), restored);
                 continue;
             }
-            // cells a later revert restored are passed over at the commit it reverted
-            let mut passed = vec![];
-            if let Some(r) = reverted.get(&info.id) {
-                let (skip, rest): (Vec<_>, Vec<_>) = open.drain(..).partition(|c| r.contains(c));
-                *open = rest;
-                passed = skip;
+            // cells a later revert restored are passed over at the commit it reverted (a squash
+            // commit: its contributions, newest first)
+            let passed = pass_over(reverted.get(&info.id), open);
+            let folded = crate::repo::folded(&info);
+            let mut done = false;
+            if folded.is_empty() {
+                done = self.credit(&info, open, found, reverted).await?;
             }
-            let credited = self.credit(&info, open, found, reverted).await;
+            for f in &folded {
+                let inner = pass_over(reverted.get(&f.id), open);
+                let credited = self.credit(f, open, found, reverted).await;
+                open.extend(inner);
+                if credited? {
+                    done = true;
+                    break;
+                }
+            }
             open.extend(passed);
-            if credited? {
+            if done {
                 break;
             }
         }
@@ -407,6 +416,16 @@ impl Walker<'_> {
         }
         Ok(false)
     }
+}
+
+/// Take the `open` cells a later revert restored out (`r`: what it restored for this commit).
+fn pass_over(r: Option<&Reverted>, open: &mut Vec<Vec<Key>>) -> Vec<Vec<Key>> {
+    let Some(r) = r else {
+        return vec![];
+    };
+    let (skip, rest): (Vec<_>, Vec<_>) = open.drain(..).partition(|c| r.contains(c));
+    *open = rest;
+    skip
 }
 
 /// The cells a revert restored, for the commit it reverted: its cell record (`None`: every

@@ -216,7 +216,7 @@ fn the_kalman_update_is_reverted_after_the_next_forecast() {
     let side = r.update("side", "side", &["2026-01-01T02:00,B,8,80"], AUTHOR);
     let o = zf(&["revert", &r.path, &side], AUTHOR);
     assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("not in the history"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is not on branch"));
 }
 
 #[test]

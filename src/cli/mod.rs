@@ -330,6 +330,32 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Shorten a branch's history: each period's run of contributions older than DURATION becomes
+    /// one commit holding the run's last state and the list of the contributions it folds (blame
+    /// still names each cell's contributor). Tags and other branches keep their snapshots; `gc`
+    /// then deletes the folded ones.
+    Squash {
+        /// Repository location.
+        repo: String,
+        /// Branch to squash.
+        #[arg(long, default_value = "main")]
+        branch: String,
+        /// Only contributions older than this (e.g. 7d, 12h, 0s).
+        #[arg(long)]
+        older_than: String,
+        /// One commit per hour, day (UTC) or ISO week.
+        #[arg(long, value_parser = ["hour", "day", "week"])]
+        by: String,
+        /// Author of the squash commits.
+        #[arg(long)]
+        author: Option<String>,
+        /// Report without changing anything.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Delete what no branch or tag needs; keeps every commit's provenance unless told.
     ///
     /// Deleted, for what is older than --older-than: chunks, manifests, snapshots and transaction
@@ -1364,6 +1390,26 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 }
             }
             print_write(json, &commit, json!({"branch": branch, "arrays": arrays}));
+        }
+        Command::Squash {
+            repo,
+            branch,
+            older_than,
+            by,
+            author,
+            dry_run,
+            json,
+        } => {
+            let d = parse_duration(&older_than)?;
+            let cutoff = chrono::Utc::now()
+                - chrono::Duration::from_std(d)
+                    .map_err(|e| CliError::Other(format!("--older-than: {e}")))?;
+            let prov = provenance(author.as_deref(), "squash", None, &[])?;
+            let r = open(&repo).await?;
+            let report = r
+                .squash(&branch, cutoff, by.parse()?, dry_run, prov)
+                .await?;
+            output::squash(&report, json);
         }
         Command::Gc {
             repo,

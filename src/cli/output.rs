@@ -64,6 +64,19 @@ fn commit_text(c: &CommitInfo) {
     for line in c.message.lines() {
         println!("    {line}");
     }
+    // a squash commit lists the contributions it folds, newest first
+    for f in crate::repo::folded(c) {
+        println!(
+            "    folded {}  {}  {}  {}",
+            &f.id[..f.id.len().min(10)],
+            f.extra
+                .get("time")
+                .and_then(|t| t.as_str())
+                .unwrap_or(&f.time),
+            f.author.as_deref().unwrap_or("-"),
+            f.message
+        );
+    }
     println!();
 }
 
@@ -434,6 +447,35 @@ pub fn history(r: &crate::merge::history::HistoryReport) {
             c.coords
                 .as_ref()
                 .map_or(" metadata".to_string(), |k| format!(" chunk {k:?}"))
+        );
+    }
+}
+
+/// `squash`.
+pub fn squash(r: &crate::repo::SquashReport, json: bool) {
+    if json {
+        print_json(r);
+        return;
+    }
+    let verb = if r.dry_run { "would fold" } else { "folded" };
+    println!(
+        "{verb} {} commit(s) into {} (branch {}: {} commit(s) → {}; {} replayed)",
+        r.commits_folded,
+        r.periods.len(),
+        r.branch,
+        r.commits_before,
+        r.commits_after,
+        r.commits_replayed
+    );
+    for p in &r.periods {
+        println!(
+            "  {}: {} contribution(s){}",
+            p.period,
+            p.contributions,
+            p.commit
+                .as_ref()
+                .map(|c| format!(" → {c}"))
+                .unwrap_or_default()
         );
     }
 }

@@ -113,7 +113,7 @@ const MAX_INDIRECTION: usize = 8;
 
 /// The extent of the cells a commit is credited with by blame, from its metadata: its own
 /// `extent`; for a revert or a cherry-pick, that of the commit it reverts or picks; `None`
-/// (unbounded) for merges, imports and commits whose cells are not bounded by an extent.
+/// (unbounded) for merges, imports, squashes and commits whose cells are not bounded by an extent.
 /// `writes_cells` says whether the commit's side record holds cells (`None`: unknown).
 pub fn effective_extent(
     info: &RepoInfo,
@@ -124,7 +124,10 @@ pub fn effective_extent(
     let mut writes_cells = writes_cells;
     for _ in 0..MAX_INDIRECTION {
         let op = props.get(keys::OPERATION).and_then(Value::as_str);
-        if op == Some("import") || props.contains_key(keys::MERGED_FROM) {
+        if op == Some("import")
+            || props.contains_key(keys::MERGED_FROM)
+            || props.contains_key(super::squash::FOLDED)
+        {
             return None;
         }
         let target = [keys::REVERTS, keys::CHERRY_PICKED]

@@ -343,10 +343,7 @@ impl Repo {
         let tip = self.branch_tip(branch).await?;
         let history = self.ancestry_until(&tip, |i| i.id == c.id).await?;
         let Some(pos) = history.iter().position(|i| i.id == c.id) else {
-            return Err(RepoError::NotInHistory {
-                commit: c.id.to_string(),
-                branch: branch.into(),
-            });
+            return self.revert_of_folded(&c.id, branch, &history).await;
         };
         let Some(parent) = history[pos].parent_id.clone() else {
             return Err(RepoError::Invalid(format!(
@@ -363,6 +360,46 @@ impl Repo {
                 .map(CommitInfo::from_snapshot)
                 .collect(),
         })
+    }
+
+    /// A revert of a contribution folded into a squash commit of the branch (spec/029): its
+    /// own snapshot and its parent's still hold the values; the later writers are the
+    /// contributions folded after it and the commits after the squash commit.
+    async fn revert_of_folded(
+        &self,
+        id: &SnapshotId,
+        branch: &str,
+        history: &[icechunk::format::snapshot::SnapshotInfo],
+    ) -> Result<RevertOf> {
+        let key = id.to_string();
+        for (pos, s) in history.iter().enumerate() {
+            let info = CommitInfo::from_snapshot(s);
+            let folded = super::squash::folded(&info); // newest first
+            let Some(at) = folded.iter().position(|f| f.id == key) else {
+                continue;
+            };
+            let snap = self.all_commits().await?.into_iter().find(|c| c.id == *id);
+            let Some(parent) = snap.and_then(|c| c.parent_id) else {
+                return Err(RepoError::Invalid(format!(
+                    "commit {key} was folded into squash commit {} and its snapshot was collected; revert the squash commit instead",
+                    s.id
+                )));
+            };
+            let mut later: Vec<CommitInfo> = history[..pos]
+                .iter()
+                .map(CommitInfo::from_snapshot)
+                .collect();
+            later.extend(folded[..at].iter().cloned());
+            return Ok(RevertOf {
+                commit: folded[at].clone(),
+                id: id.clone(),
+                parent,
+                later,
+            });
+        }
+        Err(RepoError::Invalid(format!(
+            "commit {key} is not on branch '{branch}' (neither in its history nor folded into one of its squash commits)"
+        )))
     }
 
     /// Revert `commit` on `branch` as a new commit, chunk by chunk (the engine's own revert;

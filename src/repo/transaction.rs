@@ -5,6 +5,7 @@
 //! the change is rebased onto the new tip if the two touched disjoint chunks (the digest is then
 //! recomputed), otherwise the commit fails and the branch is left as the other writer left it.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -145,7 +146,21 @@ impl Transaction {
     }
 
     /// Commit the staged changes with `prov`. Returns `commit: None` when nothing changed.
-    pub async fn commit(self, mut prov: Provenance) -> Result<CommitOutcome> {
+    pub async fn commit(self, prov: Provenance) -> Result<CommitOutcome> {
+        let message = prov.message.clone();
+        self.commit_with(&message, Some(prov), |_, _| BTreeMap::new())
+            .await
+    }
+
+    /// Commit with the snapshot properties `props(content digest, record key)` made by the
+    /// caller (history rewriting, spec/029: a replayed commit keeps its provenance), or those of
+    /// `prov` when given.
+    pub(crate) async fn commit_with(
+        self,
+        message: &str,
+        prov: Option<Provenance>,
+        props: impl Fn(&str, Option<&str>) -> BTreeMap<String, serde_json::Value>,
+    ) -> Result<CommitOutcome> {
         // the list of chunks written moves into the side record (not copied: one entry per chunk)
         let stats = self.writer.take_stats();
         let mut outcome = CommitOutcome {
@@ -174,25 +189,31 @@ impl Transaction {
         {
             return Ok(outcome);
         }
-        for (k, v) in [
-            ("chunks_written", stats.chunks_written),
-            ("chunks_deduplicated", stats.chunks_deduplicated),
-            ("chunks_unchanged", stats.chunks_unchanged),
-            ("chunks_inline", stats.chunks_inline),
-            ("bytes_written", stats.bytes_written),
-        ] {
-            prov.counts.entry(k.to_string()).or_insert(v);
+        let mut prov = prov;
+        if let Some(prov) = prov.as_mut() {
+            for (k, v) in [
+                ("chunks_written", stats.chunks_written),
+                ("chunks_deduplicated", stats.chunks_deduplicated),
+                ("chunks_unchanged", stats.chunks_unchanged),
+                ("chunks_inline", stats.chunks_inline),
+                ("bytes_written", stats.bytes_written),
+            ] {
+                prov.counts.entry(k.to_string()).or_insert(v);
+            }
         }
         let record = write_record(&self.repo, &stats, self.cells.as_ref(), &self.extra).await?;
         drop(stats);
-        let message = prov.message.clone();
+        let message = message.to_string();
         let mut attempt = 0;
         loop {
             attempt += 1;
             let digest = cas::content_digest(&session)
                 .await
                 .map_err(engine("computing the content digest"))?;
-            let mut props = prov.to_properties(&digest, record.as_deref());
+            let mut props = match &prov {
+                Some(prov) => prov.to_properties(&digest, record.as_deref()),
+                None => props(&digest, record.as_deref()),
+            };
             let skip = self.skip_record(&session, &props).await;
             props.insert(crate::provenance::keys::SKIP.into(), skip);
             let res = session
