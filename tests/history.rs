@@ -467,3 +467,245 @@ fn cherry_pick_by_cells_and_revert_after_a_merge() {
     assert_eq!(r.blame("main", "01:00", "A"), "base");
     assert_eq!(r.blame("main", "01:00", "B"), "after");
 }
+
+/// Contributions made at chosen times (the library's provenance time: the test hook), squashed
+/// by day: one commit per day, blame still names every contributor, log lists the folded
+/// contributions, a tag keeps its snapshot, revert of a folded contribution and of a squash
+/// commit work by cells.
+#[test]
+fn squash_by_day_keeps_blame_and_reverts() {
+    use zarr_fuse::merge::{self, UpdateOptions};
+    use zarr_fuse::provenance::Provenance;
+    let dir = tempfile::tempdir().unwrap();
+    let r = Repo::new(dir.path());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let repo = rt.block_on(zarr_fuse::Repo::open_str(&r.path)).unwrap();
+    let day = |d: u32, h: u32| {
+        chrono::DateTime::parse_from_rfc3339(&format!("2026-01-{d:02}T{h:02}:30:00Z"))
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    };
+    // days 1 and 2: three hourly contributions each, by different authors
+    let mut ids = vec![];
+    for (i, (d, h)) in [(1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (2, 3)]
+        .iter()
+        .enumerate()
+    {
+        let csv = format!(
+            "time,site,temp,hum\n2026-01-01T{i:02}:00,A,{i},\n2026-01-01T{i:02}:00,B,{},\n",
+            i + 10
+        );
+        let table = zarr_fuse::ingest::Table::from_csv_bytes(csv.as_bytes(), "f.csv").unwrap();
+        let mut prov = Provenance::new(
+            format!("Author{i} <a{i}@example.org>"),
+            "update",
+            format!("fetch {i}"),
+        );
+        prov.time = Some(day(*d, *h));
+        let out = rt
+            .block_on(merge::update(
+                &repo,
+                "main",
+                &[(String::new(), table)],
+                prov,
+                &UpdateOptions::default(),
+            ))
+            .unwrap();
+        ids.push(out.commit.unwrap());
+        if i == 4 {
+            rt.block_on(repo.create_tag("v1", "main", None)).unwrap();
+        }
+    }
+    let before = r.cells("main");
+    let dry = json(&[
+        "squash",
+        &r.path,
+        "--older-than",
+        "0s",
+        "--by",
+        "day",
+        "--dry-run",
+        "--json",
+    ]);
+    assert_eq!(dry["commits_folded"], 5, "{dry}");
+    assert_eq!(r.tip("main"), ids[5], "a dry run changes nothing");
+    let sq = json(&[
+        "squash",
+        &r.path,
+        "--older-than",
+        "0s",
+        "--by",
+        "day",
+        "--json",
+    ]);
+    // day 1: fetches 0–2; day 2: 3–4 (the tag at 4 ends the run), fetch 5 stays alone
+    let periods: Vec<(String, u64)> = sq["periods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["period"].as_str().unwrap().to_string(),
+                p["contributions"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        periods,
+        vec![("2026-01-01".to_string(), 3), ("2026-01-02".to_string(), 2)],
+        "{sq}"
+    );
+    assert_eq!(r.cells("main"), before, "the tip's content is unchanged");
+    assert_eq!(json(&["verify", &r.path, "--json"])["ok"], true);
+    assert_eq!(json(&["verify", &r.path, "v1", "--json"])["ok"], true);
+    assert_eq!(r.cells("v1").len(), 10, "the tag keeps its snapshot");
+    for i in 0..6 {
+        assert_eq!(
+            r.blame("main", &format!("{i:02}:00"), "A"),
+            format!("fetch {i}")
+        );
+    }
+    let log = json(&["log", &r.path, "--json"]);
+    let squashes: Vec<&Value> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c.get("folded").is_some())
+        .collect();
+    assert_eq!(squashes.len(), 2);
+    let folded: Vec<&str> = squashes[1]["folded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["author"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        folded,
+        [
+            "Author0 <a0@example.org>",
+            "Author1 <a1@example.org>",
+            "Author2 <a2@example.org>"
+        ]
+    );
+    assert!(ok(&["log", &r.path]).contains("folded"));
+    // revert of one folded contribution, by cells
+    json(&["revert", &r.path, &ids[1], "--json"]);
+    assert_eq!(r.temp("main", "01:00", "A"), None);
+    assert_eq!(r.temp("main", "02:00", "A").as_deref(), Some("2.0"));
+    assert_eq!(r.blame("main", "02:00", "A"), "fetch 2");
+    // revert of a squash commit reverts all it folds
+    let day2 = squashes[0]["id"].as_str().unwrap().to_string();
+    json(&["revert", &r.path, &day2, "--json"]);
+    assert_eq!(r.temp("main", "03:00", "A"), None);
+    assert_eq!(r.temp("main", "04:00", "B"), None);
+    assert_eq!(r.temp("main", "05:00", "A").as_deref(), Some("5.0"));
+    assert_eq!(r.blame("main", "00:00", "A"), "fetch 0");
+    // gc afterwards keeps what blame needs
+    ok(&["gc", &r.path, "--older-than", "0s"]);
+    assert_eq!(r.blame("main", "00:00", "B"), "fetch 0");
+    assert_eq!(r.blame("main", "05:00", "B"), "fetch 5");
+}
+
+/// Writers committing while a squash runs: every acknowledged update is in the history
+/// afterwards (folded, or after the squash) and blamed to its author.
+#[test]
+fn squash_with_concurrent_writers_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Repo::new(dir.path());
+    for i in 0..12 {
+        r.update(
+            "main",
+            &format!("seed{i}"),
+            &[&format!("2026-01-01T{i:02}:00,A,{i},")],
+            AUTHOR,
+        );
+    }
+    let path = r.path.clone();
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (path, dir) = (path.clone(), r.dir.clone());
+            std::thread::spawn(move || {
+                let mut acked = vec![];
+                for k in 0..3 {
+                    let f = dir.join(format!("w{w}-{k}.csv"));
+                    std::fs::write(
+                        &f,
+                        format!("time,site,temp,hum\n2026-01-02T{:02}:00,W{w},{k},\n", k),
+                    )
+                    .unwrap();
+                    let msg = format!("writer {w} #{k}");
+                    let o = zf(&["update", &path, f.to_str().unwrap(), "-m", &msg], AUTHOR);
+                    if o.status.success() {
+                        acked.push((w, k, msg));
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    let sq = zf(
+        &[
+            "squash",
+            &r.path,
+            "--older-than",
+            "0s",
+            "--by",
+            "day",
+            "--json",
+        ],
+        AUTHOR,
+    );
+    let acked: Vec<(usize, usize, String)> = writers
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    assert!(
+        sq.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sq.stderr)
+    );
+    let report: Value = serde_json::from_slice(&sq.stdout).unwrap();
+    eprintln!(
+        "squash folded {} replayed {} retries {} while {} updates were acknowledged",
+        report["commits_folded"],
+        report["commits_replayed"],
+        report["retries"],
+        acked.len()
+    );
+    assert!(!acked.is_empty());
+    let log = json(&["log", &r.path, "--json"]);
+    let mut messages: Vec<String> = vec![];
+    for c in log.as_array().unwrap() {
+        messages.push(c["message"].as_str().unwrap().to_string());
+        for f in c
+            .get("folded")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            messages.push(f["message"].as_str().unwrap().to_string());
+        }
+    }
+    for (w, k, msg) in &acked {
+        assert!(messages.contains(msg), "{msg} lost: {messages:?}");
+        let b = json(&[
+            "blame",
+            &r.path,
+            "--var",
+            "temp",
+            "--where",
+            &format!("time=2026-01-02T{k:02}:00"),
+            "--where",
+            &format!("site=W{w}"),
+            "--json",
+        ]);
+        assert_eq!(b[0]["message"], msg.as_str(), "{b}");
+    }
+    for i in 0..12 {
+        assert_eq!(
+            r.blame("main", &format!("{i:02}:00"), "A"),
+            format!("seed{i}")
+        );
+    }
+    assert_eq!(json(&["verify", &r.path, "--json"])["ok"], true);
+}
