@@ -25,6 +25,9 @@ use crate::provenance::{keys, Provenance};
 /// Snapshot property of a squash commit: the contributions it folds, oldest first.
 pub const FOLDED: &str = "folded";
 
+/// Snapshot property of a commit a squash wrote again: the id it was first committed as.
+pub const REPLAYED_FROM: &str = "replayed_from";
+
 /// The period a squash folds commits by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -377,7 +380,10 @@ impl Repo {
                 props.insert(k.to_string(), json!(new));
             }
         }
-        props.insert("replayed_from".into(), json!(s.id.to_string()));
+        // the id it had first (a commit replayed again keeps naming its original)
+        props
+            .entry(REPLAYED_FROM.to_string())
+            .or_insert_with(|| json!(s.id.to_string()));
         self.write_state(temp, prev, &s.id, &s.message, |d| {
             let mut p = props.clone();
             p.insert(keys::CONTENT_DIGEST.into(), json!(d));

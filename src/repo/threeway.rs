@@ -339,21 +339,40 @@ impl Repo {
     /// What reverting `commit` on `branch` works from (refused for a commit not on the branch
     /// and for the first commit).
     pub(crate) async fn revert_of(&self, commit: &str, branch: &str) -> Result<RevertOf> {
-        let c = self.resolve(commit).await?;
         let tip = self.branch_tip(branch).await?;
-        let history = self.ancestry_until(&tip, |i| i.id == c.id).await?;
-        let Some(pos) = history.iter().position(|i| i.id == c.id) else {
-            return self.revert_of_folded(&c.id, branch, &history).await;
+        let given = commit.trim();
+        let c = match self.resolve(given).await {
+            Ok(c) => Some(c.id),
+            Err(_) if snapshot_id(given).is_ok() => None, // collected: maybe replayed or folded
+            Err(e) => return Err(e),
         };
+        let history = self
+            .ancestry_until(&tip, |i| c.as_ref() == Some(&i.id))
+            .await?;
+        // a commit a squash wrote again is found by the id it was first committed as
+        let replayed_from = |s: &icechunk::format::snapshot::SnapshotInfo| {
+            s.metadata
+                .get(super::squash::REPLAYED_FROM)
+                .and_then(|v| v.as_str())
+                == Some(given)
+        };
+        let found = history
+            .iter()
+            .position(|i| c.as_ref() == Some(&i.id))
+            .or_else(|| history.iter().position(replayed_from));
+        let Some(pos) = found else {
+            let id = snapshot_id(given)?;
+            return self.revert_of_folded(&id, branch, &history).await;
+        };
+        let c = history[pos].id.clone();
         let Some(parent) = history[pos].parent_id.clone() else {
             return Err(RepoError::Invalid(format!(
-                "commit {} is the repository's first commit and cannot be reverted",
-                c.id
+                "commit {c} is the repository's first commit and cannot be reverted"
             )));
         };
         Ok(RevertOf {
             commit: CommitInfo::from_snapshot(&history[pos]),
-            id: c.id,
+            id: c,
             parent,
             later: history[..pos]
                 .iter()
