@@ -363,6 +363,24 @@ impl Walker<'_> {
             info.extra.get(keys::MERGE_BASE).and_then(Value::as_str),
         ) {
             let src = SnapshotId::try_from(src).map_err(|e| MergeError::Invalid(e.to_string()))?;
+            if self.repo.commit_info(&src).await.is_err() {
+                // the merged branch's commits were collected (branch deleted, then gc): the
+                // merge is the last known writer of what it took
+                let taken = match self.own_cells(info).await? {
+                    Some(Some(m)) => {
+                        let (hit, rest): (Vec<_>, Vec<_>) =
+                            open.drain(..).partition(|c| m.contains(c));
+                        *open = rest;
+                        hit
+                    }
+                    Some(None) => vec![],
+                    None => std::mem::take(open),
+                };
+                if !taken.is_empty() {
+                    found.push((info.clone(), taken));
+                }
+                return Ok(false);
+            }
             match self.own_cells(info).await? {
                 Some(taken) => {
                     let Some(m) = taken else {

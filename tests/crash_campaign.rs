@@ -1,13 +1,14 @@
-//! Crash campaign (issue C): a writer process runs schema-driven updates, reverts, branch merges
-//! and `gc`, and is killed with SIGKILL at random moments. The writer keeps a plain model of the
+//! Crash campaign (issues C, F): a writer process runs schema-driven updates, reverts, branch
+//! merges, squashes and `gc`, and is killed with SIGKILL at random moments. The writer keeps a plain model of the
 //! dataset (a map t → (a, b, k), independent of the engine) and prints, before each operation,
 //! the digest the dataset must have if the operation lands, and after it the acknowledged commit.
 //!
 //! After every kill: the repository opens, `verify` passes, the tip's content equals the model
 //! of the last acknowledged operation (or of the one in flight, if it landed unacknowledged),
 //! `a` and `b` (always written together) agree everywhere (no partial contribution), and every
-//! acknowledged commit is in the history with exactly the model's content (unless a later `gc`
-//! legitimately expired it from history).
+//! acknowledged commit is in the history with exactly the model's content (or folded into a squash
+//! commit, or written again by one: then found by its original id), and every cell with a value
+//! is blamed on a commit by the writer (gc keeps provenance: nothing is "before the horizon").
 //!
 //! `ZF_CRASH_KILLS` sets the number of kills per backend (CI default: 50 local, 25 on S3; the
 //! campaign in spec/014 uses 200).
@@ -23,7 +24,7 @@ use common::rt;
 use zarr_fuse::ingest::Table;
 use zarr_fuse::merge::{self, NodeData, Scalar, UpdateOptions};
 use zarr_fuse::provenance::Provenance;
-use zarr_fuse::repo::Strategy;
+use zarr_fuse::repo::{Period, Strategy};
 use zarr_fuse::{Location, Repo};
 
 const WHO: &str = "Crash Writer <crash@example.org>";
@@ -114,7 +115,7 @@ fn child(location: &str, seed: u64) {
             let value = (seed % 1_000_000) as f64 + n as f64 / 1000.0;
             let op = next(&mut rng) % 100;
             let t0 = now_ms();
-            if op < 60 || model.is_empty() {
+            if op < 55 || model.is_empty() {
                 // update main: a and b together at 1..6 times (insert before/between/after)
                 let rows = 1 + next(&mut rng) % 6;
                 let mut after = model.clone();
@@ -133,7 +134,7 @@ fn child(location: &str, seed: u64) {
                 } else {
                     model = after;
                 }
-            } else if op < 75 {
+            } else if op < 65 {
                 // revert this run's last update if it is still the tip
                 let Some((id, before)) = last_update.take() else {
                     continue;
@@ -155,7 +156,7 @@ fn child(location: &str, seed: u64) {
                     println!("\nZFACK {c} {} {t0}", model_digest(&before));
                 }
                 model = before;
-            } else if op < 90 {
+            } else if op < 77 {
                 // a side branch from the tip writes k at existing times and is merged back
                 let times: Vec<i64> = model.keys().copied().collect();
                 let mut after = model.clone();
@@ -185,11 +186,28 @@ fn child(location: &str, seed: u64) {
                 }
                 model = after;
                 last_update = None;
+            } else if op < 92 {
+                // squash everything older than 0.2 s, by hour: the content stays
+                let cutoff = chrono::Utc::now() - chrono::Duration::milliseconds(200);
+                println!("\nZFINTENT {t0} {}", model_digest(&model));
+                let r = repo
+                    .squash(
+                        "main",
+                        cutoff,
+                        Period::Hour,
+                        false,
+                        Provenance::new(WHO, "squash", ""),
+                    )
+                    .await
+                    .expect("squash");
+                println!("\nZFSQUASH {}", r.commits_folded);
+                last_update = None;
             } else {
-                // gc: expire history older than 2 s and delete what nothing reaches
+                // gc: delete what nothing reaches, older than 2 s (provenance is kept)
                 let cutoff = chrono::Utc::now() - chrono::Duration::seconds(2);
-                println!("\nZFGC {}", cutoff.timestamp_millis());
-                repo.gc(cutoff, false).await.expect("gc");
+                repo.collect_garbage(cutoff, false, false)
+                    .await
+                    .expect("gc");
             }
         }
     });
@@ -234,6 +252,9 @@ fn campaign(location: Location, kills: usize) {
     let mut checked_content = 0usize;
     let mut last_gc_cutoff = 0u64;
     let mut expired = 0usize;
+    let mut folded_or_replayed = 0usize;
+    let mut squash_commits = 0usize;
+    let (mut squashes_run, mut squashed) = (0usize, 0usize);
     let empty = model_digest(&Model::new());
     let mut expected_tip = empty.clone();
     for kill in 0..kills {
@@ -277,6 +298,10 @@ fn campaign(location: Location, kills: usize) {
                     expected_tip = digest.to_string();
                     in_flight = None;
                 }
+                Some("ZFSQUASH") => {
+                    squashes_run += 1;
+                    squashed += it.next().and_then(|n| n.parse::<usize>().ok()).unwrap_or(0);
+                }
                 Some("ZFGC") => {
                     if let Some(c) = it.next().and_then(|c| c.parse().ok()) {
                         last_gc_cutoff = last_gc_cutoff.max(c);
@@ -303,11 +328,36 @@ fn campaign(location: Location, kills: usize) {
                 "kill {kill}: tip content {d} is neither the acknowledged state {expected_tip} nor the in-flight one {in_flight:?}"
             );
             expected_tip = d;
-            // every acknowledged commit is in the history (unless gc expired it)
+            // every acknowledged commit is in the history: as it is, folded into a squash
+            // commit or written again by one (its original id)
             let log = repo.log("main", None).await.expect("log");
             let ids: HashSet<&str> = log.iter().map(|c| c.id.as_str()).collect();
+            let mut kept: HashSet<String> = HashSet::new();
+            for c in &log {
+                if let Some(r) = c.extra.get("replayed_from").and_then(|v| v.as_str()) {
+                    kept.insert(r.to_string());
+                }
+                kept.extend(zarr_fuse::repo::folded(c).into_iter().map(|f| f.id));
+            }
+            squash_commits = log.iter().filter(|c| c.extra.contains_key("folded")).count();
+            // every cell with a value is blamed on one of the writer's commits
+            let blame = zarr_fuse::audit::blame(&repo, "", "a", "main", &[])
+                .await
+                .expect("blame");
+            for b in &blame {
+                if b.commit.is_none() {
+                    assert!(
+                        b.message.as_deref() == Some("never written"),
+                        "kill {kill}: cells of a blamed on no commit: {b:?}"
+                    );
+                } else {
+                    assert_eq!(b.author.as_deref(), Some(WHO), "kill {kill}: {b:?}");
+                }
+            }
             for (i, a) in acks.iter().enumerate() {
-                if ids.contains(a.id.as_str()) {
+                if kept.contains(&a.id) {
+                    folded_or_replayed += 1;
+                } else if ids.contains(a.id.as_str()) {
                     if i >= first_new {
                         let m = read_model(&repo, &a.id).await;
                         assert_eq!(
@@ -331,10 +381,11 @@ fn campaign(location: Location, kills: usize) {
         // expired commits are counted again at every kill; count them once at the end instead
         if kill + 1 < kills {
             expired = 0;
+            folded_or_replayed = 0;
         }
     }
     eprintln!(
-        "{location}: {kills} kills survived; {} acknowledged commits, {checked_content} checked against the model, {expired} expired by gc, 0 lost or partial",
+        "{location}: {kills} kills survived; {} acknowledged commits, {checked_content} checked against the model, {squashes_run} squashes folded {squashed} commits ({folded_or_replayed} acknowledged ones folded or rewritten, {squash_commits} squash commits at the end), {expired} expired by gc, 0 lost or partial",
         acks.len()
     );
     assert!(

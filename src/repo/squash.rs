@@ -121,11 +121,23 @@ fn made_at(s: &SnapshotInfo) -> DateTime<Utc> {
         .map_or(s.flushed_at, |t| t.with_timezone(&Utc))
 }
 
-/// Whether a commit is a contribution a squash may fold.
+/// Operations that are not contributions: a squash keeps their commits as they are.
+const KEPT_OPERATIONS: [&str; 7] = [
+    "init",
+    "schema",
+    "import",
+    "repair",
+    "revert",
+    "merge",
+    "cherry-pick",
+];
+
+/// Whether a commit is a contribution a squash may fold (an update, an earlier squash, or any
+/// library operation that writes data).
 fn foldable(s: &SnapshotInfo) -> bool {
     let op = s.metadata.get(keys::OPERATION).and_then(Value::as_str);
     s.parent_id.is_some()
-        && matches!(op, Some("update") | Some("squash"))
+        && op.is_some_and(|op| !KEPT_OPERATIONS.contains(&op))
         && ![keys::REVERTS, keys::MERGED_FROM, keys::CHERRY_PICKED]
             .iter()
             .any(|k| s.metadata.contains_key(*k))
@@ -138,8 +150,11 @@ fn folded_entries(s: &SnapshotInfo) -> Vec<Value> {
     }
     let m = &s.metadata;
     let get = |k: &str| m.get(k).cloned().unwrap_or(Value::Null);
+    // a commit an earlier squash wrote again is named by the id it was first committed as
+    let original = m.get(REPLAYED_FROM).and_then(Value::as_str);
     json!({
-        "id": s.id.to_string(),
+        "id": original.map_or_else(|| s.id.to_string(), str::to_string),
+        "snapshot": original.map(|_| s.id.to_string()),
         "message": s.message,
         "author": get(keys::AUTHOR),
         "time": made_at(s).to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
@@ -192,6 +207,7 @@ pub fn folded(info: &CommitInfo) -> Vec<CommitInfo> {
                 ("meta", keys::META),
                 ("record", keys::RECORD),
                 ("extent", keys::EXTENT),
+                ("snapshot", "snapshot"),
             ] {
                 if let Some(v) = o.get(k) {
                     props.insert(key.to_string(), v.clone());

@@ -397,7 +397,18 @@ impl Repo {
             let Some(at) = folded.iter().position(|f| f.id == key) else {
                 continue;
             };
-            let snap = self.all_commits().await?.into_iter().find(|c| c.id == *id);
+            // its snapshot: the one it was written as last (a squash may have replayed it)
+            let snapshot = folded[at]
+                .extra
+                .get("snapshot")
+                .and_then(|v| v.as_str())
+                .and_then(|s| snapshot_id(s).ok())
+                .unwrap_or_else(|| id.clone());
+            let snap = self
+                .all_commits()
+                .await?
+                .into_iter()
+                .find(|c| c.id == snapshot);
             let Some(parent) = snap.and_then(|c| c.parent_id) else {
                 return Err(RepoError::Invalid(format!(
                     "commit {key} was folded into squash commit {} and its snapshot was collected; revert the squash commit instead",
@@ -411,7 +422,7 @@ impl Repo {
             later.extend(folded[..at].iter().cloned());
             return Ok(RevertOf {
                 commit: folded[at].clone(),
-                id: id.clone(),
+                id: snapshot,
                 parent,
                 later,
             });
