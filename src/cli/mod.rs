@@ -365,6 +365,7 @@ enum Command {
     /// each cell), and every object younger than the cut-off (a concurrent writer is safe).
     /// With --drop-provenance, old commits that are no branch's or tag's tip are expired too:
     /// they leave `log`, and blame reports their cells as written "before the history horizon".
+    /// To shorten history and keep provenance, `squash` first: gc then deletes what it folded.
     Gc {
         /// Repository location.
         repo: String,
@@ -808,6 +809,14 @@ fn spinner(what: &str) -> Option<indicatif::ProgressBar> {
     sp.set_message(what.to_string());
     sp.enable_steady_tick(std::time::Duration::from_millis(120));
     Some(sp)
+}
+
+/// The time `--older-than DURATION` means: now minus the duration.
+fn cutoff_of(older_than: &str) -> Result<chrono::DateTime<chrono::Utc>, CliError> {
+    let d = parse_duration(older_than)?;
+    Ok(chrono::Utc::now()
+        - chrono::Duration::from_std(d)
+            .map_err(|e| CliError::Other(format!("--older-than: {e}")))?)
 }
 
 /// `--strategy` and `--dry-run` of revert, merge and cherry-pick (revert's `theirs` keeps the
@@ -1400,10 +1409,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             dry_run,
             json,
         } => {
-            let d = parse_duration(&older_than)?;
-            let cutoff = chrono::Utc::now()
-                - chrono::Duration::from_std(d)
-                    .map_err(|e| CliError::Other(format!("--older-than: {e}")))?;
+            let cutoff = cutoff_of(&older_than)?;
             let prov = provenance(author.as_deref(), "squash", None, &[])?;
             let r = open(&repo).await?;
             let report = r
@@ -1418,10 +1424,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             dry_run,
             json,
         } => {
-            let d = parse_duration(&older_than)?;
-            let cutoff = chrono::Utc::now()
-                - chrono::Duration::from_std(d)
-                    .map_err(|e| CliError::Other(format!("--older-than: {e}")))?;
+            let cutoff = cutoff_of(&older_than)?;
             let r = open(&repo).await?;
             let pb = progress_bar(1, "collecting garbage");
             let report = r.collect_garbage(cutoff, dry_run, drop_provenance).await?;

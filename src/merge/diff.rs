@@ -198,18 +198,29 @@ async fn var_diff(
             hits.push(idx.clone());
         }
     }
-    let boxes = boxes_of(hits);
-    out.boxes_total = boxes.len();
     let mut labels = Vec::new();
     for (d, axis) in v.coords.iter().zip(axes) {
         labels.push(axis_labels(store, node, d, axis).await?);
     }
-    out.boxes = boxes
+    let labels: Vec<&[Value]> = labels.iter().map(Vec::as_slice).collect();
+    (out.boxes, out.boxes_total) = labelled_boxes(hits, &v.coords, &labels);
+    Ok(out)
+}
+
+/// The boxes of the positions `hits` (the first [`MAX_BOXES`]) named by the coordinate values
+/// `labels` of each dimension `dims`, and how many boxes there are.
+pub(super) fn labelled_boxes(
+    hits: Vec<Vec<usize>>,
+    dims: &[String],
+    labels: &[&[Value]],
+) -> (Vec<CellBox>, usize) {
+    let boxes = boxes_of(hits);
+    let total = boxes.len();
+    let listed = boxes
         .into_iter()
         .take(MAX_BOXES)
         .map(|(lo, hi, cells)| CellBox {
-            coords: v
-                .coords
+            coords: dims
                 .iter()
                 .enumerate()
                 .map(|(d, name)| BoxSide {
@@ -221,7 +232,7 @@ async fn var_diff(
             cells,
         })
         .collect();
-    Ok(out)
+    (listed, total)
 }
 
 /// How users name the values of an axis: datetimes as ISO text, a composed coordinate's keys by
@@ -286,7 +297,7 @@ fn value_json(s: &Scalar, tick: Option<crate::time::Tick>) -> Value {
 /// Boxes (first index, last index, cells) covering the positions `hits` (in C order): runs along
 /// the first dimension for each position of the others, then runs of equal ranges merged along
 /// the second dimension.
-pub(super) fn boxes_of(hits: Vec<Vec<usize>>) -> Vec<(Vec<usize>, Vec<usize>, u64)> {
+fn boxes_of(hits: Vec<Vec<usize>>) -> Vec<(Vec<usize>, Vec<usize>, u64)> {
     if hits.is_empty() {
         return vec![];
     }

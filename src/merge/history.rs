@@ -25,7 +25,7 @@ use serde_json::Value;
 
 use super::axis::merge_axis;
 use super::cells::{recorded, CellMatcher, CellSetBuilder};
-use super::diff::{axis_labels, boxes_of, CellBox, VarDiff, MAX_BOXES};
+use super::diff::{axis_labels, labelled_boxes, CellBox, VarDiff};
 use super::keys::{KeyIndex, Keys};
 use super::node::{
     array_path, coord_kind, dense_of, keys_of, kind, open_array, read_dense, stored_chunks,
@@ -380,23 +380,7 @@ async fn run(
             Some(_) => Some(repo::changed_paths(&base_s, &*session.read().await).await?),
             None => None,
         };
-        let mut by_cells: Vec<&NodeSchema> = vec![];
-        let mut cell_paths: HashSet<String> = HashSet::new();
-        for node in schema.root.walk() {
-            let paths = node_arrays(node);
-            let in_sides = [&sides.base_schema, &sides.theirs_schema]
-                .iter()
-                .all(|s| s.as_ref().is_some_and(|s| s.node(&node.path).is_some()));
-            let touched = |set: &BTreeSet<String>| paths.iter().any(|p| set.contains(p));
-            if !in_sides
-                || !touched(&changed)
-                || later_touched.as_ref().is_some_and(|l| !touched(l))
-            {
-                continue;
-            }
-            cell_paths.extend(paths);
-            by_cells.push(node);
-        }
+        let (by_cells, cell_paths) = nodes_by_cells(&schema, &sides, &changed, later_touched);
         let mut report = HistoryReport {
             operation: op.name,
             branch: branch.into(),
@@ -430,26 +414,16 @@ async fn run(
             return Err(MergeError::CellConflicts(Box::new(report)));
         }
         // everything else, chunk by chunk
-        {
-            let mut guard = session.write().await;
-            let strategy = match opts.resolve {
-                Resolve::Fail => Strategy::Fail,
-                Resolve::KeepTarget => Strategy::Theirs,
-                Resolve::TakeSource => Strategy::Source,
-            };
-            let consider = |p: &icechunk::format::Path| !cell_paths.contains(&p.to_string());
-            let plan = repo::chunk_plan(&base_s, &theirs_s, &guard, strategy, &consider).await?;
-            if !plan.conflicts.is_empty() && opts.resolve == Resolve::Fail {
-                return Err(RepoError::Conflicts {
-                    operation: op.name,
-                    conflicts: plan.conflicts,
-                }
-                .into());
-            }
-            repo::apply_chunk_plan(&plan, &mut guard).await?;
-            report.chunks_by_reference += plan.chunk_refs() as u64;
-            report.chunk_conflicts = plan.conflicts;
-        }
+        chunk_part(
+            op,
+            opts,
+            &base_s,
+            &theirs_s,
+            &session,
+            &cell_paths,
+            &mut report,
+        )
+        .await?;
         if op.revert.is_some() {
             // nodes restored exactly, chunk by chunk: their cells change as from the reverted
             // commit to its parent
@@ -474,9 +448,6 @@ async fn run(
             if !taken.is_empty() {
                 cells.insert(ctx.node.path.clone(), taken);
             }
-        }
-        if report.conflict_cells > 0 && opts.resolve == Resolve::Fail {
-            return Err(MergeError::CellConflicts(Box::new(report)));
         }
         if opts.dry_run {
             return Ok(report);
@@ -504,17 +475,7 @@ async fn run(
             .map(|n| n.path.as_str())
             .collect();
         tx.set_record_field(BY_CHUNKS, serde_json::json!(by_chunks));
-        let mut p = prov.clone();
-        p.schema_blake3 = Some(schema.digest());
-        let cells_changed: u64 = report
-            .changed
-            .values()
-            .flat_map(BTreeMap::values)
-            .map(|d| d.changed + d.added + d.set_na)
-            .sum();
-        p.counts.insert("cells_written".into(), cells_changed);
-        p.counts
-            .insert("conflicts_kept".into(), report.conflict_cells);
+        let p = commit_provenance(&prov, &schema, &report);
         match tx.commit(p).await {
             Ok(out) => {
                 report.commit = out.commit;
@@ -526,6 +487,104 @@ async fn run(
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// The nodes handled by cells (in the schema of all three sides, with arrays that changed; for
+/// a revert, only those a later commit touched — the others are restored exactly, chunk by
+/// chunk), and their array paths.
+fn nodes_by_cells<'s>(
+    schema: &'s Schema,
+    sides: &Sides,
+    changed: &BTreeSet<String>,
+    later_touched: Option<BTreeSet<String>>,
+) -> (Vec<&'s NodeSchema>, HashSet<String>) {
+    let mut by_cells = vec![];
+    let mut cell_paths = HashSet::new();
+    for node in schema.root.walk() {
+        let paths = node_arrays(node);
+        let in_sides = [&sides.base_schema, &sides.theirs_schema]
+            .iter()
+            .all(|s| s.as_ref().is_some_and(|s| s.node(&node.path).is_some()));
+        let touched = |set: &BTreeSet<String>| paths.iter().any(|p| set.contains(p));
+        if !in_sides || !touched(changed) || later_touched.as_ref().is_some_and(|l| !touched(l)) {
+            continue;
+        }
+        cell_paths.extend(paths);
+        by_cells.push(node);
+    }
+    (by_cells, cell_paths)
+}
+
+/// Apply base→theirs chunk by chunk to every path not handled by cells (refused on conflicts
+/// unless `opts` decides them); the report counts the references set.
+async fn chunk_part(
+    op: &Op,
+    opts: &HistoryOptions,
+    base: &icechunk::session::Session,
+    theirs: &icechunk::session::Session,
+    session: &tokio::sync::RwLock<icechunk::session::Session>,
+    cell_paths: &HashSet<String>,
+    report: &mut HistoryReport,
+) -> Result<(), MergeError> {
+    let mut guard = session.write().await;
+    let strategy = match opts.resolve {
+        Resolve::Fail => Strategy::Fail,
+        Resolve::KeepTarget => Strategy::Theirs,
+        Resolve::TakeSource => Strategy::Source,
+    };
+    let consider = |p: &icechunk::format::Path| !cell_paths.contains(&p.to_string());
+    let plan = repo::chunk_plan(base, theirs, &guard, strategy, &consider).await?;
+    if !plan.conflicts.is_empty() && opts.resolve == Resolve::Fail {
+        return Err(RepoError::Conflicts {
+            operation: op.name,
+            conflicts: plan.conflicts,
+        }
+        .into());
+    }
+    repo::apply_chunk_plan(&plan, &mut guard).await?;
+    report.chunks_by_reference += plan.chunk_refs() as u64;
+    report.chunk_conflicts = plan.conflicts;
+    Ok(())
+}
+
+/// The provenance of the commit: the schema digest and what changed.
+fn commit_provenance(prov: &Provenance, schema: &Schema, report: &HistoryReport) -> Provenance {
+    let mut p = prov.clone();
+    p.schema_blake3 = Some(schema.digest());
+    let cells_changed: u64 = report
+        .changed
+        .values()
+        .flat_map(BTreeMap::values)
+        .map(|d| d.changed + d.added + d.set_na)
+        .sum();
+    p.counts.insert("cells_written".into(), cells_changed);
+    p.counts
+        .insert("conflicts_kept".into(), report.conflict_cells);
+    p
+}
+
+/// The cell set of the positions `taken` (over the result axes) of variable `v`, as JSON.
+fn taken_record(
+    v: &crate::schema::Variable,
+    dims: &[usize],
+    axes: &[Axis],
+    taken: &[Vec<u32>],
+) -> Result<Option<Box<serde_json::value::RawValue>>, MergeError> {
+    if taken.is_empty() {
+        return Ok(None);
+    }
+    let dicts: Vec<&Keys> = dims.iter().map(|&d| &axes[d].keys).collect();
+    let mut b = CellSetBuilder::new(v.coords.clone(), dicts);
+    for c in taken {
+        b.note(c.iter().copied());
+    }
+    if b.needs_tuples() {
+        for c in taken {
+            b.push_tuple(c.iter().copied());
+        }
+    }
+    b.to_json()
+        .map_err(|e| MergeError::Invalid(format!("cell record: {e}")))
 }
 
 /// The array paths of a node: coordinates, then variables.
@@ -766,28 +825,12 @@ impl<'a> NodeOp<'a> {
             .filter(|v| !coord_names.contains(v.name.as_str()))
         {
             let mut r = self.var(v, &axes).await?;
-            let mk_boxes = |hits: Vec<Vec<usize>>| {
-                let b = boxes_of(hits);
-                let total = b.len();
-                let boxes: Vec<CellBox> = b
-                    .into_iter()
-                    .take(MAX_BOXES)
-                    .map(|(lo, hi, cells)| CellBox {
-                        coords: v
-                            .coords
-                            .iter()
-                            .enumerate()
-                            .map(|(d, name)| super::diff::BoxSide {
-                                dim: name.clone(),
-                                first: labels[name.as_str()][lo[d]].clone(),
-                                last: labels[name.as_str()][hi[d]].clone(),
-                            })
-                            .collect(),
-                        cells,
-                    })
-                    .collect();
-                (boxes, total)
-            };
+            let dim_labels: Vec<&[Value]> = v
+                .coords
+                .iter()
+                .map(|d| labels.get(d.as_str()).map_or(&[][..], Vec::as_slice))
+                .collect();
+            let mk_boxes = |hits| labelled_boxes(hits, &v.coords, &dim_labels);
             if r.diff.changed + r.diff.added + r.diff.set_na > 0 {
                 let mut d = r.diff.clone();
                 (d.boxes, d.boxes_total) = mk_boxes(std::mem::take(&mut r.hits));
@@ -954,21 +997,7 @@ impl<'a> NodeOp<'a> {
                 taken.push(idx.iter().map(|&i| i as u32).collect());
             }
         }
-        if !taken.is_empty() {
-            let dicts: Vec<&Keys> = dims.iter().map(|&d| &axes[d].keys).collect();
-            let mut b = CellSetBuilder::new(v.coords.clone(), dicts);
-            for c in &taken {
-                b.note(c.iter().copied());
-            }
-            if b.needs_tuples() {
-                for c in &taken {
-                    b.push_tuple(c.iter().copied());
-                }
-            }
-            r.taken = b
-                .to_json()
-                .map_err(|e| MergeError::Invalid(format!("cell record: {e}")))?;
-        }
+        r.taken = taken_record(v, &dims, axes, &taken)?;
         r.data = out;
         Ok(r)
     }
