@@ -480,27 +480,37 @@ fn gc_prunes_repo_backups_and_stale_temp_files() {
 
 /// A full disk: the update fails with one line, leaves no temporary file, and the next update
 /// after space is freed succeeds. Needs a small tmpfs (root); skipped with a message elsewhere.
-#[test]
-fn disk_full_leaves_no_temporary_files_and_the_next_update_succeeds() {
-    struct Mount(std::path::PathBuf);
-    impl Drop for Mount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
     }
-    let dir = tempfile::tempdir().unwrap();
-    let mnt = dir.path().join("small");
+}
+
+/// A tmpfs of `size` at `dir/small` (`None`, with a message, where it cannot be mounted).
+fn small_tmpfs(dir: &Path, size: &str) -> Option<Mount> {
+    let mnt = dir.join("small");
     std::fs::create_dir(&mnt).unwrap();
     let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
         .arg(&mnt)
         .output()
         .is_ok_and(|o| o.status.success());
     if !mounted {
         eprintln!("SKIPPED: cannot mount a small tmpfs here (needs root); the temporary-file cleanup is covered by gc_prunes_repo_backups_and_stale_temp_files");
-        return;
+        return None;
     }
-    let _guard = Mount(mnt.clone());
+    Some(Mount(mnt))
+}
+
+#[test]
+fn disk_full_leaves_no_temporary_files_and_the_next_update_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(guard) = small_tmpfs(dir.path(), "3m") else {
+        return;
+    };
+    let mnt = guard.0.clone();
     let repo = mnt.join("repo");
     let r = repo.to_str().unwrap();
     let schema = dir.path().join("s.yaml");
@@ -542,4 +552,117 @@ fn disk_full_leaves_no_temporary_files_and_the_next_update_succeeds() {
     let done = ok_json(&["update", r, input.to_str().unwrap(), "--json"]);
     assert!(done["commit"].is_string(), "{done}");
     assert_eq!(ok_json(&["verify", r, "--json"])["ok"], true);
+}
+
+/// A full disk during revert, squash and gc: each either succeeds or fails with one line,
+/// leaving the branch as it was, no temporary file and a repository that verifies; once space
+/// is freed each succeeds.
+#[test]
+fn disk_full_during_revert_squash_and_gc() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(guard) = small_tmpfs(dir.path(), "2m") else {
+        return;
+    };
+    let mnt = guard.0.clone();
+    let repo = mnt.join("repo");
+    let r = repo.to_str().unwrap();
+    let schema = dir.path().join("s.yaml");
+    std::fs::write(
+        &schema,
+        "VARS:\n  v: {coords: [t, site]}\nCOORDS:\n  t: {type: int64, chunk_size: 256}\n  site: {type: int64, chunk_size: 16}\n",
+    )
+    .unwrap();
+    ok_json(&["init", r, "--schema", schema.to_str().unwrap(), "--json"]);
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut write = |name: &str, ts: std::ops::Range<i64>| {
+        let mut csv = String::from("t,site,v\n");
+        for t in ts {
+            for site in 0..16 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                csv.push_str(&format!("{t},{site},{}\n", (x >> 11) as f64 / 3.0));
+            }
+        }
+        let f = dir.path().join(name);
+        std::fs::write(&f, csv).unwrap();
+        f
+    };
+    // 4 chunks of 32 KiB, then updates that each rewrite one of them
+    let base = write("base.csv", 0..1024);
+    ok_json(&["update", r, base.to_str().unwrap(), "--json"]);
+    let mut ids = vec![];
+    for k in 0..3 {
+        let f = write(&format!("u{k}.csv"), k * 256..k * 256 + 8);
+        ids.push(
+            ok_json(&["update", r, f.to_str().unwrap(), "--json"])["commit"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    // fill the disk but for a few KiB
+    let free = || {
+        let out = Command::new("df")
+            .args(["-B1", "--output=avail"])
+            .arg(&mnt)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .and_then(|l| l.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let filler = mnt.join("filler");
+    std::fs::write(&filler, vec![0u8; free().saturating_sub(8 << 10) as usize]).unwrap();
+    let tmp = repo.join(".zf-tmp");
+    let ops: [Vec<&str>; 3] = [
+        vec!["revert", r, &ids[0]],
+        vec!["squash", r, "--older-than", "0s", "--by", "day"],
+        vec!["gc", r, "--older-than", "0s"],
+    ];
+    for op in &ops {
+        let before = ok_json(&["log", r, "--json"]);
+        let out = zf(op);
+        let err = String::from_utf8_lossy(&out.stderr);
+        eprintln!(
+            "full disk: {} {}",
+            op[0],
+            if out.status.success() {
+                "succeeded".into()
+            } else {
+                format!("failed: {}", err.trim())
+            }
+        );
+        if !out.status.success() {
+            assert_eq!(err.trim().lines().count(), 1, "{op:?}: {err}");
+            assert_eq!(
+                ok_json(&["log", r, "--json"]),
+                before,
+                "{op:?} moved the branch"
+            );
+        }
+        let left = std::fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(left, 0, "{op:?}: temporary files left after the full disk");
+        assert_eq!(ok_json(&["verify", r, "--json"])["ok"], true, "{op:?}");
+    }
+    std::fs::remove_file(&filler).unwrap();
+    for op in &ops {
+        let out = zf(op);
+        assert!(
+            out.status.success(),
+            "{op:?} after freeing space: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(ok_json(&["verify", r, "--json"])["ok"], true);
+    let log = ok_json(&["log", r, "--json"]);
+    assert!(
+        log.as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c.get("folded").is_some()),
+        "{log}"
+    );
 }
