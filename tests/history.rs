@@ -606,7 +606,7 @@ fn squash_by_day_keeps_blame_and_reverts() {
     assert_eq!(r.blame("main", "05:00", "B"), "fetch 5");
 }
 
-/// Writers committing while a squash runs: every acknowledged update is in the history
+/// Eight writer processes committing while a squash runs: every acknowledged update is in the history
 /// afterwards (folded, or after the squash) and blamed to its author.
 #[test]
 fn squash_with_concurrent_writers_loses_nothing() {
@@ -621,12 +621,12 @@ fn squash_with_concurrent_writers_loses_nothing() {
         );
     }
     let path = r.path.clone();
-    let writers: Vec<_> = (0..4)
+    let writers: Vec<_> = (0..8)
         .map(|w| {
             let (path, dir) = (path.clone(), r.dir.clone());
             std::thread::spawn(move || {
                 let mut acked = vec![];
-                for k in 0..3 {
+                for k in 0..2 {
                     let f = dir.join(format!("w{w}-{k}.csv"));
                     std::fs::write(
                         &f,
@@ -708,4 +708,40 @@ fn squash_with_concurrent_writers_loses_nothing() {
         );
     }
     assert_eq!(json(&["verify", &r.path, "--json"])["ok"], true);
+}
+
+/// Contributions folded into a squash commit still count as later writers for a revert.
+#[test]
+fn folded_contributions_are_later_writers_for_a_revert() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Repo::new(dir.path());
+    base(&r);
+    ok(&["branch", &r.path, "create", "k", "--from", "main"]);
+    r.update("k", "analysis", &["2026-01-01T01:00,A,-1,"], KALMAN);
+    let m = json(&["merge", &r.path, "k", "--into", "main", "--json"]);
+    let m = m["commit"].as_str().unwrap().to_string();
+    // the same value again, then another cell: both folded by the squash
+    let u1 = r.update(
+        "main",
+        "u1",
+        &["2026-01-01T01:00,A,-1,", "2026-01-01T03:00,A,9,"],
+        AUTHOR,
+    );
+    r.update("main", "u2", &["2026-01-01T02:00,B,7,"], AUTHOR);
+    ok(&["branch", &r.path, "delete", "k", "--force"]);
+    let sq = json(&[
+        "squash",
+        &r.path,
+        "--older-than",
+        "0s",
+        "--by",
+        "day",
+        "--json",
+    ]);
+    assert_eq!(sq["commits_folded"], 2, "{sq}");
+    let o = zf(&["revert", &r.path, &m], AUTHOR);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains(&u1), "the folded writer is named: {err}");
+    assert_eq!(r.blame("main", "01:00", "A"), "u1");
 }

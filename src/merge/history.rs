@@ -197,7 +197,20 @@ pub async fn revert(
     }
     prov.refs
         .insert(keys::REVERTS.into(), of.commit.id.to_string());
-    let later = later_writers(&of.later);
+    // a squash commit after it wrote what its folded contributions wrote
+    let later: Vec<CommitInfo> = of
+        .later
+        .iter()
+        .flat_map(|l| {
+            let folded = repo::folded(l);
+            if folded.is_empty() {
+                vec![l.clone()]
+            } else {
+                folded
+            }
+        })
+        .collect();
+    let later = later_writers(&later);
     let op = Op {
         name: "revert",
         base: of.id.clone(),
