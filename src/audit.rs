@@ -218,6 +218,17 @@ impl Walker<'_> {
         Ok(self.own_cells(info).await?.flatten())
     }
 
+    /// The commits a merge merged (its record's list, newest first; empty without one).
+    async fn merged_commits(&self, info: &CommitInfo) -> Result<Vec<CommitInfo>, MergeError> {
+        let rec = self.repo.record(info).await?;
+        Ok(rec
+            .as_ref()
+            .and_then(|r| r.get(crate::merge::history::MERGED))
+            .and_then(Value::as_array)
+            .map(|l| crate::repo::entries(l))
+            .unwrap_or_default())
+    }
+
     /// The cells of this variable a commit's record lists: `None` when the commit has no cell
     /// record (made by an earlier version, or a revert that restored this node chunk by chunk,
     /// spec/028), `Some(None)` when it lists none here.
@@ -311,40 +322,61 @@ impl Walker<'_> {
                 None => None,
             };
             let info = CommitInfo::from_snapshot(&snap);
-            // a revert is never credited: the cells it restored (its record; every cell for a
-            // revert without one) hold the values from before the commit it reverted, which is
-            // passed over for them — but not for those a revert of this revert brought back
-            if let Some(target) = info.extra.get(keys::REVERTS).and_then(Value::as_str) {
-                let restored = Reverted {
-                    cells: self.own_cells(&info).await?.map(|c| c.map(Arc::new)),
-                    except: reverted.get(&info.id).cloned().map(Arc::new),
-                };
-                reverted.insert(target.to_string(), restored);
-                continue;
-            }
-            // cells a later revert restored are passed over at the commit it reverted (a squash
-            // commit: its contributions, newest first)
-            let passed = pass_over(reverted.get(&info.id), open);
-            let folded = crate::repo::folded(&info);
-            let mut done = false;
-            if folded.is_empty() {
-                done = self.credit(&info, open, found, reverted).await?;
-            }
-            for f in &folded {
-                let inner = pass_over(reverted.get(&f.id), open);
-                let credited = self.credit(f, open, found, reverted).await;
-                open.extend(inner);
-                if credited? {
-                    done = true;
-                    break;
-                }
-            }
-            open.extend(passed);
-            if done {
+            if self.visit(&info, open, found, reverted).await? {
                 break;
             }
         }
         Ok(())
+    }
+
+    /// Attribute `open` cells at one commit of the walk; `true` when the walk ends here (an
+    /// import). A revert is never credited: the cells it restored (its record; every cell for a
+    /// revert without one) hold the values from before the commit it reverted, which is passed
+    /// over for them — but not for those a revert of this revert brought back. A squash commit
+    /// is its folded contributions, newest first.
+    async fn visit(
+        &self,
+        info: &CommitInfo,
+        open: &mut Vec<Vec<Key>>,
+        found: &mut Vec<(CommitInfo, Vec<Vec<Key>>)>,
+        reverted: &mut HashMap<String, Reverted>,
+    ) -> Result<bool, MergeError> {
+        if let Some(target) = info.extra.get(keys::REVERTS).and_then(Value::as_str) {
+            let restored = Reverted {
+                cells: self.own_cells(info).await?.map(|c| c.map(Arc::new)),
+                except: reverted.get(&info.id).cloned().map(Arc::new),
+            };
+            reverted.insert(target.to_string(), restored);
+            return Ok(false);
+        }
+        let passed = pass_over(reverted.get(&info.id), open);
+        let folded = crate::repo::folded(info);
+        let done = if folded.is_empty() {
+            self.credit(info, open, found, reverted).await
+        } else {
+            self.visit_all(&folded, open, found, reverted).await
+        };
+        open.extend(passed);
+        done
+    }
+
+    /// [`Walker::visit`] each of `list` (newest first).
+    async fn visit_all(
+        &self,
+        list: &[CommitInfo],
+        open: &mut Vec<Vec<Key>>,
+        found: &mut Vec<(CommitInfo, Vec<Vec<Key>>)>,
+        reverted: &mut HashMap<String, Reverted>,
+    ) -> Result<bool, MergeError> {
+        for f in list {
+            if open.is_empty() {
+                break;
+            }
+            if Box::pin(self.visit(f, open, found, reverted)).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Credit `info` with the `open` cells it wrote; `true` when the walk ends here (an import).
@@ -365,19 +397,39 @@ impl Walker<'_> {
             let src = SnapshotId::try_from(src).map_err(|e| MergeError::Invalid(e.to_string()))?;
             if self.repo.commit_info(&src).await.is_err() {
                 // the merged branch's commits were collected (branch deleted, then gc): the
-                // merge is the last known writer of what it took
-                let taken = match self.own_cells(info).await? {
+                // merge's record lists them (spec/028)
+                let (mut theirs, merged) = match self.own_cells(info).await? {
                     Some(Some(m)) => {
                         let (hit, rest): (Vec<_>, Vec<_>) =
                             open.drain(..).partition(|c| m.contains(c));
                         *open = rest;
-                        hit
+                        (hit, self.merged_commits(info).await?)
                     }
-                    Some(None) => vec![],
-                    None => std::mem::take(open),
+                    Some(None) => return Ok(false),
+                    None => (std::mem::take(open), vec![]),
                 };
-                if !taken.is_empty() {
-                    found.push((info.clone(), taken));
+                let mut on_source = reverted.clone();
+                Box::pin(self.visit_all(&merged, &mut theirs, found, &mut on_source)).await?;
+                // below the merge base the two histories are one (a squash of the target may
+                // have folded the base: then from the merge's first parent)
+                let mut below = SnapshotId::try_from(base).ok();
+                if let Some(b) = &below {
+                    if self.repo.commit_info(b).await.is_err() {
+                        below = info
+                            .parents
+                            .first()
+                            .and_then(|p| SnapshotId::try_from(p.as_str()).ok());
+                    }
+                }
+                if let Some(below) = below.filter(|_| !theirs.is_empty()) {
+                    Box::pin(self.walk(&below, None, &mut theirs, found, &mut on_source)).await?;
+                    if let Ok(mut settled) = self.settled.lock() {
+                        settled.append(&mut theirs);
+                    }
+                }
+                // nothing else knows who wrote what is left: the merge brought it
+                if !theirs.is_empty() {
+                    found.push((info.clone(), theirs));
                 }
                 return Ok(false);
             }

@@ -23,6 +23,7 @@ use zarr_fuse::ingest::Table;
 use zarr_fuse::merge::history::{self, HistoryOptions, Resolve};
 use zarr_fuse::merge::{self, Scalar, UpdateOptions};
 use zarr_fuse::provenance::Provenance;
+use zarr_fuse::repo::Period;
 use zarr_fuse::{Location, Repo};
 
 const WHO: &str = "Model Tester <model@example.org>";
@@ -139,6 +140,10 @@ enum Op {
     Tag {
         branch: usize,
     },
+    /// Squash the whole branch by hour (every commit is older than now), then gc.
+    Squash {
+        branch: usize,
+    },
 }
 
 fn row() -> impl proptest::strategy::Strategy<Value = Row> {
@@ -161,6 +166,7 @@ fn op() -> impl proptest::strategy::Strategy<Value = Op> {
         1 => (0usize..3, 0usize..3).prop_map(|(from, into)| Op::Merge { from, into }),
         1 => (0usize..3, 0usize..3).prop_map(|(from, into)| Op::CherryPick { from, into }),
         1 => (0usize..3).prop_map(|branch| Op::Tag { branch }),
+        1 => (0usize..3).prop_map(|branch| Op::Squash { branch }),
     ]
 }
 
@@ -256,14 +262,14 @@ fn model_revert(
     c: &State,
     p: &State,
     tip: &State,
-    later: &[(String, State, Attr)],
+    later: &[String],
     records: &BTreeMap<String, Vec<Cell>>,
     reverts: &BTreeMap<String, String>,
 ) -> RevertModel {
-    let ids: std::collections::BTreeSet<&String> = later.iter().map(|(id, _, _)| id).collect();
+    let ids: std::collections::BTreeSet<&String> = later.iter().collect();
     // a revert and the commit it reverts, both later, cancel out
     let mut cancelled = std::collections::BTreeSet::new();
-    for (id, _, _) in later {
+    for id in later {
         if let Some(t) = reverts.get(id).filter(|t| ids.contains(t)) {
             cancelled.insert(id.clone());
             cancelled.insert(t.clone());
@@ -272,8 +278,8 @@ fn model_revert(
     let written_later = |x: &Cell| {
         later
             .iter()
-            .filter(|(id, _, _)| !cancelled.contains(id))
-            .any(|(id, _, _)| records.get(id).is_some_and(|r| r.contains(x)))
+            .filter(|id| !cancelled.contains(*id))
+            .any(|id| records.get(id).is_some_and(|r| r.contains(x)))
     };
     let mut temp = tip.temp.clone();
     let mut taken = vec![];
@@ -366,6 +372,110 @@ fn three_way(ours: &State, theirs: &State, base: &State, take_source: bool) -> (
     (State { temp, ..axes }, taken)
 }
 
+/// The model's commits of a branch after a squash (spec/029), matched to the engine's new
+/// history `log` (newest first): kept commits as they were, squash commits with the state of
+/// the last contribution they fold, commits written again with the state of the one they
+/// replay. Blame credits folded contributions by their first id and replayed commits by their
+/// new id; the records and reverts of renamed commits follow.
+fn model_squash(
+    old: &[(String, State, Attr)],
+    log: &[zarr_fuse::repo::CommitInfo],
+    records: &mut BTreeMap<String, Vec<Cell>>,
+    reverts: &mut BTreeMap<String, String>,
+    folded_ids: &mut BTreeMap<String, Vec<String>>,
+    originals: &mut BTreeMap<String, String>,
+) -> Result<Vec<(String, State, Attr)>, String> {
+    let first_id = |id: &str| originals.get(id).cloned().unwrap_or_else(|| id.to_string());
+    let mut rename: BTreeMap<String, String> = BTreeMap::new();
+    let mut out = vec![];
+    let mut pending_originals = vec![];
+    for c in log.iter().rev() {
+        if let Some(e) = old.iter().find(|e| e.0 == c.id) {
+            out.push(e.clone());
+            continue;
+        }
+        let folded = zarr_fuse::repo::folded(c);
+        let key = if !folded.is_empty() {
+            let mut ids = vec![];
+            for f in &folded {
+                let cur = f
+                    .extra
+                    .get("snapshot")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or(&f.id)
+                    .to_string();
+                match folded_ids.get(&f.id).cloned() {
+                    // an earlier squash commit, kept whole inside this one
+                    Some(inner) => ids.extend(inner),
+                    None => {
+                        rename.insert(cur, f.id.clone());
+                        ids.push(f.id.clone());
+                    }
+                }
+            }
+            folded_ids.insert(c.id.clone(), ids);
+            // the state of the last commit of the run: the newest entry's, or the earlier
+            // squash commit's whose list ends with it
+            let last = &folded[0];
+            let cur = last
+                .extra
+                .get("snapshot")
+                .and_then(|v| v.as_str())
+                .unwrap_or(&last.id)
+                .to_string();
+            old.iter()
+                .map(|e| e.0.clone())
+                .find(|id| {
+                    *id == cur
+                        || folded_ids
+                            .get(id)
+                            .is_some_and(|l| l.first() == Some(&last.id))
+                })
+                .unwrap_or(cur)
+        } else if let Some(r) = c.extra.get("replayed_from").and_then(|v| v.as_str()) {
+            let cur = old
+                .iter()
+                .map(|e| e.0.clone())
+                .find(|id| first_id(id) == r)
+                .ok_or_else(|| format!("replayed commit {} of {r}: not in the model", c.id))?;
+            rename.insert(cur.clone(), c.id.clone());
+            pending_originals.push((c.id.clone(), r.to_string()));
+            cur
+        } else if c.parents.is_empty() {
+            continue; // the repository's first commit, below the model's history
+        } else {
+            return Err(format!(
+                "commit {} after the squash is unknown to the model",
+                c.id
+            ));
+        };
+        let e = old
+            .iter()
+            .find(|e| e.0 == key)
+            .ok_or_else(|| format!("squash commit {}: {key} not in the model", c.id))?;
+        out.push((c.id.clone(), e.1.clone(), e.2.clone()));
+    }
+    originals.extend(pending_originals);
+    for e in &mut out {
+        if let Some(a) = &mut e.2 {
+            for v in a.values_mut() {
+                if let Some(n) = rename.get(v) {
+                    *v = n.clone();
+                }
+            }
+        }
+    }
+    for (from, to) in &rename {
+        if let Some(r) = records.get(from).cloned() {
+            records.insert(to.clone(), r);
+        }
+        if let Some(t) = reverts.get(from).cloned() {
+            reverts.insert(to.clone(), rename.get(&t).cloned().unwrap_or(t));
+        }
+    }
+    Ok(out)
+}
+
 /// Blame after taking `taken` cells onto a target blamed as `target`: from the source's blame
 /// (a merge) or to the new commit `to` (a cherry-pick).
 fn credit(
@@ -426,6 +536,10 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
     let mut records: BTreeMap<String, Vec<Cell>> = BTreeMap::new();
     // revert commit → the commit it reverted
     let mut reverts: BTreeMap<String, String> = BTreeMap::new();
+    // squash commit → the (first) ids of the contributions it folds, newest first
+    let mut folded_ids: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // commit written again by a squash → the id it was first committed as
+    let mut originals: BTreeMap<String, String> = BTreeMap::new();
     let cells_opts = |resolve| HistoryOptions {
         resolve,
         dry_run: false,
@@ -525,14 +639,26 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                         Provenance::new(WHO, "revert", format!("step {step}")),
                     ))
                     .map_err(|e| TestCaseError::fail(format!("step {step}: revert failed: {e}")))?;
-                let (want, attr, taken) = if tip_state == c_state {
-                    // no later change: the parent's exact state, axes included
-                    (p_state.clone(), p_attr.clone(), vec![])
+                // a squash commit stands for the contributions it folds
+                let later: Vec<String> = later
+                    .iter()
+                    .flat_map(|(id, _, _)| {
+                        folded_ids
+                            .get(id)
+                            .cloned()
+                            .unwrap_or_else(|| vec![id.clone()])
+                    })
+                    .collect();
+                let (want, attr, taken) = model_revert(
+                    &c_id, &c_state, &p_state, &tip_state, &later, &records, &reverts,
+                )
+                .with_blame(tip_attr.as_ref(), p_attr.as_ref());
+                // no later change: the parent's exact state, axes included, restored by chunks
+                // (blame as by cells: later writers of a cell keep it)
+                let (want, taken) = if tip_state == c_state {
+                    (p_state.clone(), vec![])
                 } else {
-                    model_revert(
-                        &c_id, &c_state, &p_state, &tip_state, later, &records, &reverts,
-                    )
-                    .with_blame(tip_attr.as_ref(), p_attr.as_ref())
+                    (want, taken)
                 };
                 match out.commit {
                     Some(id) => {
@@ -642,6 +768,32 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                         op
                     ),
                 }
+            }
+            Op::Squash { branch } => {
+                let b = pick(*branch);
+                let name = branches[b].name.clone();
+                let prov = Provenance::new(WHO, "squash", format!("step {step}"));
+                let out = rt
+                    .block_on(repo.squash(&name, chrono::Utc::now(), Period::Hour, false, prov))
+                    .map_err(|e| TestCaseError::fail(format!("step {step}: squash failed: {e}")))?;
+                rt.block_on(repo.collect_garbage(chrono::Utc::now(), false, false))
+                    .map_err(|e| TestCaseError::fail(format!("step {step}: gc failed: {e}")))?;
+                if out.new_tip.is_none() {
+                    continue;
+                }
+                let log = rt
+                    .block_on(repo.log(&name, None))
+                    .map_err(|e| TestCaseError::fail(format!("step {step}: log: {e}")))?;
+                let squashed = model_squash(
+                    &branches[b].commits,
+                    &log,
+                    &mut records,
+                    &mut reverts,
+                    &mut folded_ids,
+                    &mut originals,
+                )
+                .map_err(|e| TestCaseError::fail(format!("step {step}: {e}")))?;
+                branches[b].commits = squashed;
             }
             Op::Tag { branch } => {
                 let b = pick(*branch);

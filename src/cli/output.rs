@@ -65,7 +65,7 @@ fn commit_text(c: &CommitInfo) {
         println!("    {line}");
     }
     // a squash commit lists the contributions it folds, newest first
-    for f in crate::repo::folded(c) {
+    for f in crate::repo::folded_leaves(c) {
         println!(
             "    folded {}  {}  {}  {}",
             &f.id[..f.id.len().min(10)],

@@ -40,6 +40,11 @@ use crate::schema::{Coord, NodeSchema, Schema, StepLimits};
 /// (restored exactly, not by cells), which blame treats as wholly restored or taken.
 pub const BY_CHUNKS: &str = "by_chunks";
 
+/// Side-record field of a merge: the commits it merged (from the source's tip down to the
+/// merge base, oldest first, as squash lists its folded ones), for blame once they are
+/// collected.
+pub const MERGED: &str = "merged";
+
 /// How conflicting cells are decided.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -202,7 +207,7 @@ pub async fn revert(
         .later
         .iter()
         .flat_map(|l| {
-            let folded = repo::folded(l);
+            let folded = repo::folded_leaves(l);
             if folded.is_empty() {
                 vec![l.clone()]
             } else {
@@ -215,6 +220,7 @@ pub async fn revert(
         name: "revert",
         base: of.id.clone(),
         theirs: of.parent.clone(),
+        merged: None,
         revert: Some(RevertOf {
             record: repo.record(&of.commit).await?,
             extent: of.commit.extra.get(keys::EXTENT).cloned(),
@@ -248,11 +254,15 @@ pub async fn merge(
     }
     prov.refs.insert(keys::MERGED_FROM.into(), src.to_string());
     prov.refs.insert(keys::MERGE_BASE.into(), base.to_string());
+    let mut chain = repo.ancestry_until(&src, |i| i.id == base).await?;
+    chain.retain(|i| i.id != base);
+    chain.reverse();
     let op = Op {
         name: "merge",
         base,
         theirs: src,
         revert: None,
+        merged: Some(repo::entries_of(&chain)),
     };
     run(repo, into, &op, opts, prov).await
 }
@@ -276,6 +286,7 @@ pub async fn cherry_pick(
         base: parent,
         theirs: repo::snapshot_id(&info.id)?,
         revert: None,
+        merged: None,
     };
     run(repo, branch, &op, opts, prov).await
 }
@@ -286,6 +297,8 @@ struct Op {
     base: SnapshotId,
     theirs: SnapshotId,
     revert: Option<RevertOf>,
+    /// A merge's list of merged commits.
+    merged: Option<Vec<Value>>,
 }
 
 /// What a revert knows about the reverted commit and the commits after it.
@@ -488,6 +501,9 @@ async fn run(
             .map(|n| n.path.as_str())
             .collect();
         tx.set_record_field(BY_CHUNKS, serde_json::json!(by_chunks));
+        if let Some(m) = &op.merged {
+            tx.set_record_field(MERGED, Value::Array(m.clone()));
+        }
         let p = commit_provenance(&prov, &schema, &report);
         match tx.commit(p).await {
             Ok(out) => {

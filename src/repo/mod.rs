@@ -22,7 +22,8 @@ use crate::storage::{Location, StorageError};
 pub use gc::{GcReport, KEEP_REPO_BACKUPS};
 pub use history::{CommitInfo, DiffReport, NodeChange};
 pub use refs::{parse_time, validate_ref_name, RefInfo, Resolved};
-pub use squash::{folded, Period, SquashReport, SquashedPeriod, FOLDED};
+pub(crate) use squash::entries_of;
+pub use squash::{entries, folded, folded_leaves, Period, SquashReport, SquashedPeriod, FOLDED};
 pub(crate) use threeway::{
     apply as apply_chunk_plan, changed_paths, plan as chunk_plan, restore_by_reference, snapshot_id,
 };

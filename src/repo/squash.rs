@@ -143,11 +143,9 @@ fn foldable(s: &SnapshotInfo) -> bool {
             .any(|k| s.metadata.contains_key(*k))
 }
 
-/// The folded entries of one contribution (a squash commit's own list, flattened).
+/// The entry of one commit in a squash commit's list (an earlier squash commit keeps its own
+/// list inside: a revert of it still names it).
 fn folded_entries(s: &SnapshotInfo) -> Vec<Value> {
-    if let Some(list) = s.metadata.get(FOLDED).and_then(Value::as_array) {
-        return list.clone();
-    }
     let m = &s.metadata;
     let get = |k: &str| m.get(k).cloned().unwrap_or(Value::Null);
     // a commit an earlier squash wrote again is named by the id it was first committed as
@@ -166,6 +164,11 @@ fn folded_entries(s: &SnapshotInfo) -> Vec<Value> {
         "meta": get(keys::META),
         "record": get(keys::RECORD),
         "extent": get(keys::EXTENT),
+        "reverts": get(keys::REVERTS),
+        "merged_from": get(keys::MERGED_FROM),
+        "merge_base": get(keys::MERGE_BASE),
+        "cherry_picked": get(keys::CHERRY_PICKED),
+        "folded": get(FOLDED),
     })
     .as_object()
     .map(|o| {
@@ -182,9 +185,36 @@ fn folded_entries(s: &SnapshotInfo) -> Vec<Value> {
 
 /// The folded contributions of a commit as commits (newest first), for blame and log.
 pub fn folded(info: &CommitInfo) -> Vec<CommitInfo> {
-    let Some(list) = info.extra.get(FOLDED).and_then(Value::as_array) else {
-        return vec![];
-    };
+    match info.extra.get(FOLDED).and_then(Value::as_array) {
+        Some(list) => entries(list),
+        None => vec![],
+    }
+}
+
+/// The contributions a commit folds, nested squash commits expanded (newest first).
+pub fn folded_leaves(info: &CommitInfo) -> Vec<CommitInfo> {
+    folded(info)
+        .into_iter()
+        .flat_map(|f| {
+            let inner = folded_leaves(&f);
+            if inner.is_empty() {
+                vec![f]
+            } else {
+                inner
+            }
+        })
+        .collect()
+}
+
+/// The entries of the history `chain` (oldest first) as a list (oldest first) that
+/// [`entries`] reads back: a squash commit's own list is flattened.
+pub(crate) fn entries_of(chain: &[SnapshotInfo]) -> Vec<Value> {
+    chain.iter().flat_map(folded_entries).collect()
+}
+
+/// Commit entries (`folded` of a squash commit, `merged` of a merge's record; oldest first) as
+/// commits, newest first.
+pub fn entries(list: &[Value]) -> Vec<CommitInfo> {
     list.iter()
         .rev()
         .filter_map(|e| {
@@ -208,6 +238,11 @@ pub fn folded(info: &CommitInfo) -> Vec<CommitInfo> {
                 ("record", keys::RECORD),
                 ("extent", keys::EXTENT),
                 ("snapshot", "snapshot"),
+                ("reverts", keys::REVERTS),
+                ("merged_from", keys::MERGED_FROM),
+                ("merge_base", keys::MERGE_BASE),
+                ("cherry_picked", keys::CHERRY_PICKED),
+                ("folded", FOLDED),
             ] {
                 if let Some(v) = o.get(k) {
                     props.insert(key.to_string(), v.clone());
@@ -250,7 +285,14 @@ impl Repo {
                 report.commits_folded += run.len();
                 report.periods.push(SquashedPeriod {
                     period: name.clone(),
-                    contributions: run.iter().map(|&i| folded_entries(&chain[i]).len()).sum(),
+                    contributions: run
+                        .iter()
+                        .map(|&i| {
+                            folded_leaves(&CommitInfo::from_snapshot(&chain[i]))
+                                .len()
+                                .max(1)
+                        })
+                        .sum(),
                     commit: None,
                 });
             }
@@ -327,7 +369,8 @@ impl Repo {
                     let mut sp = prov.clone();
                     sp.operation = "squash".into();
                     if sp.message.is_empty() {
-                        sp.message = format!("Squash {} contribution(s) of {name}", entries.len());
+                        let n = report.periods[p].contributions;
+                        sp.message = format!("Squash {n} contribution(s) of {name}");
                     }
                     let id = self
                         .write_state(temp, &prev, &last.id, &sp.message, |d| {
@@ -341,8 +384,19 @@ impl Repo {
                     (last, id)
                 }
             };
-            if let Element::Keep(_) = e {
-                renamed.insert(target.id.to_string(), id.to_string());
+            match e {
+                Element::Keep(_) => {
+                    renamed.insert(target.id.to_string(), id.to_string());
+                }
+                // a revert naming a folded commit names it by the id its entry carries
+                Element::Fold(_, run) => {
+                    for &i in run {
+                        let c = &chain[i];
+                        if let Some(first) = c.metadata.get(REPLAYED_FROM).and_then(Value::as_str) {
+                            renamed.insert(c.id.to_string(), first.to_string());
+                        }
+                    }
+                }
             }
             prev = target.id.clone();
         }
@@ -360,7 +414,8 @@ impl Repo {
         props: impl Fn(&str) -> BTreeMap<String, Value>,
     ) -> Result<SnapshotId> {
         let (from, to) = (self.session_at(prev).await?, self.session_at(target).await?);
-        let tx = self.transaction(temp).await?;
+        let mut tx = self.transaction(temp).await?;
+        tx.allow_empty();
         {
             let session = tx.session();
             let mut guard = session.write().await;

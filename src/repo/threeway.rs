@@ -393,7 +393,7 @@ impl Repo {
         let key = id.to_string();
         for (pos, s) in history.iter().enumerate() {
             let info = CommitInfo::from_snapshot(s);
-            let folded = super::squash::folded(&info); // newest first
+            let folded = super::squash::folded_leaves(&info); // newest first
             let Some(at) = folded.iter().position(|f| f.id == key) else {
                 continue;
             };

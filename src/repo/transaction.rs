@@ -57,6 +57,8 @@ pub struct Transaction {
     /// Cell sets as JSON text (large for sparse contributions: never a `Value` tree).
     cells: Option<CellRecord>,
     extra: serde_json::Map<String, serde_json::Value>,
+    /// Commit even when nothing changed (a squash writing a commit again, spec/029).
+    allow_empty: bool,
 }
 
 impl Transaction {
@@ -79,6 +81,7 @@ impl Transaction {
             writer,
             cells: None,
             extra: serde_json::Map::new(),
+            allow_empty: false,
         })
     }
 
@@ -140,6 +143,11 @@ impl Transaction {
         self.extra.insert(key.to_string(), value);
     }
 
+    /// Commit even when nothing is staged (history rewriting keeps every commit).
+    pub(crate) fn allow_empty(&mut self) {
+        self.allow_empty = true;
+    }
+
     /// Whether anything is staged.
     pub async fn has_changes(&self) -> bool {
         self.session.read().await.has_uncommitted_changes()
@@ -171,7 +179,7 @@ impl Transaction {
             rebases: 0,
         };
         let mut session = self.session.write().await;
-        if !session.has_uncommitted_changes() {
+        if !session.has_uncommitted_changes() && !self.allow_empty {
             return Ok(outcome);
         }
         let status = session
@@ -186,6 +194,7 @@ impl Transaction {
             && status.updated_arrays.is_empty()
             && status.updated_chunks.values().all(|c| c.is_empty())
             && status.moved_nodes.is_empty()
+            && !self.allow_empty
         {
             return Ok(outcome);
         }
@@ -219,6 +228,7 @@ impl Transaction {
             let res = session
                 .commit(message.clone())
                 .properties(props)
+                .allow_empty(self.allow_empty)
                 .execute()
                 .await;
             match res {
