@@ -9,8 +9,10 @@
 //! so the skip pointers blame jumps by (spec/018) are checked against the model.
 //!
 //! Revert, merge and cherry-pick go by cells (merge-semantics §5, spec/028): revert of any commit
-//! of a branch (conflicting cells keep their later values), merge and cherry-pick when the target
-//! holds exactly the source's base (fast-forward-like); reset to any earlier commit of the branch. Failures shrink; proptest
+//! of a branch (conflicting cells keep their later values), merges of diverged branches and
+//! cherry-picks (conflicts decided by turns for either side), reset to any earlier commit of the
+//! branch, squash by hour of a whole branch followed by gc (spec/029: commits written again get
+//! new ids, folded contributions keep theirs). Failures shrink; proptest
 //! stores their seeds in tests/model.proptest-regressions (committed; re-run first). `ZF_MODEL_CASES` sets the
 //! number of cases (CI: 24; a long campaign: `ZF_MODEL_CASES=2000`).
 
