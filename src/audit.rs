@@ -399,12 +399,10 @@ impl Walker<'_> {
                 // the merged branch's commits were collected (branch deleted, then gc): the
                 // merge's record lists them (spec/028)
                 let (mut theirs, merged) = match self.own_cells(info).await? {
-                    Some(Some(m)) => {
-                        let (hit, rest): (Vec<_>, Vec<_>) =
-                            open.drain(..).partition(|c| m.contains(c));
-                        *open = rest;
-                        (hit, self.merged_commits(info).await?)
-                    }
+                    Some(Some(m)) => (
+                        take_out(open, |c| m.contains(c)),
+                        self.merged_commits(info).await?,
+                    ),
                     Some(None) => return Ok(false),
                     None => (std::mem::take(open), vec![]),
                 };
@@ -438,9 +436,7 @@ impl Walker<'_> {
                     let Some(m) = taken else {
                         return Ok(false);
                     };
-                    let (mut theirs, rest): (Vec<_>, Vec<_>) =
-                        open.drain(..).partition(|c| m.contains(c));
-                    *open = rest;
+                    let mut theirs = take_out(open, |c| m.contains(c));
                     // the merged branch's own reverts apply there only
                     let mut on_source = reverted.clone();
                     Box::pin(self.walk(&src, None, &mut theirs, found, &mut on_source)).await?;
@@ -478,8 +474,7 @@ impl Walker<'_> {
             return Ok(true);
         }
         if let Some(m) = credited_cells {
-            let (hit, rest): (Vec<_>, Vec<_>) = open.drain(..).partition(|c| m.contains(c));
-            *open = rest;
+            let hit = take_out(open, |c| m.contains(c));
             if !hit.is_empty() {
                 found.push((info.clone(), hit));
             }
@@ -490,12 +485,17 @@ impl Walker<'_> {
 
 /// Take the `open` cells a later revert restored out (`r`: what it restored for this commit).
 fn pass_over(r: Option<&Reverted>, open: &mut Vec<Vec<Key>>) -> Vec<Vec<Key>> {
-    let Some(r) = r else {
-        return vec![];
-    };
-    let (skip, rest): (Vec<_>, Vec<_>) = open.drain(..).partition(|c| r.contains(c));
+    match r {
+        Some(r) => take_out(open, |c| r.contains(c)),
+        None => vec![],
+    }
+}
+
+/// Take the cells `which` selects out of `open`.
+fn take_out(open: &mut Vec<Vec<Key>>, which: impl Fn(&[Key]) -> bool) -> Vec<Vec<Key>> {
+    let (hit, rest): (Vec<_>, Vec<_>) = open.drain(..).partition(|c| which(c));
     *open = rest;
-    skip
+    hit
 }
 
 /// The cells a revert restored, for the commit it reverted: its cell record (`None`: every
