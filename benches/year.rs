@@ -6,8 +6,9 @@
 //! month, release + verify of a tag from month 6, and revert by cells of one contribution 10 and
 //! 1 000 commits back (time, chunks rewritten / by reference).
 //!
-//! `cargo bench --bench year` (ZF_YEAR_UPDATES=8760 by default; ZF_BENCH_DIR for the
-//! repository); under `cargo test` a smoke version (72 updates).
+//! `cargo bench --bench year` (ZF_YEAR_UPDATES=8760 by default; ZF_YEAR_SQUASH_EVERY=24 updates
+//! by default; ZF_BENCH_DIR for the repository); under `cargo test` a smoke version (72 updates).
+//! Time chunks of 256 h: a commit's cost does not depend on how full a 1 MiB chunk is.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -24,7 +25,7 @@ ATTRS: {title: A year of forecasts, description: Hourly yr.no forecasts at 20 si
 VARS:
   temp: {coords: [time, site], unit: K}
 COORDS:
-  time: {unit: {tick: h, tz: null}}
+  time: {unit: {tick: h, tz: null}, chunk_size: 256}
   site: {type: 'str[8]', sorted: false}
 ";
 const SITES: usize = 20;
@@ -96,6 +97,11 @@ fn main() {
         repo
     });
     let keep_days = if smoke { 1 } else { 7 };
+    // squash (then gc) once a simulated day (ZF_YEAR_SQUASH_EVERY=24, the default) or less often
+    let squash_every: usize = std::env::var("ZF_YEAR_SQUASH_EVERY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(24);
     let mut lat: Vec<Duration> = vec![];
     let mut ids: Vec<String> = vec![];
     let t0 = Instant::now();
@@ -124,7 +130,7 @@ fn main() {
             rt.block_on(repo.create_tag("month-6", "main", Some("half a year")))
                 .expect("tag");
         }
-        if i % 24 == 23 {
+        if i % squash_every == squash_every - 1 {
             let t = Instant::now();
             let cutoff = now - chrono::Duration::days(keep_days);
             let prov = Provenance::new("Bench <bench@example.org>", "squash", "");
@@ -140,7 +146,7 @@ fn main() {
     }
     let at = |k: usize| median(lat[k.min(n - 1).saturating_sub(50)..(k + 50).min(n)].to_vec());
     println!(
-        "year: {n} updates of {HOURS} h × {SITES} sites in {:.0} s (squash + gc {:.0} s in all)",
+        "year: {n} updates of {HOURS} h × {SITES} sites in {:.0} s (squash + gc every {squash_every} updates: {:.0} s in all)",
         t0.elapsed().as_secs_f64(),
         squash_time.as_secs_f64()
     );
