@@ -403,8 +403,9 @@ impl Walker<'_> {
                         take_out(open, |c| m.contains(c)),
                         self.merged_commits(info).await?,
                     ),
-                    Some(None) => return Ok(false),
-                    None => (std::mem::take(open), vec![]),
+                    // nothing taken here; or an earlier version's merge, by chunks, whose source
+                    // is gone: the target's line is all there is
+                    Some(None) | None => return Ok(false),
                 };
                 let mut on_source = reverted.clone();
                 Box::pin(self.visit_all(&merged, &mut theirs, found, &mut on_source)).await?;

@@ -337,7 +337,7 @@ fn campaign(location: Location, kills: usize) {
                 if let Some(r) = c.extra.get("replayed_from").and_then(|v| v.as_str()) {
                     kept.insert(r.to_string());
                 }
-                kept.extend(zarr_fuse::repo::folded(c).into_iter().map(|f| f.id));
+                kept.extend(zarr_fuse::repo::folded_leaves(c).into_iter().map(|f| f.id));
             }
             squash_commits = log.iter().filter(|c| c.extra.contains_key("folded")).count();
             // every cell with a value is blamed on one of the writer's commits
