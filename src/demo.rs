@@ -190,7 +190,30 @@ pub async fn run(dir: &Path) -> Result<(), CliError> {
             c.message
         );
     }
-    // blame one cell: Praha at 2026-01-01T12:00Z
+    print_blame(&repo).await?;
+    print_revert(&revert_id, &reverted);
+    println!(
+        "\nmerged the Kalman branch as {}; tagged v1.0",
+        merged.commit.as_deref().unwrap_or("(nothing)")
+    );
+    println!("\n== open the tag in Python (icechunk-python >= 2.3, xarray):");
+    println!("import icechunk, xarray as xr");
+    println!(
+        "repo = icechunk.Repository.open(icechunk.local_filesystem_storage({:?}))",
+        dir.display().to_string()
+    );
+    println!("ds = xr.open_zarr(repo.readonly_session(tag=\"v1.0\").store, consolidated=False)");
+    println!("print(ds.temperature.sel(time=\"2026-01-01T12:00\"))");
+    println!("\n== publish the tag on Zenodo (a verifiable package, opens without icechunk):");
+    println!(
+        "zarr-fuse release {0} v1.0 --out {0}-v1.0 && zarr-fuse release verify {0}-v1.0 --repo {0}",
+        dir.display()
+    );
+    Ok(())
+}
+
+/// Blame one cell: Praha at 2026-01-01T12:00Z.
+async fn print_blame(repo: &Repo) -> Result<(), CliError> {
     let (name, lat, lon, _) = SITES[0];
     let key = composed_key(&[Scalar::F(lat), Scalar::F(lon)]);
     let cell = [
@@ -200,7 +223,7 @@ pub async fn run(dir: &Path) -> Result<(), CliError> {
     println!(
         "\n== blame temperature at time=2026-01-01T12:00Z, site={name} ({lat}, {lon}; key {key})"
     );
-    for r in blame(&repo, "/", "temperature", "main", &cell)
+    for r in blame(repo, "/", "temperature", "main", &cell)
         .await
         .map_err(cli)?
     {
@@ -211,6 +234,11 @@ pub async fn run(dir: &Path) -> Result<(), CliError> {
             r.message.unwrap_or_default()
         );
     }
+    Ok(())
+}
+
+/// What the revert restored, by cells.
+fn print_revert(revert_id: &str, reverted: &history::HistoryReport) {
     println!(
         "\n== what the revert restored ({}; by cells, {} chunk(s) by reference, {} rewritten)",
         &revert_id[..revert_id.len().min(10)],
@@ -232,22 +260,4 @@ pub async fn run(dir: &Path) -> Result<(), CliError> {
             at.unwrap_or_default()
         );
     }
-    println!(
-        "\nmerged the Kalman branch as {}; tagged v1.0",
-        merged.commit.as_deref().unwrap_or("(nothing)")
-    );
-    println!("\n== open the tag in Python (icechunk-python >= 2.3, xarray):");
-    println!("import icechunk, xarray as xr");
-    println!(
-        "repo = icechunk.Repository.open(icechunk.local_filesystem_storage({:?}))",
-        dir.display().to_string()
-    );
-    println!("ds = xr.open_zarr(repo.readonly_session(tag=\"v1.0\").store, consolidated=False)");
-    println!("print(ds.temperature.sel(time=\"2026-01-01T12:00\"))");
-    println!("\n== publish the tag on Zenodo (a verifiable package, opens without icechunk):");
-    println!(
-        "zarr-fuse release {0} v1.0 --out {0}-v1.0 && zarr-fuse release verify {0}-v1.0 --repo {0}",
-        dir.display()
-    );
-    Ok(())
 }

@@ -504,6 +504,39 @@ fn small_tmpfs(dir: &Path, size: &str) -> Option<Mount> {
     Some(Mount(mnt))
 }
 
+/// A repository at `mnt/repo` for `v(t, site)` with the given chunk sizes (schema in `dir`).
+fn noise_repo(dir: &Path, mnt: &Path, t_chunk: u32, site_chunk: u32) -> std::path::PathBuf {
+    let repo = mnt.join("repo");
+    let schema = dir.join("s.yaml");
+    std::fs::write(
+        &schema,
+        format!("VARS:\n  v: {{coords: [t, site]}}\nCOORDS:\n  t: {{type: int64, chunk_size: {t_chunk}}}\n  site: {{type: int64, chunk_size: {site_chunk}}}\n"),
+    )
+    .unwrap();
+    ok_json(&[
+        "init",
+        repo.to_str().unwrap(),
+        "--schema",
+        schema.to_str().unwrap(),
+        "--json",
+    ]);
+    repo
+}
+
+/// Incompressible values of `v` at times `ts` × `sites` sites (xorshift state `x`).
+fn noise_csv(x: &mut u64, ts: std::ops::Range<i64>, sites: u32) -> String {
+    let mut csv = String::from("t,site,v\n");
+    for t in ts {
+        for site in 0..sites {
+            *x ^= *x << 13;
+            *x ^= *x >> 7;
+            *x ^= *x << 17;
+            csv.push_str(&format!("{t},{site},{}\n", (*x >> 11) as f64 / 3.0));
+        }
+    }
+    csv
+}
+
 #[test]
 fn disk_full_leaves_no_temporary_files_and_the_next_update_succeeds() {
     let dir = tempfile::tempdir().unwrap();
@@ -511,26 +544,10 @@ fn disk_full_leaves_no_temporary_files_and_the_next_update_succeeds() {
         return;
     };
     let mnt = guard.0.clone();
-    let repo = mnt.join("repo");
+    let repo = noise_repo(dir.path(), &mnt, 4096, 64);
     let r = repo.to_str().unwrap();
-    let schema = dir.path().join("s.yaml");
-    std::fs::write(
-        &schema,
-        "VARS:\n  v: {coords: [t, site]}\nCOORDS:\n  t: {type: int64, chunk_size: 4096}\n  site: {type: int64, chunk_size: 64}\n",
-    )
-    .unwrap();
-    ok_json(&["init", r, "--schema", schema.to_str().unwrap(), "--json"]);
     // incompressible values: ~2 MB of chunks
-    let mut csv = String::from("t,site,v\n");
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    for t in 0..4096 {
-        for site in 0..64 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            csv.push_str(&format!("{t},{site},{}\n", (x >> 11) as f64 / 3.0));
-        }
-    }
+    let csv = noise_csv(&mut 0x9E37_79B9_7F4A_7C15, 0..4096, 64);
     let input = dir.path().join("big.csv");
     std::fs::write(&input, csv).unwrap();
     let filler = mnt.join("filler");
@@ -564,28 +581,12 @@ fn disk_full_during_revert_squash_and_gc() {
         return;
     };
     let mnt = guard.0.clone();
-    let repo = mnt.join("repo");
+    let repo = noise_repo(dir.path(), &mnt, 256, 16);
     let r = repo.to_str().unwrap();
-    let schema = dir.path().join("s.yaml");
-    std::fs::write(
-        &schema,
-        "VARS:\n  v: {coords: [t, site]}\nCOORDS:\n  t: {type: int64, chunk_size: 256}\n  site: {type: int64, chunk_size: 16}\n",
-    )
-    .unwrap();
-    ok_json(&["init", r, "--schema", schema.to_str().unwrap(), "--json"]);
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut write = |name: &str, ts: std::ops::Range<i64>| {
-        let mut csv = String::from("t,site,v\n");
-        for t in ts {
-            for site in 0..16 {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                csv.push_str(&format!("{t},{site},{}\n", (x >> 11) as f64 / 3.0));
-            }
-        }
         let f = dir.path().join(name);
-        std::fs::write(&f, csv).unwrap();
+        std::fs::write(&f, noise_csv(&mut x, ts, 16)).unwrap();
         f
     };
     // 4 chunks of 32 KiB, then updates that each rewrite one of them

@@ -106,6 +106,11 @@ pub struct SquashedPeriod {
     pub commit: Option<String>,
 }
 
+/// Where a rebuilt history stands: the state of the old commit its tip holds, read once.
+struct Cursor {
+    session: icechunk::session::Session,
+}
+
 /// One element of the rewritten history: a commit kept as it is, or a run folded.
 enum Element {
     Keep(usize),
@@ -340,7 +345,8 @@ impl Repo {
             .collect())
     }
 
-    /// Write `elements` onto `temp`; returns the old commit whose state the new tip holds.
+    /// Write `elements` onto `temp`; returns where the new tip is (the old commit whose state
+    /// it holds).
     async fn rebuild(
         &self,
         temp: &str,
@@ -349,15 +355,17 @@ impl Repo {
         base: SnapshotId,
         prov: &Provenance,
         report: &mut SquashReport,
-    ) -> Result<SnapshotId> {
-        let mut prev = base;
+    ) -> Result<Cursor> {
+        let mut at = Cursor {
+            session: self.session_at(&base).await?,
+        };
         let mut renamed: HashMap<String, String> = HashMap::new();
         let mut p = 0;
         for e in elements {
             let (target, id) = match e {
                 Element::Keep(i) => {
                     let s = &chain[*i];
-                    let id = self.replay(temp, &prev, s, &renamed).await?;
+                    let id = self.replay(temp, &mut at, s, &renamed).await?;
                     (s, id)
                 }
                 Element::Fold(name, run) => {
@@ -373,7 +381,7 @@ impl Repo {
                         sp.message = format!("Squash {n} contribution(s) of {name}");
                     }
                     let id = self
-                        .write_state(temp, &prev, &last.id, &sp.message, |d| {
+                        .write_state(temp, &mut at, &last.id, &sp.message, |d| {
                             let mut props = sp.to_properties(d, None);
                             props.insert(FOLDED.into(), Value::Array(entries.clone()));
                             props
@@ -398,30 +406,30 @@ impl Repo {
                     }
                 }
             }
-            prev = target.id.clone();
         }
-        Ok(prev)
+        Ok(at)
     }
 
-    /// Write the state of `target` onto `temp` (whose tip holds the state of `prev`) as a commit
-    /// with the properties `props(content digest)`.
+    /// Write the state of `target` onto `temp` (whose tip holds the state of `at`) as a commit
+    /// with the properties `props(content digest)`; `at` moves to `target`.
     async fn write_state(
         &self,
         temp: &str,
-        prev: &SnapshotId,
+        at: &mut Cursor,
         target: &SnapshotId,
         message: &str,
         props: impl Fn(&str) -> BTreeMap<String, Value>,
     ) -> Result<SnapshotId> {
-        let (from, to) = (self.session_at(prev).await?, self.session_at(target).await?);
+        let to = self.session_at(target).await?;
         let mut tx = self.transaction(temp).await?;
         tx.allow_empty();
         {
             let session = tx.session();
             let mut guard = session.write().await;
-            let p = plan(&from, &to, &guard, Strategy::Fail, &|_| true).await?;
+            let p = plan(&at.session, &to, &guard, Strategy::Fail, &|_| true).await?;
             apply(&p, &mut guard).await?;
         }
+        *at = Cursor { session: to };
         let out = tx.commit_with(message, None, |d, _| props(d)).await?;
         let id = out.commit.ok_or_else(|| {
             RepoError::Invalid(format!(
@@ -436,7 +444,7 @@ impl Repo {
     async fn replay(
         &self,
         temp: &str,
-        prev: &SnapshotId,
+        at: &mut Cursor,
         s: &SnapshotInfo,
         renamed: &HashMap<String, String>,
     ) -> Result<SnapshotId> {
@@ -455,7 +463,7 @@ impl Repo {
         props
             .entry(REPLAYED_FROM.to_string())
             .or_insert_with(|| json!(s.id.to_string()));
-        self.write_state(temp, prev, &s.id, &s.message, |d| {
+        self.write_state(temp, at, &s.id, &s.message, |d| {
             let mut p = props.clone();
             p.insert(keys::CONTENT_DIGEST.into(), json!(d));
             p
@@ -470,7 +478,7 @@ impl Repo {
         branch: &str,
         temp: &str,
         mut old_tip: SnapshotId,
-        mut prev: SnapshotId,
+        mut at: Cursor,
         report: &mut SquashReport,
     ) -> Result<()> {
         loop {
@@ -497,8 +505,7 @@ impl Repo {
                     added.pop();
                     added.reverse();
                     for s in &added {
-                        self.replay(temp, &prev, s, &HashMap::new()).await?;
-                        prev = s.id.clone();
+                        self.replay(temp, &mut at, s, &HashMap::new()).await?;
                         report.commits_replayed += 1;
                         report.commits_after += 1;
                     }
