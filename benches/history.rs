@@ -67,7 +67,7 @@ fn history(rt: &tokio::runtime::Runtime, loc: Location, n: usize) -> Row {
         .block_on(repo.log("main", Some(10)))
         .unwrap()
         .into_iter()
-        .map(|c| c.id)
+        .map(|c| c.id.to_string())
         .collect();
     let diff = time(rt, 5, || async {
         assert!(!repo.diff(&ids[1], &ids[0]).await.unwrap().is_empty())
@@ -81,7 +81,7 @@ fn history(rt: &tokio::runtime::Runtime, loc: Location, n: usize) -> Row {
                 rt.block_on(async {
                     let tip = repo.branch_tip("main").await.unwrap().to_string();
                     let t = Instant::now();
-                    repo.revert(&target, "main", Strategy::Fail, prov(""))
+                    repo.revert_by_chunks(&target, "main", Strategy::Fail, prov(""))
                         .await
                         .unwrap();
                     let took = t.elapsed();
@@ -145,7 +145,7 @@ async fn drop_repo_backups(repo: &zarr_fuse::Repo) {
 /// before the tip. Returns (time to build, median blame time).
 fn blame_history(rt: &tokio::runtime::Runtime, loc: Location, n: usize) -> (Duration, Duration) {
     use zarr_fuse::ingest::Table;
-    use zarr_fuse::merge::{self, UpdateOptions};
+    use zarr_fuse::update::{self, UpdateOptions};
     const SCHEMA: &str = "VARS:\n  temp: {coords: [time, site], type: float64}\nCOORDS:\n  time: {type: int64, chunk_size: 48}\n  site: {type: 'str[4]', sorted: false}\n";
     let t = Instant::now();
     // ZF_BENCH_KEEP: a local history built by an earlier run is reused (built once, blamed often)
@@ -161,7 +161,7 @@ fn blame_history(rt: &tokio::runtime::Runtime, loc: Location, n: usize) -> (Dura
     }
     let repo = rt.block_on(async {
         let repo = zarr_fuse::Repo::init(&loc).await.expect("init");
-        merge::init_dataset(&repo, SCHEMA, "blame.yaml", prov("init"))
+        update::init_dataset(&repo, SCHEMA, "blame.yaml", prov("init"))
             .await
             .expect("schema");
         for k in 0..n {
@@ -172,7 +172,7 @@ fn blame_history(rt: &tokio::runtime::Runtime, loc: Location, n: usize) -> (Dura
                 }
             }
             let table = Table::from_csv_bytes(csv.as_bytes(), "f.csv").expect("csv");
-            merge::update(
+            update::update(
                 &repo,
                 "main",
                 &[(String::new(), table)],
@@ -226,7 +226,7 @@ fn dedup(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> (u64, u64) {
         // same data as the tip again, in a new array too
         write(&repo, "main", &["a", "b", "c", "d"], 2.0, "same again").await;
         let same_again = dir_size(&path, "chunks") - before;
-        repo.revert(&bad, "main", Strategy::Fail, prov(""))
+        repo.revert_by_chunks(&bad, "main", Strategy::Fail, prov(""))
             .await
             .unwrap();
         let before = dir_size(&path, "chunks");

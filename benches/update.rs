@@ -14,8 +14,8 @@ use std::fmt::Write as _;
 use std::time::Instant;
 
 use zarr_fuse::ingest::Table;
-use zarr_fuse::merge::{self, UpdateOptions};
 use zarr_fuse::provenance::Provenance;
+use zarr_fuse::update::{self, UpdateOptions};
 use zarr_fuse::{Location, Repo};
 
 const WHO: &str = "Bench <bench@example.org>";
@@ -41,7 +41,7 @@ fn peak_rss_mb() -> f64 {
 
 async fn repo_with(dir: &std::path::Path, name: &str, schema: &str) -> Repo {
     let repo = Repo::init(&Location::Local(dir.join(name))).await.unwrap();
-    merge::init_dataset(
+    update::init_dataset(
         &repo,
         schema,
         "bench.yaml",
@@ -52,9 +52,9 @@ async fn repo_with(dir: &std::path::Path, name: &str, schema: &str) -> Repo {
     repo
 }
 
-async fn update(repo: &Repo, csv: &str) -> merge::UpdateReport {
+async fn update(repo: &Repo, csv: &str) -> update::UpdateReport {
     let t = Table::from_csv_bytes(csv.as_bytes(), "bench.csv").unwrap();
-    merge::update(
+    update::update(
         repo,
         "main",
         &[(String::new(), t)],
@@ -91,7 +91,7 @@ fn forecast(rt: &tokio::runtime::Runtime, dir: &std::path::Path, n: usize) {
     }
     times.sort();
     let med = times[times.len() / 2];
-    let median = |f: &dyn Fn(&merge::Timings) -> std::time::Duration| {
+    let median = |f: &dyn Fn(&update::Timings) -> std::time::Duration| {
         let mut v: Vec<_> = phases.iter().map(f).collect();
         v.sort();
         v[v.len() / 2]
@@ -128,7 +128,7 @@ fn bulk(rt: &tokio::runtime::Runtime, dir: &std::path::Path, cells: usize) {
     drop(csv);
     let t2 = Instant::now();
     let rep = rt
-        .block_on(merge::update(
+        .block_on(update::update(
             &repo,
             "main",
             &[(String::new(), table)],
@@ -312,7 +312,7 @@ fn bulk_files(rt: &tokio::runtime::Runtime, dir: &std::path::Path, cells: usize)
         let before = peak_rss_mb();
         let t = Instant::now();
         let rep = rt
-            .block_on(merge::update_files(
+            .block_on(update::update_files(
                 &repo,
                 "main",
                 &[(String::new(), path.to_path_buf())],

@@ -14,10 +14,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use zarr_fuse::merge::history::{self, HistoryOptions};
-use zarr_fuse::merge::{self, UpdateOptions};
+use zarr_fuse::history::{self, HistoryOptions};
 use zarr_fuse::provenance::Provenance;
 use zarr_fuse::repo::Period;
+use zarr_fuse::update::{self, UpdateOptions};
 use zarr_fuse::{Location, Repo};
 
 const SCHEMA: &str = "\
@@ -86,7 +86,7 @@ fn main() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let repo = rt.block_on(async {
         let repo = Repo::init(&loc).await.expect("init");
-        merge::init_dataset(
+        update::init_dataset(
             &repo,
             SCHEMA,
             "year.yaml",
@@ -116,7 +116,7 @@ fn main() {
         prov.time = Some(now);
         let t = Instant::now();
         let out = rt
-            .block_on(merge::update(
+            .block_on(update::update(
                 &repo,
                 "main",
                 &[(String::new(), forecast(i))],

@@ -14,13 +14,13 @@ use icechunk::format::SnapshotId;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use crate::merge::cells::CellMatcher;
-use crate::merge::{read_node, Key, MergeError, NodeData, Scalar};
 use crate::provenance::keys;
 use crate::repo::skip::{lowbit, Skip};
 use crate::repo::{CommitInfo, Repo};
 use crate::schema::{DType, NodeSchema, Schema};
 use crate::time::{format_ticks, parse_instant, to_ticks, Zone};
+use crate::update::cells::CellMatcher;
+use crate::update::{read_node, Key, NodeData, Scalar, UpdateError};
 
 /// One `--where DIM=VALUE` or `DIM=FROM..TO` filter.
 #[derive(Clone, Debug)]
@@ -35,9 +35,9 @@ pub struct Where {
 
 impl Where {
     /// Parse `DIM=VALUE` or `DIM=FROM..TO`.
-    pub fn parse(s: &str) -> Result<Where, MergeError> {
+    pub fn parse(s: &str) -> Result<Where, UpdateError> {
         let (dim, v) = s.split_once('=').ok_or_else(|| {
-            MergeError::Invalid(format!("--where '{s}' is not DIM=VALUE or DIM=FROM..TO"))
+            UpdateError::BadSelection(format!("selection '{s}' is not DIM=VALUE or DIM=FROM..TO"))
         })?;
         let (from, to) = match v.split_once("..") {
             Some((a, b)) => (a.to_string(), Some(b.to_string())),
@@ -52,9 +52,9 @@ impl Where {
 }
 
 /// Parse a coordinate value given on the command line into a key of that coordinate.
-fn key_of(node: &NodeSchema, dim: &str, text: &str) -> Result<Key, MergeError> {
+fn key_of(node: &NodeSchema, dim: &str, text: &str) -> Result<Key, UpdateError> {
     let c = node.coord(dim).ok_or_else(|| {
-        MergeError::Invalid(format!(
+        UpdateError::BadSelection(format!(
             "'{dim}' is not a coordinate of node '{}'; coordinates: {}",
             node.path,
             node.coords
@@ -64,7 +64,7 @@ fn key_of(node: &NodeSchema, dim: &str, text: &str) -> Result<Key, MergeError> {
                 .join(", ")
         ))
     })?;
-    let bad = |why: String| MergeError::Invalid(format!("--where {dim}={text}: {why}"));
+    let bad = |why: String| UpdateError::BadSelection(format!("selection {dim}={text}: {why}"));
     if !c.composed.is_empty() {
         return text
             .parse::<i64>()
@@ -111,11 +111,11 @@ fn select(
     data: &NodeData,
     dims: &[String],
     wheres: &[Where],
-) -> Result<Vec<Vec<Key>>, MergeError> {
+) -> Result<Vec<Vec<Key>>, UpdateError> {
     for w in wheres {
         if !dims.contains(&w.dim) {
-            return Err(MergeError::Invalid(format!(
-                "--where {}: not a dimension of the selected variable(s) ({})",
+            return Err(UpdateError::BadSelection(format!(
+                "selection {}: not a dimension of the selected variable(s) ({})",
                 w.dim,
                 dims.join(", ")
             )));
@@ -214,16 +214,16 @@ impl Walker<'_> {
         )
     }
 
-    async fn cells_of(&self, info: &CommitInfo) -> Result<Option<CellMatcher>, MergeError> {
+    async fn cells_of(&self, info: &CommitInfo) -> Result<Option<CellMatcher>, UpdateError> {
         Ok(self.own_cells(info).await?.flatten())
     }
 
     /// The commits a merge merged (its record's list, newest first; empty without one).
-    async fn merged_commits(&self, info: &CommitInfo) -> Result<Vec<CommitInfo>, MergeError> {
+    async fn merged_commits(&self, info: &CommitInfo) -> Result<Vec<CommitInfo>, UpdateError> {
         let rec = self.repo.record(info).await?;
         Ok(rec
             .as_ref()
-            .and_then(|r| r.get(crate::merge::history::MERGED))
+            .and_then(|r| r.get(crate::history::MERGED))
             .and_then(Value::as_array)
             .map(|l| crate::repo::entries(l))
             .unwrap_or_default())
@@ -235,18 +235,18 @@ impl Walker<'_> {
     async fn own_cells(
         &self,
         info: &CommitInfo,
-    ) -> Result<Option<Option<CellMatcher>>, MergeError> {
+    ) -> Result<Option<Option<CellMatcher>>, UpdateError> {
         let Some(rec) = self.repo.record(info).await? else {
             return Ok(None);
         };
         let by_chunks = rec
-            .get(crate::merge::history::BY_CHUNKS)
+            .get(crate::history::BY_CHUNKS)
             .and_then(Value::as_array)
             .is_some_and(|n| n.iter().any(|p| p.as_str() == Some(&self.node)));
         if rec.get("cells").is_none() || by_chunks {
             return Ok(None);
         }
-        Ok(Some(crate::merge::cells::recorded(
+        Ok(Some(crate::update::cells::recorded(
             &rec, &self.node, &self.var,
         )))
     }
@@ -262,10 +262,10 @@ impl Walker<'_> {
         open: &mut Vec<Vec<Key>>,
         found: &mut Vec<(CommitInfo, Vec<Vec<Key>>)>,
         reverted: &mut HashMap<String, Reverted>,
-    ) -> Result<(), MergeError> {
+    ) -> Result<(), UpdateError> {
         let engine_err = |what: String| {
             move |e: icechunk::format::IcechunkFormatError| {
-                MergeError::Invalid(format!(
+                UpdateError::Invalid(format!(
                     "reading history: {what}: {}",
                     crate::repo::one_line(&e.to_string())
                 ))
@@ -277,11 +277,7 @@ impl Walker<'_> {
             .asset_manager()
             .fetch_repo_info()
             .await
-            .map_err(|e| {
-                MergeError::Invalid(
-                    crate::repo::RepoError::from_engine("reading history", e).to_string(),
-                )
-            })?;
+            .map_err(|e| crate::repo::RepoError::from_engine("reading history", e))?;
         // a skip may land on `stop` but not below it (spec/018); a stop without a skip record is
         // the floor of every chain above it
         let stop_depth = match stop {
@@ -340,16 +336,16 @@ impl Walker<'_> {
         open: &mut Vec<Vec<Key>>,
         found: &mut Vec<(CommitInfo, Vec<Vec<Key>>)>,
         reverted: &mut HashMap<String, Reverted>,
-    ) -> Result<bool, MergeError> {
+    ) -> Result<bool, UpdateError> {
         if let Some(target) = info.extra.get(keys::REVERTS).and_then(Value::as_str) {
             let restored = Reverted {
                 cells: self.own_cells(info).await?.map(|c| c.map(Arc::new)),
-                except: reverted.get(&info.id).cloned().map(Arc::new),
+                except: reverted.get(info.id.as_str()).cloned().map(Arc::new),
             };
             reverted.insert(target.to_string(), restored);
             return Ok(false);
         }
-        let passed = pass_over(reverted.get(&info.id), open);
+        let passed = pass_over(reverted.get(info.id.as_str()), open);
         let folded = crate::repo::folded(info);
         let done = if folded.is_empty() {
             self.credit(info, open, found, reverted).await
@@ -367,7 +363,7 @@ impl Walker<'_> {
         open: &mut Vec<Vec<Key>>,
         found: &mut Vec<(CommitInfo, Vec<Vec<Key>>)>,
         reverted: &mut HashMap<String, Reverted>,
-    ) -> Result<bool, MergeError> {
+    ) -> Result<bool, UpdateError> {
         for f in list {
             if open.is_empty() {
                 break;
@@ -386,7 +382,7 @@ impl Walker<'_> {
         open: &mut Vec<Vec<Key>>,
         found: &mut Vec<(CommitInfo, Vec<Vec<Key>>)>,
         reverted: &mut HashMap<String, Reverted>,
-    ) -> Result<bool, MergeError> {
+    ) -> Result<bool, UpdateError> {
         // a merge: the cells it took from the merged branch (its record) are blamed as on that
         // branch's tip, the rest along first parents; a merge without a record (an earlier
         // version's, by chunks) sends every open cell along the merged branch down to the base
@@ -394,7 +390,7 @@ impl Walker<'_> {
             info.extra.get(keys::MERGED_FROM).and_then(Value::as_str),
             info.extra.get(keys::MERGE_BASE).and_then(Value::as_str),
         ) {
-            let src = SnapshotId::try_from(src).map_err(|e| MergeError::Invalid(e.to_string()))?;
+            let src = SnapshotId::try_from(src).map_err(|e| UpdateError::Invalid(e.to_string()))?;
             if self.repo.commit_info(&src).await.is_err() {
                 // the merged branch's commits were collected (branch deleted, then gc): the
                 // merge's record lists them (spec/028)
@@ -462,7 +458,7 @@ impl Walker<'_> {
                 Some(own) => own,
                 None => {
                     let id = SnapshotId::try_from(other)
-                        .map_err(|e| MergeError::Invalid(e.to_string()))?;
+                        .map_err(|e| UpdateError::Invalid(e.to_string()))?;
                     let o = self.repo.commit_info(&id).await?;
                     self.cells_of(&o).await?
                 }
@@ -619,10 +615,10 @@ type Store = std::sync::Arc<dyn zarrs_storage::AsyncReadableWritableListableStor
 async fn stored_at(
     repo: &Repo,
     rev: &str,
-) -> Result<(crate::repo::Resolved, Schema, Store), MergeError> {
+) -> Result<(crate::repo::Resolved, Schema, Store), UpdateError> {
     let at = repo.resolve(rev).await?;
     let store: Store = repo.read_store(&at.id).await?;
-    let schema = crate::merge::stored_schema(&store).await?;
+    let schema = crate::update::stored_schema(&store).await?;
     Ok((at, schema, store))
 }
 
@@ -631,7 +627,7 @@ fn where_range(
     node: &NodeSchema,
     dim: &str,
     wheres: &[Where],
-) -> Result<Option<(Key, Key)>, MergeError> {
+) -> Result<Option<(Key, Key)>, UpdateError> {
     let mut range: Option<(Key, Key)> = None;
     for w in wheres.iter().filter(|w| w.dim == dim) {
         let lo = key_of(node, dim, &w.from)?;
@@ -647,6 +643,20 @@ fn where_range(
     Ok(range)
 }
 
+impl Repo {
+    /// Which commit last wrote each cell of variable `var` of node `node` at revision `rev`,
+    /// for the cells `wheres` selects (by coordinate values).
+    pub async fn blame(
+        &self,
+        node: &str,
+        var: &str,
+        rev: &str,
+        wheres: &[Where],
+    ) -> Result<Vec<BlameRecord>, UpdateError> {
+        blame(self, node, var, rev, wheres).await
+    }
+}
+
 /// Blame `var` of `node` at `rev` over the cells selected by `wheres`.
 pub async fn blame(
     repo: &Repo,
@@ -654,12 +664,12 @@ pub async fn blame(
     var: &str,
     rev: &str,
     wheres: &[Where],
-) -> Result<Vec<BlameRecord>, MergeError> {
+) -> Result<Vec<BlameRecord>, UpdateError> {
     let (at, schema, store) = stored_at(repo, rev).await?;
     let path = node_path.trim_matches('/');
-    let node = crate::merge::require_node(&schema, path)?;
+    let node = crate::update::require_node(&schema, path)?;
     let v = node.var(var).ok_or_else(|| {
-        MergeError::Invalid(format!(
+        UpdateError::BadSelection(format!(
             "variable '{var}' is not in node '{node_path}'; variables: {}",
             node.vars
                 .iter()
@@ -673,7 +683,7 @@ pub async fn blame(
     for d in &v.coords {
         let range = where_range(node, d, wheres)?;
         let values =
-            crate::merge::read_axis(&store, node, d, range.as_ref().map(|(a, b)| (a, b))).await?;
+            crate::update::read_axis(&store, node, d, range.as_ref().map(|(a, b)| (a, b))).await?;
         data.coords.push((d.clone(), values));
     }
     let sel = select(node, &data, &v.coords, wheres)?;
@@ -712,9 +722,9 @@ pub async fn blame(
         for s in sels {
             out.push(BlameRecord {
                 selection: s,
-                commit: Some(info.id.clone()),
+                commit: Some(info.id.to_string()),
                 author: info.author.clone(),
-                time: Some(info.time.clone()),
+                time: Some(info.time_text()),
                 message: Some(info.message.clone()),
             });
         }
@@ -722,7 +732,7 @@ pub async fn blame(
     if !open.is_empty() {
         // a cell that holds a value but that no commit left in the history wrote was written
         // before the history horizon (its commit expired by gc), not never
-        let valued = crate::merge::cells_with_values(&store, node, v, &open).await?;
+        let valued = crate::update::cells_with_values(&store, node, v, &open).await?;
         let (before, never): (Vec<_>, Vec<_>) =
             open.into_iter().zip(valued).partition(|(_, has)| *has);
         let horizon = if before.is_empty() {
@@ -759,14 +769,14 @@ pub async fn blame(
 
 /// The time of the oldest commit left in the history of `id` (besides the repository's root):
 /// what was written before it is beyond what the history tells.
-async fn history_horizon(repo: &Repo, id: &SnapshotId) -> Result<String, MergeError> {
+async fn history_horizon(repo: &Repo, id: &SnapshotId) -> Result<String, UpdateError> {
     let log = repo.log(&id.to_string(), None).await?;
     let oldest = log
         .iter()
         .rev()
         .find(|c| !c.parents.is_empty())
         .or(log.last());
-    Ok(oldest.map(|c| c.time.clone()).unwrap_or_default())
+    Ok(oldest.map(|c| c.time_text()).unwrap_or_default())
 }
 
 /// Export formats.
@@ -781,10 +791,10 @@ pub enum Format {
 }
 
 /// Encode rows (JSON values, one type per column) as a Parquet file.
-fn parquet_bytes(header: &[String], rows: &[Vec<Value>]) -> Result<Vec<u8>, MergeError> {
+fn parquet_bytes(header: &[String], rows: &[Vec<Value>]) -> Result<Vec<u8>, UpdateError> {
     use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
     use std::sync::Arc;
-    let err = |e: &dyn std::fmt::Display| MergeError::Invalid(format!("writing Parquet: {e}"));
+    let err = |e: &dyn std::fmt::Display| UpdateError::Invalid(format!("writing Parquet: {e}"));
     let mut cols: Vec<(String, ArrayRef)> = Vec::new();
     for (c, name) in header.iter().enumerate() {
         let vals: Vec<&Value> = rows.iter().map(|r| &r[c]).collect();
@@ -828,10 +838,10 @@ pub async fn export(
     wheres: &[Where],
     format: Format,
     out: &mut dyn Write,
-) -> Result<u64, MergeError> {
+) -> Result<u64, UpdateError> {
     let (at, schema, _) = stored_at(repo, rev).await?;
     let path = node_path.trim_matches('/');
-    let node = crate::merge::require_node(&schema, path)?;
+    let node = crate::update::require_node(&schema, path)?;
     let data = read_node(repo, &at.id, path).await?;
     let dims: Vec<String> = node.coords.iter().map(|c| c.name().to_string()).collect();
     let sel = select(node, &data, &dims, wheres)?;
@@ -856,6 +866,11 @@ pub async fn export(
                 .unwrap_or_default()
         })
         .collect();
+    let vars: Vec<&crate::update::VarData> = data
+        .vars
+        .iter()
+        .filter(|(n, ..)| !components.contains(n.as_str()))
+        .collect();
     let mut header: Vec<String> = Vec::new();
     for c in &node.coords {
         if c.composed.is_empty() {
@@ -864,38 +879,8 @@ pub async fn export(
             header.extend(c.composed.iter().cloned());
         }
     }
-    let vars: Vec<&crate::merge::VarData> = data
-        .vars
-        .iter()
-        .filter(|(n, ..)| !components.contains(n.as_str()))
-        .collect();
     header.extend(vars.iter().map(|(n, ..)| n.clone()));
-    let cell = |name: &str, s: &Scalar| -> Value {
-        let tick = node
-            .var(name)
-            .or_else(|| node.coord(name).map(|c| &c.var))
-            .and_then(|v| match v.dtype {
-                Some(DType::DateTime(t)) => Some(t),
-                _ => None,
-            });
-        match (s, tick) {
-            (Scalar::Na, _) => Value::Null,
-            (Scalar::I(i), Some(t)) => json!(format_ticks(*i, t)),
-            (Scalar::I(i), None) => json!(i),
-            // JSON has no infinities: written as text, as pandas reads them back (spec/022)
-            (Scalar::F(f), _) if f.is_infinite() => json!(if *f > 0.0 { "inf" } else { "-inf" }),
-            (Scalar::F(f), _) => json!(f),
-            (Scalar::S(x), _) => json!(x),
-        }
-    };
-    let mut csv_w = (format == Format::Csv).then(|| csv::Writer::from_writer(Vec::new()));
-    if let Some(w) = csv_w.as_mut() {
-        w.write_record(&header)
-            .map_err(|e| MergeError::Invalid(e.to_string()))?;
-    }
-    let mut json_rows: Vec<Value> = Vec::new();
-    let mut table_rows: Vec<Vec<Value>> = Vec::new();
-    let mut rows = 0u64;
+    let mut sink = Sink::new(format, header)?;
     let mut idx = vec![0usize; dims.len()];
     let total: usize = sel.iter().map(Vec::len).product();
     for flat in 0..total {
@@ -907,27 +892,9 @@ pub async fn export(
         let pos: Vec<usize> = (0..dims.len())
             .map(|d| axis_pos[d][&sel[d][idx[d]]])
             .collect();
-        let mut values: Vec<Value> = Vec::with_capacity(vars.len());
-        let mut any = false;
-        let full_dim_vars = vars.iter().any(|(_, vd, ..)| vd.len() == dims.len());
-        for (name, vdims, shape, vals) in &vars {
-            let mut off = 0usize;
-            let mut stride = 1usize;
-            for (a, vd) in vdims.iter().enumerate().rev() {
-                let d = dims.iter().position(|x| x == vd).unwrap_or(0);
-                off += pos[d] * stride;
-                stride *= shape[a] as usize;
-            }
-            let s = vals.get(off).cloned().unwrap_or(Scalar::Na);
-            // a row is a cell of the variables spanning every dimension; others are broadcast
-            if !full_dim_vars || vdims.len() == dims.len() {
-                any |= !matches!(s, Scalar::Na);
-            }
-            values.push(cell(name, &s));
-        }
-        if !any {
+        let Some(values) = var_values(node, &dims, &vars, &pos) else {
             continue;
-        }
+        };
         let mut row: Vec<Value> = Vec::new();
         for (d, c) in node.coords.iter().enumerate() {
             if c.composed.is_empty() {
@@ -940,13 +907,91 @@ pub async fn export(
                         .find(|(n, ..)| n == comp)
                         .and_then(|(_, _, _, v)| v.get(pos[d]).cloned())
                         .unwrap_or(Scalar::Na);
-                    row.push(cell(comp, &s));
+                    row.push(cell_value(node, comp, &s));
                 }
             }
         }
         row.extend(values);
-        rows += 1;
-        match csv_w.as_mut() {
+        sink.push(row)?;
+    }
+    sink.finish(out)
+}
+
+/// The values of `vars` at the cell at axis positions `pos`, or `None` when the cell holds no
+/// value (a row is a cell of the variables spanning every dimension; the others are broadcast).
+fn var_values(
+    node: &NodeSchema,
+    dims: &[String],
+    vars: &[&crate::update::VarData],
+    pos: &[usize],
+) -> Option<Vec<Value>> {
+    let mut values: Vec<Value> = Vec::with_capacity(vars.len());
+    let mut any = false;
+    let full_dim_vars = vars.iter().any(|(_, vd, ..)| vd.len() == dims.len());
+    for (name, vdims, shape, vals) in vars {
+        let mut off = 0usize;
+        let mut stride = 1usize;
+        for (a, vd) in vdims.iter().enumerate().rev() {
+            let d = dims.iter().position(|x| x == vd).unwrap_or(0);
+            off += pos[d] * stride;
+            stride *= shape[a] as usize;
+        }
+        let s = vals.get(off).cloned().unwrap_or(Scalar::Na);
+        if !full_dim_vars || vdims.len() == dims.len() {
+            any |= !matches!(s, Scalar::Na);
+        }
+        values.push(cell_value(node, name, &s));
+    }
+    any.then_some(values)
+}
+
+/// A cell of variable (or component) `name` as exported: datetimes as text, NA as null.
+fn cell_value(node: &NodeSchema, name: &str, s: &Scalar) -> Value {
+    let tick = node
+        .var(name)
+        .or_else(|| node.coord(name).map(|c| &c.var))
+        .and_then(|v| match v.dtype {
+            Some(DType::DateTime(t)) => Some(t),
+            _ => None,
+        });
+    match (s, tick) {
+        (Scalar::Na, _) => Value::Null,
+        (Scalar::I(i), Some(t)) => json!(format_ticks(*i, t)),
+        (Scalar::I(i), None) => json!(i),
+        // JSON has no infinities: written as text, as pandas reads them back (spec/022)
+        (Scalar::F(f), _) if f.is_infinite() => json!(if *f > 0.0 { "inf" } else { "-inf" }),
+        (Scalar::F(f), _) => json!(f),
+        (Scalar::S(x), _) => json!(x),
+    }
+}
+
+/// Where exported rows go: a CSV writer, JSON records, or rows for one Parquet file.
+struct Sink {
+    header: Vec<String>,
+    csv: Option<csv::Writer<Vec<u8>>>,
+    format: Format,
+    rows: Vec<Vec<Value>>,
+    count: u64,
+}
+
+impl Sink {
+    fn new(format: Format, header: Vec<String>) -> Result<Sink, UpdateError> {
+        let mut csv = (format == Format::Csv).then(|| csv::Writer::from_writer(Vec::new()));
+        if let Some(w) = csv.as_mut() {
+            w.write_record(&header).map_err(export_error)?;
+        }
+        Ok(Sink {
+            header,
+            csv,
+            format,
+            rows: vec![],
+            count: 0,
+        })
+    }
+
+    fn push(&mut self, row: Vec<Value>) -> Result<(), UpdateError> {
+        self.count += 1;
+        match self.csv.as_mut() {
             Some(w) => {
                 let text: Vec<String> = row
                     .iter()
@@ -956,25 +1001,37 @@ pub async fn export(
                         other => other.to_string(),
                     })
                     .collect();
-                w.write_record(&text)
-                    .map_err(|e| MergeError::Invalid(e.to_string()))?;
+                w.write_record(&text).map_err(export_error)?;
             }
-            None if format == Format::Parquet => table_rows.push(row),
-            None => json_rows.push(Value::Object(header.iter().cloned().zip(row).collect())),
+            None => self.rows.push(row),
         }
+        Ok(())
     }
-    let io = |e: std::io::Error| MergeError::Invalid(format!("writing the export: {e}"));
-    match csv_w {
-        Some(w) => out
-            .write_all(
-                &w.into_inner()
-                    .map_err(|e| MergeError::Invalid(e.to_string()))?,
-            )
-            .map_err(io)?,
-        None if format == Format::Parquet => out
-            .write_all(&parquet_bytes(&header, &table_rows)?)
-            .map_err(io)?,
-        None => writeln!(out, "{}", Value::Array(json_rows)).map_err(io)?,
+
+    /// Write the export to `out`; gives the number of rows.
+    fn finish(self, out: &mut dyn Write) -> Result<u64, UpdateError> {
+        let io = |e: std::io::Error| export_error(e);
+        match self.csv {
+            Some(w) => out
+                .write_all(&w.into_inner().map_err(export_error)?)
+                .map_err(io)?,
+            None if self.format == Format::Parquet => out
+                .write_all(&parquet_bytes(&self.header, &self.rows)?)
+                .map_err(io)?,
+            None => {
+                let records: Vec<Value> = self
+                    .rows
+                    .into_iter()
+                    .map(|row| Value::Object(self.header.iter().cloned().zip(row).collect()))
+                    .collect();
+                writeln!(out, "{}", Value::Array(records)).map_err(io)?
+            }
+        }
+        Ok(self.count)
     }
-    Ok(rows)
+}
+
+/// An export that could not be written.
+fn export_error(e: impl std::fmt::Display) -> UpdateError {
+    UpdateError::Invalid(format!("writing the export: {e}"))
 }

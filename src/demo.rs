@@ -7,13 +7,12 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::audit::{blame, Where};
-use crate::cli::CliError;
+use crate::history::{self, HistoryOptions};
 use crate::ingest::Table;
-use crate::merge::history::{self, HistoryOptions};
-use crate::merge::{self, convert::composed_key, Scalar, UpdateOptions};
 use crate::provenance::Provenance;
 use crate::repo::Repo;
 use crate::storage::Location;
+use crate::update::{self, convert::composed_key, Scalar, UpdateOptions};
 
 /// The bundled schema.
 pub const WEATHER_SCHEMA: &str = include_str!("../schemas/weather.yaml");
@@ -48,8 +47,33 @@ fn forecast(start: i64, revision: f64, temp_bias: f64) -> String {
     s
 }
 
-fn cli(e: impl std::fmt::Display) -> CliError {
-    CliError::Other(e.to_string())
+/// Why the demo could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// Writing an input file of the tour.
+    #[error("cannot write '{}': {source}", path.display())]
+    Write {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An update, revert or merge of the tour.
+    #[error(transparent)]
+    Update(#[from] crate::update::UpdateError),
+    /// A merge or revert of the tour.
+    #[error(transparent)]
+    History(#[from] crate::history::HistoryError),
+    /// A repository operation of the tour.
+    #[error(transparent)]
+    Repo(#[from] crate::repo::RepoError),
+    /// Reading a generated table.
+    #[error(transparent)]
+    Ingest(#[from] crate::ingest::IngestError),
+    /// A generated contribution that changed nothing (a bug of the demo).
+    #[error("{0} changed nothing")]
+    NothingChanged(String),
 }
 
 async fn contribute(
@@ -60,42 +84,40 @@ async fn contribute(
     csv: &str,
     author: &str,
     msg: &str,
-) -> Result<String, CliError> {
+) -> Result<String, DemoError> {
     let path = dir.join("inputs").join(name);
-    std::fs::write(&path, csv).map_err(|source| CliError::Read {
+    std::fs::write(&path, csv).map_err(|source| DemoError::Write {
         path: path.clone(),
         source,
     })?;
-    let table = Table::from_csv_bytes(csv.as_bytes(), &path.display().to_string()).map_err(cli)?;
+    let table = Table::from_csv_bytes(csv.as_bytes(), &path.display().to_string())?;
     let mut prov = Provenance::new(author, "update", msg);
     prov.source = Some(format!("inputs/{name}"));
     prov.input_blake3 = Some(table.blake3.clone());
-    let rep = merge::update(
+    let rep = update::update(
         repo,
         branch,
         &[(String::new(), table)],
         prov,
         &UpdateOptions::default(),
     )
-    .await
-    .map_err(cli)?;
+    .await?;
     rep.commit
-        .ok_or_else(|| cli(format!("{name} changed nothing")))
+        .ok_or_else(|| DemoError::NothingChanged(name.to_string()))
 }
 
 /// Build the demo repository in `dir` and print the tour.
-pub async fn run(dir: &Path) -> Result<(), CliError> {
+pub async fn run(dir: &Path) -> Result<(), DemoError> {
     let location = Location::Local(dir.to_path_buf());
     let repo = Repo::init(&location).await?;
-    merge::init_dataset(
+    update::init_dataset(
         &repo,
         WEATHER_SCHEMA,
         "schemas/weather.yaml",
         Provenance::new(ADA, "init", "Weather dataset from the bundled schema"),
     )
-    .await
-    .map_err(cli)?;
-    std::fs::create_dir_all(dir.join("inputs")).map_err(|source| CliError::Read {
+    .await?;
+    std::fs::create_dir_all(dir.join("inputs")).map_err(|source| DemoError::Write {
         path: dir.join("inputs"),
         source,
     })?;
@@ -141,8 +163,7 @@ pub async fn run(dir: &Path) -> Result<(), CliError> {
         &HistoryOptions::default(),
         Provenance::new(ADA, "merge", "Merge the Kalman analysis"),
     )
-    .await
-    .map_err(cli)?;
+    .await?;
     for k in 4..6 {
         let author = if k % 2 == 0 { ADA } else { BOB };
         contribute(
@@ -174,8 +195,7 @@ pub async fn run(dir: &Path) -> Result<(), CliError> {
         &HistoryOptions::default(),
         Provenance::new(ADA, "revert", "Revert fetch 6: temperatures were in kelvin"),
     )
-    .await
-    .map_err(cli)?;
+    .await?;
     let revert_id = reverted.commit.clone().unwrap_or_default();
     repo.create_tag("v1.0", "main", Some("first published state"))
         .await?;
@@ -213,20 +233,17 @@ pub async fn run(dir: &Path) -> Result<(), CliError> {
 }
 
 /// Blame one cell: Praha at 2026-01-01T12:00Z.
-async fn print_blame(repo: &Repo) -> Result<(), CliError> {
+async fn print_blame(repo: &Repo) -> Result<(), DemoError> {
     let (name, lat, lon, _) = SITES[0];
     let key = composed_key(&[Scalar::F(lat), Scalar::F(lon)]);
     let cell = [
-        Where::parse("time=2026-01-01T12:00:00").map_err(cli)?,
-        Where::parse(&format!("site={key}")).map_err(cli)?,
+        Where::parse("time=2026-01-01T12:00:00")?,
+        Where::parse(&format!("site={key}"))?,
     ];
     println!(
         "\n== blame temperature at time=2026-01-01T12:00Z, site={name} ({lat}, {lon}; key {key})"
     );
-    for r in blame(repo, "/", "temperature", "main", &cell)
-        .await
-        .map_err(cli)?
-    {
+    for r in blame(repo, "/", "temperature", "main", &cell).await? {
         println!(
             "{}  {}  {}",
             r.commit.as_deref().map(|c| &c[..10]).unwrap_or("-"),

@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use crate::ingest::Table;
-use crate::merge::cells::CellMatcher;
-use crate::merge::convert::{convert, Converter, OnInvalid};
-use crate::merge::{Key, MergeError};
 use crate::repo::{CommitInfo, Repo};
 use crate::schema::Schema;
+use crate::update::cells::CellMatcher;
+use crate::update::convert::{convert, Converter, OnInvalid};
+use crate::update::{Key, UpdateError};
 
 /// The schema the table targets convert against: times with zones, units, ranges, strings,
 /// integers with and without `na_value`, a composed coordinate.
@@ -88,7 +88,7 @@ pub fn parquet(data: &[u8]) {
         let read = Table::parquet_bytes_batches(data, "fuzz.parquet", 4_096, |t| {
             rows += t.n_rows();
             if rows > FUZZ_MAX_ROWS {
-                return Err(MergeError::Invalid("enough rows".into()));
+                return Err(UpdateError::Invalid("enough rows".into()));
             }
             conv.push(&t)
         });
@@ -115,7 +115,7 @@ fn rev_fixture() -> Option<&'static RevFixture> {
                 let repo = Repo::init(&crate::Location::Memory("fuzz-rev".into()))
                     .await
                     .ok()?;
-                crate::merge::init_dataset(
+                crate::update::init_dataset(
                     &repo,
                     "VARS:\n  v: {coords: t}\nCOORDS:\n  t: {type: int64}\n",
                     "rev.yaml",
@@ -151,7 +151,7 @@ pub fn records(data: &[u8]) {
         let props: BTreeMap<String, serde_json::Value> =
             obj.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let info = CommitInfo::from_parts(
-            "FUZZ".into(),
+            crate::repo::CommitId::from(icechunk::format::SnapshotId::random()),
             vec![],
             chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
             "fuzz",

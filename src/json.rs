@@ -19,7 +19,7 @@ impl std::io::Write for Count {
 }
 
 /// `value` as JSON bytes in a buffer of exactly their length.
-pub fn to_vec_exact<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<Vec<u8>> {
+pub(crate) fn to_vec_exact<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<Vec<u8>> {
     let mut size = Count::default();
     serde_json::to_writer(&mut size, value)?;
     let mut buf = Vec::with_capacity(size.0);

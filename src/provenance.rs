@@ -59,7 +59,7 @@ pub enum ProvenanceError {
     #[error("author '{0}' is not of the form 'Name <email>' (e.g. --author 'Ada Lovelace <ada@example.org>')")]
     BadAuthor(String),
     /// A `--meta` pair is not `key=value`.
-    #[error("--meta '{0}' is not key=value")]
+    #[error("metadata '{0}' is not key=value")]
     BadMeta(String),
 }
 

@@ -223,6 +223,17 @@ pub fn parse_instant(text: &str, zone: &Zone, source_tick: Tick) -> Result<i64, 
         .ok_or_else(|| format!("'{t}' is out of the representable range (1678–2262)"))
 }
 
+/// An ISO-8601 time (a date, a date and time, with or without an offset; none means UTC) as
+/// a UTC instant — the one parser of times, as [`parse_instant`] reads them. Integers are not
+/// times here.
+pub fn parse_utc(text: &str) -> Option<DateTime<Utc>> {
+    if text.trim().parse::<i64>().is_ok() {
+        return None;
+    }
+    let nanos = parse_instant(text, &Zone::Fixed(Utc.fix()), Tick::Second).ok()?;
+    Some(DateTime::<Utc>::from_timestamp_nanos(nanos))
+}
+
 /// Floor nanoseconds to ticks.
 pub fn to_ticks(nanos: i64, tick: Tick) -> i64 {
     nanos.div_euclid(tick.nanos())

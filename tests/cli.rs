@@ -177,6 +177,9 @@ fn branches_tags_reset_revert_merge_verify_gc() {
     );
     let cp = ok_json(&["cherry-pick", &r, &ids[2], "--branch", "kalman", "--json"]);
     assert!(cp["commit"].is_string());
+    // a commit only kalman has is outside main's history: the CLI names the flag that allows it
+    let picked = cp["commit"].as_str().unwrap();
+    fails(&["reset", &r, "--branch", "main", picked], 1, "--force");
 
     let v = ok_json(&["verify", &r, "--json"]);
     assert_eq!(v["ok"], true);
@@ -227,7 +230,7 @@ fn errors_are_one_line_with_exit_1_and_usage_is_exit_2() {
         1,
         "Name <email>",
     );
-    fails(&["gc", &r, "--older-than", "soon"], 1, "older-than");
+    fails(&["gc", &r, "--older-than", "soon"], 2, "--older-than");
     fails(&["log", "s3://x"], 1, "at least 3 characters");
     fails(&["log", "ftp://host/x"], 1, "unsupported scheme");
     fails(

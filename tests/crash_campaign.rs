@@ -22,9 +22,9 @@ use std::time::Duration;
 
 use common::rt;
 use zarr_fuse::ingest::Table;
-use zarr_fuse::merge::{self, NodeData, Scalar, UpdateOptions};
 use zarr_fuse::provenance::Provenance;
 use zarr_fuse::repo::{Period, Strategy};
+use zarr_fuse::update::{self, NodeData, Scalar, UpdateOptions};
 use zarr_fuse::{Location, Repo};
 
 const WHO: &str = "Crash Writer <crash@example.org>";
@@ -69,7 +69,7 @@ fn model_of(n: &NodeData) -> Model {
 
 async fn read_model(repo: &Repo, rev: &str) -> Model {
     let id = repo.resolve(rev).await.expect("resolve").id;
-    model_of(&merge::read_node(repo, &id, "").await.expect("read node"))
+    model_of(&update::read_node(repo, &id, "").await.expect("read node"))
 }
 
 fn next(state: &mut u64) -> u64 {
@@ -88,7 +88,7 @@ fn now_ms() -> u64 {
 
 async fn update(repo: &Repo, branch: &str, csv: &str) -> Option<String> {
     let t = Table::from_csv_bytes(csv.as_bytes(), "crash.csv").expect("csv");
-    merge::update(
+    update::update(
         repo,
         branch,
         &[(String::new(), t)],
@@ -144,7 +144,7 @@ fn child(location: &str, seed: u64) {
                 }
                 println!("\nZFINTENT {t0} {}", model_digest(&before));
                 let (out, _) = repo
-                    .revert(
+                    .revert_by_chunks(
                         &id,
                         "main",
                         Strategy::Fail,
@@ -178,7 +178,7 @@ fn child(location: &str, seed: u64) {
                 update(&repo, "side", &csv).await;
                 println!("\nZFINTENT {t0} {}", model_digest(&after));
                 let out = repo
-                    .merge("side", "main", Provenance::new(WHO, "crash", "merge side"))
+                    .merge_by_chunks("side", "main", Provenance::new(WHO, "crash", "merge side"))
                     .await
                     .expect("merge");
                 if let Some(c) = out.commit {
@@ -232,7 +232,7 @@ fn campaign(location: Location, kills: usize) {
     let rt = rt();
     rt.block_on(async {
         let repo = Repo::init(&location).await.expect("init");
-        merge::init_dataset(
+        update::init_dataset(
             &repo,
             SCHEMA,
             "crash.yaml",
@@ -337,7 +337,7 @@ fn campaign(location: Location, kills: usize) {
                 if let Some(r) = c.extra.get("replayed_from").and_then(|v| v.as_str()) {
                     kept.insert(r.to_string());
                 }
-                kept.extend(zarr_fuse::repo::folded_leaves(c).into_iter().map(|f| f.id));
+                kept.extend(zarr_fuse::repo::folded_leaves(c).into_iter().map(|f| f.id.to_string()));
             }
             squash_commits = log.iter().filter(|c| c.extra.contains_key("folded")).count();
             // every cell with a value is blamed on one of the writer's commits

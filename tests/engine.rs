@@ -236,7 +236,7 @@ fn revert_restores_one_commit_by_reference() {
                 .as_ref()
                 .map(|p| std::fs::read_dir(p.join("chunks")).unwrap().count());
             let (out, kept) = repo
-                .revert(&bad, "main", Strategy::Fail, prov(""))
+                .revert_by_chunks(&bad, "main", Strategy::Fail, prov(""))
                 .await
                 .unwrap();
             assert!(kept.is_empty());
@@ -265,7 +265,10 @@ fn revert_restores_one_commit_by_reference() {
                 .commit
                 .unwrap();
             let tip = repo.branch_tip("main").await.unwrap();
-            match repo.revert(&bad2, "main", Strategy::Fail, prov("")).await {
+            match repo
+                .revert_by_chunks(&bad2, "main", Strategy::Fail, prov(""))
+                .await
+            {
                 Err(RepoError::Conflicts { conflicts, .. }) => {
                     assert_eq!(conflicts.len(), 1);
                     assert_eq!(conflicts[0].array, "/a");
@@ -281,7 +284,7 @@ fn revert_restores_one_commit_by_reference() {
             );
             // --strategy theirs keeps the later state and reverts the rest
             let (_, kept) = repo
-                .revert(&bad2, "main", Strategy::Theirs, prov(""))
+                .revert_by_chunks(&bad2, "main", Strategy::Theirs, prov(""))
                 .await
                 .unwrap();
             assert_eq!(kept.len(), 1);
@@ -315,7 +318,7 @@ fn revert_of_array_creation_and_first_commit() {
                 .await
                 .commit
                 .unwrap();
-            repo.revert(&c, "main", Strategy::Fail, prov(""))
+            repo.revert_by_chunks(&c, "main", Strategy::Fail, prov(""))
                 .await
                 .unwrap();
             assert!(
@@ -327,7 +330,8 @@ fn revert_of_array_creation_and_first_commit() {
                 "history still has it"
             );
             assert!(matches!(
-                repo.revert(&first, "main", Strategy::Fail, prov("")).await,
+                repo.revert_by_chunks(&first, "main", Strategy::Fail, prov(""))
+                    .await,
                 Err(RepoError::Invalid(_))
             ));
         })
@@ -347,7 +351,10 @@ fn merge_and_cherry_pick_three_way_at_chunk_level() {
                 .commit
                 .unwrap();
             write(&repo, "main", &["a"], 3.0, "main a").await;
-            let out = repo.merge("kalman", "main", prov("")).await.unwrap();
+            let out = repo
+                .merge_by_chunks("kalman", "main", prov(""))
+                .await
+                .unwrap();
             let m = out.commit.unwrap();
             assert!(same(&read(&repo, "main", "a").await.unwrap(), &values(3.0)));
             assert!(same(&read(&repo, "main", "b").await.unwrap(), &values(2.0)));
@@ -357,7 +364,10 @@ fn merge_and_cherry_pick_three_way_at_chunk_level() {
             assert_eq!(info.parents.len(), 2, "merge commit names the merged tip");
             // merging again changes nothing
             assert_eq!(
-                repo.merge("kalman", "main", prov("")).await.unwrap().commit,
+                repo.merge_by_chunks("kalman", "main", prov(""))
+                    .await
+                    .unwrap()
+                    .commit,
                 None
             );
 
@@ -366,7 +376,7 @@ fn merge_and_cherry_pick_three_way_at_chunk_level() {
             write(&repo, "x", &["a"], 10.0, "x a").await;
             write(&repo, "main", &["a"], 11.0, "main a again").await;
             let tip = repo.branch_tip("main").await.unwrap();
-            match repo.merge("x", "main", prov("")).await {
+            match repo.merge_by_chunks("x", "main", prov("")).await {
                 Err(RepoError::Conflicts { conflicts, .. }) => {
                     assert_eq!(conflicts[0].array, "/a");
                     assert_eq!(conflicts[0].coords, Some(vec![0, 0]));
@@ -378,20 +388,23 @@ fn merge_and_cherry_pick_three_way_at_chunk_level() {
             repo.create_branch("y", "main").await.unwrap();
             write(&repo, "y", &["b"], 20.0, "y b").await;
             write(&repo, "main", &["b"], 20.0, "main b same").await;
-            assert!(repo.merge("y", "main", prov("")).await.is_ok());
+            assert!(repo.merge_by_chunks("y", "main", prov("")).await.is_ok());
 
             // cherry-pick one commit onto another branch
             repo.create_branch("rel", "main").await.unwrap();
             write(&repo, "rel", &["c"], 5.0, "rel changes c").await;
             repo.create_branch("z", "main").await.unwrap();
             let cp_src = write(&repo, "z", &["b"], 33.0, "z b").await.commit.unwrap();
-            let out = repo.cherry_pick(&cp_src, "rel", prov("")).await.unwrap();
+            let out = repo
+                .cherry_pick_by_chunks(&cp_src, "rel", prov(""))
+                .await
+                .unwrap();
             assert!(out.commit.is_some());
             assert!(same(&read(&repo, "rel", "b").await.unwrap(), &values(33.0)));
             assert!(same(&read(&repo, "rel", "c").await.unwrap(), &values(5.0)));
             // picking a change whose chunk the target changed differently conflicts
             assert!(matches!(
-                repo.cherry_pick(&pick, "rel", prov("")).await,
+                repo.cherry_pick_by_chunks(&pick, "rel", prov("")).await,
                 Err(RepoError::Conflicts { .. })
             ));
         })
@@ -480,7 +493,7 @@ fn concurrent_transactions_rebase_when_disjoint_and_conflict_otherwise() {
                 .await
                 .unwrap()
                 .into_iter()
-                .map(|c| c.id)
+                .map(|c| c.id.to_string())
                 .collect();
             assert!(ids.contains(&o1.commit.unwrap()) && ids.contains(&o2.commit.unwrap()));
             assert!(same(&read(&repo, "main", "a").await.unwrap(), &values(5.0)));

@@ -300,7 +300,7 @@ fn reverting_restores_na_and_keeps_axis_values_the_commit_added() {
     let node = rt.block_on(async {
         let repo = zarr_fuse::Repo::open_str(&r.path).await.unwrap();
         let id = repo.resolve("main").await.unwrap().id;
-        zarr_fuse::merge::read_node(&repo, &id, "").await.unwrap()
+        zarr_fuse::update::read_node(&repo, &id, "").await.unwrap()
     });
     let sites: Vec<String> = node
         .coords
@@ -474,8 +474,8 @@ fn cherry_pick_by_cells_and_revert_after_a_merge() {
 /// commit work by cells.
 #[test]
 fn squash_by_day_keeps_blame_and_reverts() {
-    use zarr_fuse::merge::{self, UpdateOptions};
     use zarr_fuse::provenance::Provenance;
+    use zarr_fuse::update::{self, UpdateOptions};
     let dir = tempfile::tempdir().unwrap();
     let r = Repo::new(dir.path());
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -503,7 +503,7 @@ fn squash_by_day_keeps_blame_and_reverts() {
         );
         prov.time = Some(day(*d, *h));
         let out = rt
-            .block_on(merge::update(
+            .block_on(update::update(
                 &repo,
                 "main",
                 &[(String::new(), table)],

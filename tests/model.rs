@@ -21,11 +21,11 @@ mod common;
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
+use zarr_fuse::history::{self, HistoryOptions, Resolve};
 use zarr_fuse::ingest::Table;
-use zarr_fuse::merge::history::{self, HistoryOptions, Resolve};
-use zarr_fuse::merge::{self, Scalar, UpdateOptions};
 use zarr_fuse::provenance::Provenance;
 use zarr_fuse::repo::Period;
+use zarr_fuse::update::{self, Scalar, UpdateOptions};
 use zarr_fuse::{Location, Repo};
 
 const WHO: &str = "Model Tester <model@example.org>";
@@ -223,7 +223,7 @@ fn read_blame(
 fn read_state(rt: &tokio::runtime::Runtime, repo: &Repo, rev: &str) -> State {
     rt.block_on(async {
         let id = repo.resolve(rev).await.expect("resolve").id;
-        let n = merge::read_node(repo, &id, "").await.expect("read");
+        let n = update::read_node(repo, &id, "").await.expect("read");
         let t = common::axis_i64(&n, 0);
         let site = common::axis_str(&n, 1);
         let (_, _, shape, vals) = &n.vars[0];
@@ -406,16 +406,16 @@ fn model_squash(
                     .and_then(|v| v.as_str())
                     .unwrap_or(&f.id)
                     .to_string();
-                match folded_ids.get(&f.id).cloned() {
+                match folded_ids.get(f.id.as_str()).cloned() {
                     // an earlier squash commit, kept whole inside this one
                     Some(inner) => ids.extend(inner),
                     None => {
-                        rename.insert(cur, f.id.clone());
-                        ids.push(f.id.clone());
+                        rename.insert(cur, f.id.to_string());
+                        ids.push(f.id.to_string());
                     }
                 }
             }
-            folded_ids.insert(c.id.clone(), ids);
+            folded_ids.insert(c.id.to_string(), ids);
             // the state of the last commit of the run: the newest entry's, or the earlier
             // squash commit's whose list ends with it
             let last = &folded[0];
@@ -429,9 +429,9 @@ fn model_squash(
                 .map(|e| e.0.clone())
                 .find(|id| {
                     *id == cur
-                        || folded_ids
-                            .get(id)
-                            .is_some_and(|l| l.first() == Some(&last.id))
+                        || folded_ids.get(id).is_some_and(|l| {
+                            l.first().map(String::as_str) == Some(last.id.as_str())
+                        })
                 })
                 .unwrap_or(cur)
         } else if let Some(r) = c.extra.get("replayed_from").and_then(|v| v.as_str()) {
@@ -440,8 +440,8 @@ fn model_squash(
                 .map(|e| e.0.clone())
                 .find(|id| first_id(id) == r)
                 .ok_or_else(|| format!("replayed commit {} of {r}: not in the model", c.id))?;
-            rename.insert(cur.clone(), c.id.clone());
-            pending_originals.push((c.id.clone(), r.to_string()));
+            rename.insert(cur.clone(), c.id.to_string());
+            pending_originals.push((c.id.to_string(), r.to_string()));
             cur
         } else if c.parents.is_empty() {
             continue; // the repository's first commit, below the model's history
@@ -455,7 +455,7 @@ fn model_squash(
             .iter()
             .find(|e| e.0 == key)
             .ok_or_else(|| format!("squash commit {}: {key} not in the model", c.id))?;
-        out.push((c.id.clone(), e.1.clone(), e.2.clone()));
+        out.push((c.id.to_string(), e.1.clone(), e.2.clone()));
     }
     originals.extend(pending_originals);
     for e in &mut out {
@@ -514,7 +514,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
     ));
     let repo = rt.block_on(async {
         let repo = Repo::init(&loc).await.expect("init");
-        merge::init_dataset(
+        update::init_dataset(
             &repo,
             SCHEMA,
             "model.yaml",
@@ -558,7 +558,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 let name = branches[b].name.clone();
                 let table = Table::from_csv_bytes(csv(rows).as_bytes(), "model.csv").expect("csv");
                 let out = rt
-                    .block_on(merge::update(
+                    .block_on(update::update(
                         &repo,
                         &name,
                         &[(String::new(), table)],
@@ -929,7 +929,7 @@ fn regression_blame_after_a_reverted_revert() {
 fn linear_history(rt: &tokio::runtime::Runtime, loc: &Location, n: i64) -> Repo {
     rt.block_on(async {
         let repo = Repo::init(loc).await.expect("init");
-        merge::init_dataset(
+        update::init_dataset(
             &repo,
             SCHEMA,
             "m.yaml",
@@ -946,7 +946,7 @@ fn linear_history(rt: &tokio::runtime::Runtime, loc: &Location, n: i64) -> Repo 
                 })
                 .collect();
             let table = Table::from_csv_bytes(csv(&rows).as_bytes(), "m.csv").expect("csv");
-            merge::update(
+            update::update(
                 &repo,
                 "main",
                 &[(String::new(), table)],
@@ -964,7 +964,23 @@ fn linear_history(rt: &tokio::runtime::Runtime, loc: &Location, n: i64) -> Repo 
 /// ancestor `lowbit(depth)` back, and `over` bounds the extents of every commit it jumps over.
 #[test]
 fn skip_records_tile_a_linear_history() {
-    use zarr_fuse::repo::skip::{lowbit, Skip};
+    /// The stored skip record (spec/018): `{"depth", "to", "over"}` under the `skip` key.
+    struct Skip {
+        depth: u64,
+        to: String,
+        over: Option<serde_json::Map<String, serde_json::Value>>,
+    }
+    impl Skip {
+        fn of(props: &std::collections::BTreeMap<String, serde_json::Value>) -> Option<Skip> {
+            let v = props.get("skip")?.as_object()?;
+            Some(Skip {
+                depth: v.get("depth")?.as_u64()?,
+                to: v.get("to")?.as_str()?.to_string(),
+                over: v.get("over")?.as_object().cloned(),
+            })
+        }
+    }
+    let lowbit = |d: u64| d & d.wrapping_neg();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -987,7 +1003,7 @@ fn skip_records_tile_a_linear_history() {
         let skip = Skip::of(&snap.metadata).expect("a skip record");
         assert_eq!(skip.depth, d as u64, "depth of {}", snap.id);
         let to = d - lowbit(d as u64) as usize;
-        assert_eq!(skip.to, chain[to].id, "ancestor of depth {d}");
+        assert_eq!(skip.to, chain[to].id.to_string(), "ancestor of depth {d}");
         let over = skip
             .over
             .as_ref()

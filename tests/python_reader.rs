@@ -172,11 +172,11 @@ print(json.dumps({{
 /// Expected arrays of the root node at `rev`, read through our API: dims, shape, C-order values
 /// (null = NA), units and description.
 fn expected_arrays(repo: &Repo, rev: &str) -> serde_json::Value {
-    use zarr_fuse::merge::Scalar;
+    use zarr_fuse::update::Scalar;
     let rt = rt();
     rt.block_on(async {
         let id = repo.resolve(rev).await.unwrap().id;
-        let node = zarr_fuse::merge::read_node(repo, &id, "").await.unwrap();
+        let node = zarr_fuse::update::read_node(repo, &id, "").await.unwrap();
         let schema = zarr_fuse::schema::load_str(zarr_fuse::demo::WEATHER_SCHEMA, "w").unwrap();
         let val = |s: &Scalar| match s {
             Scalar::F(f) if f.is_nan() => serde_json::Value::Null,

@@ -142,7 +142,7 @@ fn race(location: Location) {
             .await
             .unwrap()
             .into_iter()
-            .map(|c| c.id)
+            .map(|c| c.id.to_string())
             .collect()
     });
     for (round, id) in &acked {

@@ -18,8 +18,8 @@ use std::process::{Command, Stdio};
 
 use common::rt;
 use zarr_fuse::ingest::Table;
-use zarr_fuse::merge::{self, Scalar, UpdateOptions};
 use zarr_fuse::provenance::Provenance;
+use zarr_fuse::update::{self, Scalar, UpdateOptions};
 use zarr_fuse::{Location, Repo};
 
 const WRITERS: usize = 8;
@@ -67,7 +67,7 @@ fn race_campaign_child() {
                 "update",
                 format!("w{idx} u{u}"),
             );
-            match merge::update(
+            match update::update(
                 &repo,
                 "main",
                 &[(String::new(), table)],
@@ -87,7 +87,7 @@ fn campaign(loc: Location, n: usize) {
     let rt = rt();
     rt.block_on(async {
         let repo = Repo::init(&loc).await.expect("init");
-        merge::init_dataset(
+        update::init_dataset(
             &repo,
             SCHEMA,
             "s.yaml",
@@ -167,7 +167,7 @@ fn campaign(loc: Location, n: usize) {
             );
         }
         let tip = repo.branch_tip("main").await.expect("tip");
-        let data = merge::read_node(&repo, &tip, "").await.expect("read");
+        let data = update::read_node(&repo, &tip, "").await.expect("read");
         let ts = common::axis_i64(&data, 0);
         let sites = common::axis_str(&data, 1);
         assert!(ts.windows(2).all(|p| p[0] < p[1]), "times sorted and unique");

@@ -22,8 +22,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use zarr_fuse::ingest::Table;
-use zarr_fuse::merge::{self, Scalar, UpdateOptions};
 use zarr_fuse::provenance::Provenance;
+use zarr_fuse::update::{self, Scalar, UpdateOptions};
 use zarr_fuse::{Location, Repo};
 
 const WHO: &str = "Fault Writer <fault@example.org>";
@@ -170,7 +170,7 @@ fn writer(location: &str, n: usize) {
             let csv = format!("t,a,b\n{i},{v},{v}\n", v = value(i));
             let table = Table::from_csv_bytes(csv.as_bytes(), "fault.csv").expect("csv");
             println!("\nZFINTENT {i}");
-            match merge::update(
+            match update::update(
                 r,
                 "main",
                 &[(String::new(), table)],
@@ -230,7 +230,7 @@ fn s3_faults_never_lose_or_invent_commits() {
     let rt = common::rt();
     rt.block_on(async {
         let repo = Repo::init(&loc).await.expect("init");
-        merge::init_dataset(
+        update::init_dataset(
             &repo,
             SCHEMA,
             "f.yaml",
@@ -334,7 +334,7 @@ fn s3_faults_never_lose_or_invent_commits() {
             }
         }
         let tip = repo.branch_tip("main").await.expect("tip");
-        let data = merge::read_node(&repo, &tip, "").await.expect("read");
+        let data = update::read_node(&repo, &tip, "").await.expect("read");
         let ts = common::axis_i64(&data, 0);
         let a = &data.vars.iter().find(|v| v.0 == "a").expect("a").3;
         let b = &data.vars.iter().find(|v| v.0 == "b").expect("b").3;

@@ -4,10 +4,10 @@
 
 use serde_json::Value;
 use zarr_fuse::ingest::Table;
-use zarr_fuse::merge::{self, OnInvalid, Scalar, UpdateOptions};
 use zarr_fuse::provenance::Provenance;
 use zarr_fuse::schema::{load_str, DType};
 use zarr_fuse::time::format_ticks;
+use zarr_fuse::update::{self, OnInvalid, Scalar, UpdateOptions};
 use zarr_fuse::{Location, Repo};
 
 const AUTHOR: &str = "Scenario <scenario@example.org>";
@@ -44,7 +44,7 @@ async fn run(name: &str, text: &str, memory: Option<usize>) {
     let repo = Repo::init(&Location::Local(dir.path().join("r")))
         .await
         .unwrap();
-    merge::init_dataset(
+    update::init_dataset(
         &repo,
         schema_text,
         name,
@@ -79,7 +79,7 @@ async fn run(name: &str, text: &str, memory: Option<usize>) {
             ..Default::default()
         };
         let tip = repo.branch_tip("main").await.unwrap();
-        let res = merge::update(
+        let res = update::update(
             &repo,
             "main",
             &[(node, table)],
@@ -114,7 +114,7 @@ async fn run(name: &str, text: &str, memory: Option<usize>) {
     }
     let tip = repo.branch_tip("main").await.unwrap();
     for (node, exp) in case["expect"].as_object().expect("expect") {
-        let data = merge::read_node(&repo, &tip, node)
+        let data = update::read_node(&repo, &tip, node)
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         let ns = schema.node(node).unwrap();

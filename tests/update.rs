@@ -230,7 +230,7 @@ fn demo_builds_a_repository_python_can_open() {
 /// (file name, CSV content, words the error must contain)
 const BAD_INPUTS: &[(&str, &str, &[&str])] = &[
     ("missing-col.csv", "time,site,temperature,hum,lat\n2026-01-01T01:00,A,1,2,3\n", &["column 'count'", "missing", "time, site"]),
-    ("bad-number.csv", "time,site,temperature,hum,count,lat\n2026-01-01T01:00,A,warm,2,1,3\n", &["bad-number.csv:2", "temperature", "'warm'", "not a number"]),
+    ("bad-number.csv", "time,site,temperature,hum,count,lat\n2026-01-01T01:00,A,warm,2,1,3\n", &["bad-number.csv:2", "temperature", "'warm'", "not a number", "--on-invalid na"]),
     ("bad-time.csv", "time,site,temperature,hum,count,lat\nyesterday,A,1,2,1,3\n", &["bad-time.csv:2", "column 'time'", "'yesterday'"]),
     ("bad-date.csv", "time,site,temperature,hum,count,lat\n2026-02-30T01:00,A,1,2,1,3\n", &[":2", "2026-02-30T01:00"]),
     ("out-of-range.csv", "time,site,temperature,hum,count,lat\n2026-01-01T01:00,A,1,2,1,3\n2026-01-01T02:00,A,1,150,1,3\n", &["out-of-range.csv:3", "hum", "150", "outside the range [0, 100]"]),

@@ -72,7 +72,7 @@ fn commit_text(c: &CommitInfo) {
             f.extra
                 .get("time")
                 .and_then(|t| t.as_str())
-                .unwrap_or(&f.time),
+                .map_or_else(|| f.time_text(), str::to_string),
             f.author.as_deref().unwrap_or("-"),
             f.message
         );
@@ -81,7 +81,7 @@ fn commit_text(c: &CommitInfo) {
 }
 
 /// `log`.
-pub fn log(commits: &[CommitInfo], json: bool) {
+pub(super) fn log(commits: &[CommitInfo], json: bool) {
     if json {
         print_json(&commits.iter().map(commit_json).collect::<Vec<_>>());
     } else {
@@ -93,15 +93,15 @@ pub fn log(commits: &[CommitInfo], json: bool) {
 /// A diff as the CLI prints it: the arrays and chunks that differ and, where the revisions have
 /// a schema, the cells by coordinate values.
 #[derive(Serialize)]
-pub struct Diff {
+pub(super) struct Diff {
     /// Arrays, groups and chunk counts (chunk indices only with `--chunks`).
     #[serde(flatten)]
     pub chunks: DiffReport,
     /// Cells that differ per node and variable.
-    pub cells: Option<crate::merge::CellDiff>,
+    pub cells: Option<crate::update::CellDiff>,
 }
 
-pub fn show(c: &CommitInfo, d: Option<&Diff>, json: bool) {
+pub(super) fn show(c: &CommitInfo, d: Option<&Diff>, json: bool) {
     if json {
         let mut v = commit_json(c);
         if let Some(o) = v.as_object_mut() {
@@ -170,7 +170,7 @@ fn diff_text(diff: &Diff) {
     }
 }
 
-fn cells_text(c: &crate::merge::CellDiff) {
+fn cells_text(c: &crate::update::CellDiff) {
     for (node, vars) in &c.nodes {
         for (var, v) in vars {
             let name = if node.is_empty() {
@@ -204,7 +204,7 @@ fn cells_text(c: &crate::merge::CellDiff) {
 }
 
 /// `diff`.
-pub fn diff(d: &Diff, json: bool) {
+pub(super) fn diff(d: &Diff, json: bool) {
     if json {
         print_json(d);
     } else {
@@ -213,7 +213,7 @@ pub fn diff(d: &Diff, json: bool) {
 }
 
 /// `branch list`, `tag list`.
-pub fn refs(r: &[RefInfo], json: bool) {
+pub(super) fn refs(r: &[RefInfo], json: bool) {
     if json {
         print_json(r);
     } else {
@@ -224,7 +224,7 @@ pub fn refs(r: &[RefInfo], json: bool) {
 }
 
 /// `verify`.
-pub fn verify(r: &VerifyReport, json: bool) {
+pub(super) fn verify(r: &VerifyReport, json: bool) {
     if json {
         print_json(r);
         return;
@@ -248,7 +248,7 @@ pub fn verify(r: &VerifyReport, json: bool) {
 }
 
 /// `gc`.
-pub fn gc(r: &GcReport, json: bool) {
+pub(super) fn gc(r: &GcReport, json: bool) {
     if json {
         print_json(r);
         return;
@@ -283,7 +283,7 @@ pub fn gc(r: &GcReport, json: bool) {
 }
 
 /// `blame`.
-pub fn blame(recs: &[crate::audit::BlameRecord], json: bool) {
+pub(super) fn blame(recs: &[crate::audit::BlameRecord], json: bool) {
     if json {
         print_json(recs);
         return;
@@ -318,7 +318,7 @@ pub fn blame(recs: &[crate::audit::BlameRecord], json: bool) {
 }
 
 /// `release`.
-pub fn release(r: &crate::release::ReleaseReport, json: bool) {
+pub(super) fn release(r: &crate::release::ReleaseReport, json: bool) {
     if json {
         return print_json(r);
     }
@@ -339,7 +339,7 @@ pub fn release(r: &crate::release::ReleaseReport, json: bool) {
 }
 
 /// `release verify`.
-pub fn release_verify(r: &crate::release::VerifyReport, json: bool) {
+pub(super) fn release_verify(r: &crate::release::VerifyReport, json: bool) {
     if json {
         return print_json(r);
     }
@@ -364,7 +364,7 @@ pub fn release_verify(r: &crate::release::VerifyReport, json: bool) {
 }
 
 /// `import`.
-pub fn import(r: &crate::release::import::ImportReport, json: bool) {
+pub(super) fn import(r: &crate::release::import::ImportReport, json: bool) {
     if json {
         return print_json(r);
     }
@@ -396,7 +396,7 @@ pub fn import(r: &crate::release::import::ImportReport, json: bool) {
 
 /// `revert`, `merge`, `cherry-pick`: the commit id on stdout (nothing else, for scripts), a
 /// summary on stderr; a dry run prints the cells that would change on stdout.
-pub fn history(r: &crate::merge::history::HistoryReport) {
+pub(super) fn history(r: &crate::history::HistoryReport) {
     let cells: u64 = r
         .changed
         .values()
@@ -409,7 +409,7 @@ pub fn history(r: &crate::merge::history::HistoryReport) {
             "dry run, nothing committed: {} would change {cells} cell(s) in {vars} variable(s)",
             r.operation
         );
-        cells_text(&crate::merge::CellDiff {
+        cells_text(&crate::update::CellDiff {
             nodes: r.changed.clone(),
         });
     } else {
@@ -427,7 +427,7 @@ pub fn history(r: &crate::merge::history::HistoryReport) {
     }
     if r.conflict_cells > 0 {
         let how = match r.resolve {
-            crate::merge::history::Resolve::TakeSource => "took the source's value",
+            crate::history::Resolve::TakeSource => "took the source's value",
             _ => "kept the target's value",
         };
         eprintln!("{how} of {} conflicting cell(s):", r.conflict_cells);
@@ -452,7 +452,7 @@ pub fn history(r: &crate::merge::history::HistoryReport) {
 }
 
 /// `squash`.
-pub fn squash(r: &crate::repo::SquashReport, json: bool) {
+pub(super) fn squash(r: &crate::repo::SquashReport, json: bool) {
     if json {
         print_json(r);
         return;

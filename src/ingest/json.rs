@@ -104,7 +104,7 @@ fn push_value(col: &mut TextColumn, v: &Value) -> Result<(), String> {
 }
 
 /// Parse a JSON input of any accepted shape.
-pub fn read_json(
+pub(super) fn read_json(
     bytes: &[u8],
     file: &str,
     blake3: &str,

@@ -216,7 +216,7 @@ where
 }
 
 /// Read Parquet bytes. A file the decoder cannot read is an error, never a panic.
-pub fn read_parquet(data: bytes::Bytes, file: &str) -> Result<Table, IngestError> {
+pub(super) fn read_parquet(data: bytes::Bytes, file: &str) -> Result<Table, IngestError> {
     if data.is_empty() {
         return Err(IngestError::Empty { file: file.into() });
     }

@@ -54,7 +54,7 @@ pub async fn collect(repo: &Repo, tip: &SnapshotId) -> Result<Credits, RepoError
     let mut queue = VecDeque::from([tip.to_string()]);
     let mut unavailable = vec![];
     while let Some(start) = queue.pop_front() {
-        if seen.contains(&start) {
+        if seen.contains(start.as_str()) {
             continue;
         }
         let log = match repo.log(&start, None).await {
@@ -81,7 +81,7 @@ pub async fn collect(repo: &Repo, tip: &SnapshotId) -> Result<Credits, RepoError
         .iter()
         .filter_map(|c| {
             let r = c.extra.get(keys::REVERTS)?.as_str()?;
-            Some((r.to_string(), c.id.clone()))
+            Some((r.to_string(), c.id.to_string()))
         })
         .collect();
     let mut authors: Vec<AuthorCredit> = Vec::new();
@@ -97,19 +97,19 @@ pub async fn collect(repo: &Repo, tip: &SnapshotId) -> Result<Credits, RepoError
                     reverted: 0,
                     cells: 0,
                     rows: 0,
-                    first: c.time.clone(),
-                    last: c.time.clone(),
+                    first: c.time_text(),
+                    last: c.time_text(),
                 });
                 authors.len() - 1
             }
         };
         let e = &mut authors[i];
         e.commits += 1;
-        e.last = c.time.clone();
+        e.last = c.time_text();
         if c.operation.as_deref() == Some("update") {
             e.contributions += 1;
             e.rows += count(c, "rows_read");
-            if reverted_by.contains_key(&c.id) {
+            if reverted_by.contains_key(c.id.as_str()) {
                 e.reverted += 1;
             } else {
                 e.cells += count(c, "cells_written");
@@ -136,7 +136,7 @@ impl Credits {
                     "operation": c.operation, "message": c.message, "source": c.source,
                     "input_blake3": c.input_blake3, "schema_blake3": c.schema_blake3,
                     "content_digest": c.content_digest, "counts": c.counts, "meta": c.meta,
-                    "reverted_by": self.reverted_by.get(&c.id),
+                    "reverted_by": self.reverted_by.get(c.id.as_str()),
                 });
                 if let Some(o) = v.as_object_mut() {
                     for k in [
@@ -193,9 +193,13 @@ impl Credits {
                     .to_string()
             };
             w.write_record([
-                c.id.clone(),
-                c.parents.join(" "),
-                c.time.clone(),
+                c.id.to_string(),
+                c.parents
+                    .iter()
+                    .map(|p| p.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                c.time_text(),
                 s(&c.author),
                 s(&c.operation),
                 c.message.clone(),
@@ -206,7 +210,10 @@ impl Credits {
                 count(c, "chunks_written").to_string(),
                 s(&c.content_digest),
                 extra(keys::REVERTS),
-                self.reverted_by.get(&c.id).cloned().unwrap_or_default(),
+                self.reverted_by
+                    .get(c.id.as_str())
+                    .cloned()
+                    .unwrap_or_default(),
             ])?;
         }
         w.into_inner().map_err(|e| csv::Error::from(e.into_error()))

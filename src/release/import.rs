@@ -145,8 +145,15 @@ async fn write(
     let keys = src.keys().map_err(bad)?;
     let layout = Layout::build(&keys, |k| src.read(k)).map_err(bad)?;
     let mut tx = repo.transaction(branch).await?;
-    let engine =
-        |op: String| move |e: String| ReleaseError::Repo(RepoError::Engine { op, message: e });
+    let engine = |op: String| {
+        move |e: String| {
+            ReleaseError::Repo(RepoError::Engine {
+                op,
+                message: e,
+                source: None,
+            })
+        }
+    };
     // remove what the branch's start holds that the package does not
     {
         let session = tx.session();

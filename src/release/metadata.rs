@@ -276,68 +276,11 @@ pub fn build(
     file: Option<(&str, &Map<String, Value>)>,
     defaults: &Defaults,
 ) -> Result<Metadata, ReleaseError> {
-    let mut problems = vec![];
-    let mut map = attrs.clone();
-    let mut from_file = std::collections::BTreeSet::new();
-    if let Some((name, f)) = file {
-        for (k, v) in f {
-            if !KEYS.contains(&k.as_str()) {
-                problems.push(format!(
-                    "{name}: unknown key '{k}' (known: {})",
-                    KEYS.join(", ")
-                ));
-                continue;
-            }
-            from_file.insert(k.clone());
-            map.insert(k.clone(), v.clone());
-        }
-    }
-    let file_name = file.map(|(n, _)| n.to_string()).unwrap_or_default();
-    let mut r = Reader {
-        map,
-        origin: Box::new(move |k: &str| {
-            if from_file.contains(k) {
-                file_name.clone()
-            } else {
-                "root ATTRS".to_string()
-            }
-        }),
-        problems,
-    };
+    let mut r = reader(attrs, file);
     let title = r.string("title");
     let description = r.string("description");
     let license = r.string("license");
-    let mut creators = r.people("creators");
-    let explicit_creators = !creators.is_empty();
-    let authors: Vec<Person> = defaults
-        .authors
-        .iter()
-        .map(|a| Person {
-            name: name_of(a),
-            affiliation: None,
-            orcid: None,
-            role: None,
-        })
-        .collect();
-    if creators.is_empty() {
-        creators = authors.clone();
-    }
-    let mut contributors = r.people("contributors");
-    if contributors.is_empty() && explicit_creators {
-        // commit authors who are not credited as creators are data collectors
-        contributors = authors
-            .into_iter()
-            .filter(|a| {
-                !creators
-                    .iter()
-                    .any(|c| c.family_given() == a.family_given())
-            })
-            .map(|mut a| {
-                a.role = Some("DataCollector".into());
-                a
-            })
-            .collect();
-    }
+    let (creators, contributors) = credited(&mut r, defaults);
     let publication_date = r
         .string("publication_date")
         .unwrap_or_else(|| defaults.date.clone());
@@ -429,6 +372,79 @@ pub fn build(
         access_right,
         language,
     })
+}
+
+/// A reader of the root ATTRS with the metadata file's keys laid over them (unknown keys of the
+/// file are problems).
+fn reader(
+    attrs: &Map<String, Value>,
+    file: Option<(&str, &Map<String, Value>)>,
+) -> Reader<'static> {
+    let mut problems = vec![];
+    let mut map = attrs.clone();
+    let mut from_file = std::collections::BTreeSet::new();
+    if let Some((name, f)) = file {
+        for (k, v) in f {
+            if !KEYS.contains(&k.as_str()) {
+                problems.push(format!(
+                    "{name}: unknown key '{k}' (known: {})",
+                    KEYS.join(", ")
+                ));
+                continue;
+            }
+            from_file.insert(k.clone());
+            map.insert(k.clone(), v.clone());
+        }
+    }
+    let file_name = file.map(|(n, _)| n.to_string()).unwrap_or_default();
+    Reader {
+        map,
+        origin: Box::new(move |k: &str| {
+            if from_file.contains(k) {
+                file_name.clone()
+            } else {
+                "root ATTRS".to_string()
+            }
+        }),
+        problems,
+    }
+}
+
+/// The creators (given, else the commit authors) and contributors (given, else the authors who
+/// are not creators, as data collectors).
+fn credited(r: &mut Reader<'_>, defaults: &Defaults) -> (Vec<Person>, Vec<Person>) {
+    let mut creators = r.people("creators");
+    let explicit_creators = !creators.is_empty();
+    let authors: Vec<Person> = defaults
+        .authors
+        .iter()
+        .map(|a| Person {
+            name: name_of(a),
+            affiliation: None,
+            orcid: None,
+            role: None,
+        })
+        .collect();
+    if creators.is_empty() {
+        creators = authors.clone();
+    }
+    let mut contributors = r.people("contributors");
+    if contributors.is_empty() && explicit_creators {
+        // commit authors who are not credited as creators are data collectors
+        contributors = authors
+            .into_iter()
+            .filter(|a| {
+                !creators
+                    .iter()
+                    .any(|c| c.family_given() == a.family_given())
+            })
+            .map(|mut a| {
+                a.role = Some("DataCollector".into());
+                a
+            })
+            .collect();
+    }
+    (creators, contributors)
 }
 
 /// What the package says about the snapshot, quoted in both metadata files.

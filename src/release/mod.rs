@@ -27,7 +27,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use icechunk::format::manifest::ChunkPayload;
 use icechunk::format::snapshot::NodeData;
-use icechunk::format::{ChunkIndices, Path as IcePath};
+use icechunk::format::{ChunkIndices, Path as IcePath, SnapshotId};
 use md5::Digest;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -398,19 +398,13 @@ struct ZarrOut {
     files: Vec<PackageFile>,
 }
 
-/// Release tag `tag` of `repo` as a package in `opts.out`. `progress(done, total)` counts chunks.
-pub async fn release(
-    repo: &Repo,
-    tag: &str,
-    opts: &ReleaseOptions,
-    progress: &(dyn Fn(u64, u64) + Sync),
-) -> Result<ReleaseReport, ReleaseError> {
-    let t0 = std::time::Instant::now();
+/// The commit tag `tag` names, or an error listing the tags (and saying so when it is a branch).
+async fn tag_commit(repo: &Repo, tag: &str) -> Result<SnapshotId, ReleaseError> {
     let loc = repo.location().to_string();
-    let id = match repo.icechunk().lookup_tag(tag).await {
-        Ok(id) => id,
+    match repo.icechunk().lookup_tag(tag).await {
+        Ok(id) => Ok(id),
         Err(e) if !matches!(e.kind(), icechunk::repository::RepositoryErrorKind::Ref(_)) => {
-            return Err(RepoError::from_engine(&format!("looking up tag '{tag}'"), e).into())
+            Err(RepoError::from_engine(&format!("looking up tag '{tag}'"), e).into())
         }
         Err(_) => {
             let tags: Vec<String> = repo.tags().await?.into_iter().map(|t| t.name).collect();
@@ -422,47 +416,26 @@ pub async fn release(
             } else {
                 format!("tags: {}", tags.join(", "))
             };
-            return Err(ReleaseError::NoSuchTag {
+            Err(ReleaseError::NoSuchTag {
                 tag: tag.into(),
                 repo: loc,
                 hint,
-            });
+            })
         }
-    };
-    check_out_dir(&opts.out)?;
-    let meta_file = opts.meta.as_deref().map(read_meta).transpose()?;
-    let info = repo.commit_info(&id).await?;
-    let session = repo.session_at(&id).await?;
+    }
+}
+
+/// The plan of a package: every node's metadata, then its chunks, in path and coordinate order.
+async fn plan_package(
+    session: &icechunk::session::Session,
+    nodes: &[icechunk::format::snapshot::NodeSnapshot],
+) -> Result<Vec<PlanItem>, ReleaseError> {
     let engine = |op: &'static str| {
         move |e: icechunk::session::SessionError| ReleaseError::Repo(RepoError::from_engine(op, e))
     };
-    let nodes = cas::list_nodes(&session)
-        .await
-        .map_err(engine("listing nodes"))?;
-    let attrs: Map<String, Value> = nodes
-        .iter()
-        .find(|n| n.path == IcePath::root())
-        .and_then(|n| serde_json::from_slice::<Value>(&n.user_data).ok())
-        .and_then(|v| v.get("attributes").cloned())
-        .and_then(|v| v.as_object().cloned())
-        .unwrap_or_default();
-    let credits = credits::collect(repo, &id).await?;
-    let defaults = metadata::Defaults {
-        version: tag.to_string(),
-        date: info.time.get(..10).unwrap_or_default().to_string(),
-        authors: credits.authors.iter().map(|a| a.author.clone()).collect(),
-    };
-    let meta_name = opts.meta.as_ref().map(|p| p.display().to_string());
-    let md = metadata::build(
-        &attrs,
-        meta_name.as_deref().zip(meta_file.as_ref()),
-        &defaults,
-    )?;
     // the plan: every node's metadata, then its chunks, in path and coordinate order
     let mut plan: Vec<PlanItem> = vec![];
-    let mut n_nodes = 0u64;
-    for node in &nodes {
-        n_nodes += 1;
+    for node in nodes {
         let v: Value = serde_json::from_slice(&node.user_data).unwrap_or(Value::Null);
         let pn = package::PlainNode::new(
             node.path.to_string(),
@@ -480,7 +453,7 @@ pub async fn release(
             },
         ));
         if pn.is_array {
-            for (coords, payload) in cas::array_chunks(&session, node)
+            for (coords, payload) in cas::array_chunks(session, node)
                 .await
                 .map_err(engine("listing chunks"))?
             {
@@ -502,6 +475,166 @@ pub async fn release(
             }
         }
     }
+    Ok(plan)
+}
+
+/// The output directory (an existing DIR such as `.` named by its real path), its parent and a
+/// fresh staging directory beside it.
+fn stage(out: &Path) -> Result<(PathBuf, PathBuf, Staging), ReleaseError> {
+    // staging directory beside the output (an existing DIR such as `.` is named by its real path)
+    let out = match out.canonicalize() {
+        Ok(p) => p,
+        Err(_) => out.to_path_buf(),
+    };
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let base = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "release".into());
+    let staging = Staging {
+        path: parent.join(format!(".{base}.partial-{}", std::process::id())),
+        keep: false,
+    };
+    let _ = std::fs::remove_dir_all(&staging.path);
+    std::fs::create_dir_all(&staging.path).map_err(io(&staging.path))?;
+    Ok((out, parent, staging))
+}
+
+/// Write zenodo.json, datacite.json, PROVENANCE.json/.csv and the schema into `d`.
+#[allow(clippy::too_many_arguments)]
+fn write_metadata_files(
+    d: &Path,
+    md: &metadata::Metadata,
+    facts: &metadata::PackageFacts,
+    credits: &credits::Credits,
+    attrs: &Map<String, Value>,
+    tag: &str,
+    id: &SnapshotId,
+    digest: &str,
+) -> Result<Vec<PackageFile>, ReleaseError> {
+    let pretty = |v: &Value| {
+        let mut b = serde_json::to_vec_pretty(v).unwrap_or_default();
+        b.push(b'\n');
+        b
+    };
+    let mut files = vec![];
+    files.push(write_file(
+        d,
+        ZENODO_JSON,
+        &pretty(&metadata::zenodo_json(md, facts)),
+    )?);
+    files.push(write_file(
+        d,
+        DATACITE_JSON,
+        &pretty(&metadata::datacite_json(md, facts)),
+    )?);
+    files.push(write_file(
+        d,
+        PROVENANCE_JSON,
+        &pretty(&credits.to_json(tag, &id.to_string(), digest)),
+    )?);
+    let csv = credits
+        .to_csv()
+        .map_err(|e| ReleaseError::Unsupported(format!("rendering {PROVENANCE_CSV}: {e}")))?;
+    files.push(write_file(d, PROVENANCE_CSV, &csv)?);
+    if let Some(s) = attrs
+        .get("zarr_fuse")
+        .and_then(|z| z.get("schema_yaml"))
+        .and_then(Value::as_str)
+    {
+        files.push(write_file(d, SCHEMA_YAML, s.as_bytes())?);
+    }
+    Ok(files)
+}
+
+/// Into place: an absent DIR is the staging directory renamed; into an existing empty DIR
+/// (which may be someone's working directory) the files move one by one, CHECKSUMS last, so a
+/// package without CHECKSUMS is an unfinished one.
+fn move_into_place(
+    mut staging: Staging,
+    out: &Path,
+    files: &[PackageFile],
+) -> Result<(), ReleaseError> {
+    if out.exists() {
+        let mut names: Vec<String> = files
+            .iter()
+            .filter_map(|f| f.name.split('/').next().map(str::to_string))
+            .collect();
+        names.dedup();
+        names.push(CHECKSUMS.to_string());
+        for n in names {
+            std::fs::rename(staging.path.join(&n), out.join(&n)).map_err(io(&out.join(&n)))?;
+        }
+        sync_dir(out)?;
+    } else {
+        std::fs::rename(&staging.path, out).map_err(io(out))?;
+        staging.keep = true;
+    }
+    Ok(())
+}
+
+/// CHECKSUMS: the header, MD5 and BLAKE3 of every file, and BLAKE3 of every entry of a zip.
+fn checksums_text(
+    header: &package::Header,
+    files: &[PackageFile],
+    zip_entries: Option<&[(String, String)]>,
+) -> String {
+    let mut text = header.render();
+    for f in files {
+        text.push_str(&package::sum_line("MD5", &f.name, &f.md5));
+        text.push_str(&package::sum_line("BLAKE3", &f.name, &f.blake3));
+    }
+    for (k, b3) in zip_entries.unwrap_or_default() {
+        let name = format!("{}/{k}", header.zarr);
+        text.push_str(&package::sum_line("BLAKE3", &name, b3));
+    }
+    text
+}
+
+/// Release tag `tag` of `repo` as a package in `opts.out`. `progress(done, total)` counts chunks.
+pub async fn release(
+    repo: &Repo,
+    tag: &str,
+    opts: &ReleaseOptions,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<ReleaseReport, ReleaseError> {
+    let t0 = std::time::Instant::now();
+    let id = tag_commit(repo, tag).await?;
+    check_out_dir(&opts.out)?;
+    let meta_file = opts.meta.as_deref().map(read_meta).transpose()?;
+    let info = repo.commit_info(&id).await?;
+    let session = repo.session_at(&id).await?;
+    let engine = |op: &'static str| {
+        move |e: icechunk::session::SessionError| ReleaseError::Repo(RepoError::from_engine(op, e))
+    };
+    let nodes = cas::list_nodes(&session)
+        .await
+        .map_err(engine("listing nodes"))?;
+    let attrs: Map<String, Value> = nodes
+        .iter()
+        .find(|n| n.path == IcePath::root())
+        .and_then(|n| serde_json::from_slice::<Value>(&n.user_data).ok())
+        .and_then(|v| v.get("attributes").cloned())
+        .and_then(|v| v.as_object().cloned())
+        .unwrap_or_default();
+    let credits = credits::collect(repo, &id).await?;
+    let defaults = metadata::Defaults {
+        version: tag.to_string(),
+        date: info.time.format("%Y-%m-%d").to_string(),
+        authors: credits.authors.iter().map(|a| a.author.clone()).collect(),
+    };
+    let meta_name = opts.meta.as_ref().map(|p| p.display().to_string());
+    let md = metadata::build(
+        &attrs,
+        meta_name.as_deref().zip(meta_file.as_ref()),
+        &defaults,
+    )?;
+    let plan = plan_package(&session, &nodes).await?;
+    let n_nodes = nodes.len() as u64;
     let total_chunks = plan
         .iter()
         .filter(|p| matches!(p.1, Planned::Chunk { .. }))
@@ -516,25 +649,8 @@ pub async fn release(
             ""
         }
     );
-    // staging directory beside the output (an existing DIR such as `.` is named by its real path)
-    let out = &match opts.out.canonicalize() {
-        Ok(p) => p,
-        Err(_) => opts.out.clone(),
-    };
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let base = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "release".into());
-    let staging = Staging {
-        path: parent.join(format!(".{base}.partial-{}", std::process::id())),
-        keep: false,
-    };
-    let _ = std::fs::remove_dir_all(&staging.path);
-    std::fs::create_dir_all(&staging.path).map_err(io(&staging.path))?;
+    let (out, parent, staging) = stage(&opts.out)?;
+    let (out, parent) = (&out, &parent);
     let threshold = repo.icechunk().config().inline_chunk_threshold_bytes() as usize;
     let zarr = write_zarr(
         repo,
@@ -574,7 +690,7 @@ pub async fn release(
     let first_date = credits
         .commits
         .first()
-        .map(|c| c.time.get(..10).unwrap_or_default().to_string())
+        .map(|c| c.time.format("%Y-%m-%d").to_string())
         .unwrap_or_else(|| defaults.date.clone());
     let facts = metadata::PackageFacts {
         commit: id.to_string(),
@@ -584,39 +700,17 @@ pub async fn release(
         zarr_bytes: z.bytes,
         zarr_name: zarr_name.clone(),
     };
-    let pretty = |v: &Value| {
-        let mut b = serde_json::to_vec_pretty(v).unwrap_or_default();
-        b.push(b'\n');
-        b
-    };
     let mut files = z.files.clone();
-    let d = &staging.path;
-    files.push(write_file(
-        d,
-        ZENODO_JSON,
-        &pretty(&metadata::zenodo_json(&md, &facts)),
+    files.extend(write_metadata_files(
+        &staging.path,
+        &md,
+        &facts,
+        &credits,
+        &attrs,
+        tag,
+        &id,
+        &z.digest,
     )?);
-    files.push(write_file(
-        d,
-        DATACITE_JSON,
-        &pretty(&metadata::datacite_json(&md, &facts)),
-    )?);
-    files.push(write_file(
-        d,
-        PROVENANCE_JSON,
-        &pretty(&credits.to_json(tag, &id.to_string(), &z.digest)),
-    )?);
-    let csv = credits
-        .to_csv()
-        .map_err(|e| ReleaseError::Unsupported(format!("rendering {PROVENANCE_CSV}: {e}")))?;
-    files.push(write_file(d, PROVENANCE_CSV, &csv)?);
-    if let Some(s) = attrs
-        .get("zarr_fuse")
-        .and_then(|z| z.get("schema_yaml"))
-        .and_then(Value::as_str)
-    {
-        files.push(write_file(d, SCHEMA_YAML, s.as_bytes())?);
-    }
     files.sort_by(|a, b| a.name.cmp(&b.name));
     let header = package::Header {
         generated: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -628,41 +722,11 @@ pub async fn release(
         content_digest: z.digest.clone(),
         inline_threshold: threshold,
     };
-    let mut text = header.render();
-    for f in &files {
-        text.push_str(&package::sum_line("MD5", &f.name, &f.md5));
-        text.push_str(&package::sum_line("BLAKE3", &f.name, &f.blake3));
-    }
-    if opts.format == Format::Zip {
-        for (k, b3) in &z.entries {
-            text.push_str(&package::sum_line(
-                "BLAKE3",
-                &format!("{zarr_name}/{k}"),
-                b3,
-            ));
-        }
-    }
-    write_file(d, CHECKSUMS, text.as_bytes())?;
-    sync_dir(d)?;
-    // into place: an absent DIR is the staging directory renamed; into an existing empty DIR
-    // (which may be someone's working directory) the files move one by one, CHECKSUMS last, so
-    // a package without CHECKSUMS is an unfinished one
-    let mut staging = staging;
-    if out.exists() {
-        let mut names: Vec<String> = files
-            .iter()
-            .filter_map(|f| f.name.split('/').next().map(str::to_string))
-            .collect();
-        names.dedup();
-        names.push(CHECKSUMS.to_string());
-        for n in names {
-            std::fs::rename(staging.path.join(&n), out.join(&n)).map_err(io(&out.join(&n)))?;
-        }
-        sync_dir(out)?;
-    } else {
-        std::fs::rename(&staging.path, out).map_err(io(out))?;
-        staging.keep = true;
-    }
+    let entries = (opts.format == Format::Zip).then_some(z.entries.as_slice());
+    let text = checksums_text(&header, &files, entries);
+    write_file(&staging.path, CHECKSUMS, text.as_bytes())?;
+    sync_dir(&staging.path)?;
+    move_into_place(staging, out, &files)?;
     sync_dir(parent)?;
     Ok(ReleaseReport {
         out: out.display().to_string(),
@@ -691,6 +755,143 @@ type Written = (Vec<PackageFile>, Vec<(String, String)>);
 /// (store key, what goes there).
 type PlanItem = (String, Planned);
 
+/// Read one planned object (a node's metadata, or a chunk's bytes from storage) and hash it on
+/// a worker thread, checking a chunk's bytes against its content address.
+async fn fetch_item(
+    storage: Arc<dyn icechunk::storage::Storage + Send + Sync>,
+    ctx: &icechunk::storage::StorageContext<'_>,
+    key: String,
+    planned: Planned,
+) -> Result<Item, String> {
+    let (data, part, payload) = match planned {
+        Planned::Node {
+            path,
+            is_array,
+            zarr_json,
+        } => (zarr_json, Part::Node { path, is_array }, None),
+        Planned::Chunk {
+            path,
+            coords,
+            payload,
+        } => {
+            let data = match &payload {
+                ChunkPayload::Inline(b) => b.clone(),
+                ChunkPayload::Ref(r) => {
+                    let okey = cas::chunk_key(&r.id);
+                    let range = r.offset..r.offset + r.length;
+                    let what = |e: &dyn std::fmt::Display| {
+                        format!("{path} chunk {:?}: reading {okey}: {e}", coords.0)
+                    };
+                    let (stream, _) = storage
+                        .get_object_range(ctx, &okey, Some(&range))
+                        .await
+                        .map_err(|e| what(&e))?;
+                    let parts: Vec<Bytes> = futures::TryStreamExt::try_collect(stream)
+                        .await
+                        .map_err(|e| what(&e))?;
+                    Bytes::from(parts.concat())
+                }
+                _ => return Err(format!("{path} chunk {:?}: virtual chunk", coords.0)),
+            };
+            let part = Part::Chunk { coords: coords.0 };
+            (data, part, Some((path.to_string(), payload)))
+        }
+    };
+    // hashing on a worker thread, so chunks are hashed in parallel
+    tokio::spawn(async move {
+        let digest = blake3::hash(&data);
+        if let (Some((path, ChunkPayload::Ref(r))), Part::Chunk { coords }) =
+            (&payload, &part)
+        {
+            if !cas::id_matches(&r.id, &digest)
+                || data.len() as u64 != r.length
+                || r.offset != 0
+            {
+                return Err(format!(
+                    "{path} chunk {coords:?}: the stored bytes of {} do not match its content address",
+                    cas::chunk_key(&r.id)
+                ));
+            }
+        }
+        let crc = crc32fast::hash(&data);
+        Ok(Item {
+            key,
+            data,
+            crc,
+            digest,
+            part,
+        })
+    })
+    .await
+    .map_err(|e| format!("a chunk hasher failed: {e}"))?
+}
+
+/// Write the items arriving on `rx` as one zip at `zpath` (data synced as it grows).
+fn write_zip(
+    zpath: &Path,
+    rx: &mut tokio::sync::mpsc::Receiver<Item>,
+) -> Result<Written, ReleaseError> {
+    let (mut entries, mut files) = (vec![], vec![]);
+    let f = File::create(zpath).map_err(io(zpath))?;
+    let h = Hashing {
+        inner: BufWriter::with_capacity(1 << 20, f),
+        pipe: HashPipe::new(),
+        n: 0,
+    };
+    let mut zw = zip::ZipWriter::new(h);
+    let mut synced = 0u64;
+    while let Some(item) = rx.blocking_recv() {
+        zw.add(&item.key, &item.data, item.crc).map_err(io(zpath))?;
+        entries.push((item.key, item.digest.to_hex().to_string()));
+        // flush to disk as we go, so the final fsync does not wait for everything
+        if zw.offset() - synced >= SYNC_EVERY {
+            synced = zw.offset();
+            let buffered = &mut zw.get_mut().inner;
+            buffered.flush().map_err(io(zpath))?;
+            buffered.get_ref().sync_data().map_err(io(zpath))?;
+        }
+    }
+    let h = zw.finish().map_err(io(zpath))?;
+    let f = h
+        .inner
+        .into_inner()
+        .map_err(|e| io(zpath)(e.into_error()))?;
+    f.sync_all().map_err(io(zpath))?;
+    let (md5, blake3) = h.pipe.finish();
+    files.push(PackageFile {
+        name: zpath
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        bytes: h.n,
+        md5,
+        blake3,
+    });
+    Ok((files, entries))
+}
+
+/// Write the items arriving on `rx` as files of a `.zarr` directory at `zpath`.
+fn write_dir(
+    zpath: &Path,
+    rx: &mut tokio::sync::mpsc::Receiver<Item>,
+) -> Result<Written, ReleaseError> {
+    let (mut entries, mut files) = (vec![], vec![]);
+    let root = zpath.parent().map(Path::to_path_buf).unwrap_or_default();
+    let name = zpath
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    while let Some(item) = rx.blocking_recv() {
+        files.push(write_file(
+            &root,
+            &format!("{name}/{}", item.key),
+            &item.data,
+        )?);
+        entries.push((item.key, item.digest.to_hex().to_string()));
+    }
+    Ok((files, entries))
+}
+
 /// Fetch every planned chunk (a few dozen at a time, each checked against its content address
 /// on a worker), and hand them in order to a writer thread that streams the zip (or the files)
 /// while hashing it.
@@ -706,134 +907,16 @@ async fn write_zarr(
     let storage = Arc::clone(repo.icechunk().storage());
     let ctx = repo.icechunk().storage_context();
     let ctx = &ctx;
-    let fetched = futures::stream::iter(plan.into_iter().map(|(key, planned)| {
-        let storage = Arc::clone(&storage);
-        async move {
-            let (data, part, payload) = match planned {
-                Planned::Node {
-                    path,
-                    is_array,
-                    zarr_json,
-                } => (zarr_json, Part::Node { path, is_array }, None),
-                Planned::Chunk {
-                    path,
-                    coords,
-                    payload,
-                } => {
-                    let data = match &payload {
-                        ChunkPayload::Inline(b) => b.clone(),
-                        ChunkPayload::Ref(r) => {
-                            let okey = cas::chunk_key(&r.id);
-                            let range = r.offset..r.offset + r.length;
-                            let what = |e: &dyn std::fmt::Display| {
-                                format!("{path} chunk {:?}: reading {okey}: {e}", coords.0)
-                            };
-                            let (stream, _) = storage
-                                .get_object_range(ctx, &okey, Some(&range))
-                                .await
-                                .map_err(|e| what(&e))?;
-                            let parts: Vec<Bytes> = futures::TryStreamExt::try_collect(stream)
-                                .await
-                                .map_err(|e| what(&e))?;
-                            Bytes::from(parts.concat())
-                        }
-                        _ => return Err(format!("{path} chunk {:?}: virtual chunk", coords.0)),
-                    };
-                    let part = Part::Chunk { coords: coords.0 };
-                    (data, part, Some((path.to_string(), payload)))
-                }
-            };
-            // hashing on a worker thread, so chunks are hashed in parallel
-            tokio::spawn(async move {
-                let digest = blake3::hash(&data);
-                if let (Some((path, ChunkPayload::Ref(r))), Part::Chunk { coords }) =
-                    (&payload, &part)
-                {
-                    if !cas::id_matches(&r.id, &digest)
-                        || data.len() as u64 != r.length
-                        || r.offset != 0
-                    {
-                        return Err(format!(
-                            "{path} chunk {coords:?}: the stored bytes of {} do not match its content address",
-                            cas::chunk_key(&r.id)
-                        ));
-                    }
-                }
-                let crc = crc32fast::hash(&data);
-                Ok(Item {
-                    key,
-                    data,
-                    crc,
-                    digest,
-                    part,
-                })
-            })
-            .await
-            .map_err(|e| format!("a chunk hasher failed: {e}"))?
-        }
-    }))
+    let fetched = futures::stream::iter(
+        plan.into_iter()
+            .map(|(key, planned)| fetch_item(Arc::clone(&storage), ctx, key, planned)),
+    )
     .buffered(32);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Item>(64);
     let zpath = dir.join(zarr_name);
-    let writer = std::thread::spawn(move || -> Result<Written, ReleaseError> {
-        let mut entries = vec![];
-        let mut files = vec![];
-        match format {
-            Format::Zip => {
-                let f = File::create(&zpath).map_err(io(&zpath))?;
-                let h = Hashing {
-                    inner: BufWriter::with_capacity(1 << 20, f),
-                    pipe: HashPipe::new(),
-                    n: 0,
-                };
-                let mut zw = zip::ZipWriter::new(h);
-                let mut synced = 0u64;
-                while let Some(item) = rx.blocking_recv() {
-                    zw.add(&item.key, &item.data, item.crc)
-                        .map_err(io(&zpath))?;
-                    entries.push((item.key, item.digest.to_hex().to_string()));
-                    // flush to disk as we go, so the final fsync does not wait for everything
-                    if zw.offset() - synced >= SYNC_EVERY {
-                        synced = zw.offset();
-                        let buffered = &mut zw.get_mut().inner;
-                        buffered.flush().map_err(io(&zpath))?;
-                        buffered.get_ref().sync_data().map_err(io(&zpath))?;
-                    }
-                }
-                let h = zw.finish().map_err(io(&zpath))?;
-                let f = h
-                    .inner
-                    .into_inner()
-                    .map_err(|e| io(&zpath)(e.into_error()))?;
-                f.sync_all().map_err(io(&zpath))?;
-                let (md5, blake3) = h.pipe.finish();
-                files.push(PackageFile {
-                    name: zpath
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default(),
-                    bytes: h.n,
-                    md5,
-                    blake3,
-                });
-            }
-            Format::Dir => {
-                let root = zpath.parent().map(Path::to_path_buf).unwrap_or_default();
-                let name = zpath
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                while let Some(item) = rx.blocking_recv() {
-                    files.push(write_file(
-                        &root,
-                        &format!("{name}/{}", item.key),
-                        &item.data,
-                    )?);
-                    entries.push((item.key, item.digest.to_hex().to_string()));
-                }
-            }
-        }
-        Ok((files, entries))
+    let writer = std::thread::spawn(move || match format {
+        Format::Zip => write_zip(&zpath, &mut rx),
+        Format::Dir => write_dir(&zpath, &mut rx),
     });
     let mut pd = PlainDigest::new(threshold);
     let mut out = ZarrOut {

@@ -467,11 +467,56 @@ pub fn verify(dir: &Path, progress: &(dyn Fn(u64) + Sync)) -> Result<VerifyRepor
     };
     let zip_mode = h.zarr.ends_with(".zip");
     let entry_prefix = format!("{}/", h.zarr);
+    let dir_digests = check_files(dir, &ck, zip_mode, &entry_prefix, &mut report, progress)?;
+    // the packaged Zarr
+    let Some((mut src, keys, layout)) = open_zarr(&dir.join(&h.zarr), &h.zarr, &mut report) else {
+        return Ok(finish(report));
+    };
+    for k in &layout.stray {
+        report.problems.push(format!(
+            "{}: entry '{k}' is neither metadata nor a chunk of an array",
+            h.zarr
+        ));
+    }
+    let entries = EntryCheck {
+        ck: &ck,
+        zip_mode,
+        entry_prefix: &entry_prefix,
+        layout: &layout,
+        dir_digests: &dir_digests,
+    };
+    if let Some(digests) = entries.digests(&keys, &mut src, &mut report, progress) {
+        let computed = layout_digest(&layout, &digests, h.inline_threshold);
+        if computed != h.content_digest {
+            report.problems.push(format!(
+                "content digest recomputed from {} is {computed}, CHECKSUMS records {}",
+                h.zarr, h.content_digest
+            ));
+        }
+        report.computed_digest = Some(computed);
+    }
+    Ok(finish(report))
+}
+
+/// Check every file CHECKSUMS lists (and that nothing else is there); gives the size and BLAKE3
+/// of the entries of a `.zarr` directory by key.
+fn check_files(
+    dir: &Path,
+    ck: &Checksums,
+    zip_mode: bool,
+    entry_prefix: &str,
+    report: &mut VerifyReport,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<BTreeMap<String, (u64, String)>, ReleaseError> {
+    let not_pkg = |problem: String| ReleaseError::NotAPackage {
+        dir: dir.to_path_buf(),
+        problem,
+    };
     // files on disk
     let mut present = vec![];
     walk(dir, dir, &mut present).map_err(|e| not_pkg(format!("listing: {e}")))?;
     let present: BTreeSet<String> = present.into_iter().filter(|p| p != CHECKSUMS).collect();
-    let is_file_line = |name: &str| !zip_mode || !name.starts_with(&entry_prefix);
+    let is_file_line = |name: &str| !zip_mode || !name.starts_with(entry_prefix);
     let mut dir_digests: BTreeMap<String, (u64, String)> = BTreeMap::new();
     for (name, s) in ck.sums.iter().filter(|(n, _)| is_file_line(n)) {
         if !present.contains(name) {
@@ -497,7 +542,7 @@ pub fn verify(dir: &Path, progress: &(dyn Fn(u64) + Sync)) -> Result<VerifyRepor
                         s.blake3.as_deref().unwrap_or("none")
                     ));
                 }
-                if let Some(key) = name.strip_prefix(&entry_prefix) {
+                if let Some(key) = name.strip_prefix(entry_prefix) {
                     dir_digests.insert(key.to_string(), (n, b3));
                 }
             }
@@ -511,109 +556,125 @@ pub fn verify(dir: &Path, progress: &(dyn Fn(u64) + Sync)) -> Result<VerifyRepor
                 .push(format!("{p}: not listed in CHECKSUMS (unexpected file)"));
         }
     }
-    // the packaged Zarr
-    let zpath = dir.join(&h.zarr);
-    let mut src = match ZarrSource::open(&zpath) {
-        Ok(s) => s,
+    Ok(dir_digests)
+}
+
+/// The packaged Zarr opened, its keys and layout (`None`: a problem, reported).
+fn open_zarr(
+    zpath: &Path,
+    name: &str,
+    report: &mut VerifyReport,
+) -> Option<(ZarrSource, Vec<String>, Layout)> {
+    let opened = ZarrSource::open(zpath).and_then(|mut src| {
+        let keys = src.keys()?;
+        let layout = Layout::build(&keys, |k| src.read(k))?;
+        Ok((src, keys, layout))
+    });
+    match opened {
+        Ok(o) => Some(o),
         Err(e) => {
-            report.problems.push(format!("{}: {e}", h.zarr));
-            return Ok(finish(report));
+            report.problems.push(format!("{name}: {e}"));
+            None
         }
-    };
-    let keys = match src.keys() {
-        Ok(k) => k,
-        Err(e) => {
-            report.problems.push(format!("{}: {e}", h.zarr));
-            return Ok(finish(report));
-        }
-    };
-    let layout = match Layout::build(&keys, |k| src.read(k)) {
-        Ok(l) => l,
-        Err(e) => {
-            report.problems.push(format!("{}: {e}", h.zarr));
-            return Ok(finish(report));
-        }
-    };
-    for k in &layout.stray {
-        report.problems.push(format!(
-            "{}: entry '{k}' is neither metadata nor a chunk of an array",
-            h.zarr
-        ));
     }
-    // each entry's digest: from the file pass (directories) or by reading the entry (zips)
-    let mut digests: BTreeMap<String, (u64, blake3::Hash)> = BTreeMap::new();
-    let mut unreadable = false;
-    for k in &keys {
-        let listed = ck
-            .sums
-            .get(&format!("{entry_prefix}{k}"))
-            .and_then(|s| s.blake3.clone());
-        let got = if zip_mode {
-            match src.read(k) {
-                Ok(b) => {
-                    report.bytes += b.len() as u64;
-                    progress(b.len() as u64);
-                    Some((b.len() as u64, blake3::hash(&b)))
+}
+
+/// What checking the entries of the packaged Zarr needs.
+struct EntryCheck<'a> {
+    ck: &'a Checksums,
+    zip_mode: bool,
+    entry_prefix: &'a str,
+    layout: &'a Layout,
+    dir_digests: &'a BTreeMap<String, (u64, String)>,
+}
+
+impl EntryCheck<'_> {
+    /// Each entry's size and digest: from the file pass (directories) or by reading the entry
+    /// (zips, checked against CHECKSUMS); `None` when one could not be read.
+    fn digests(
+        &self,
+        keys: &[String],
+        src: &mut ZarrSource,
+        report: &mut VerifyReport,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Option<BTreeMap<String, (u64, blake3::Hash)>> {
+        let (ck, zip_mode, entry_prefix, layout) =
+            (self.ck, self.zip_mode, self.entry_prefix, self.layout);
+        let h = &ck.header;
+        let dir_digests = self.dir_digests;
+        let mut digests: BTreeMap<String, (u64, blake3::Hash)> = BTreeMap::new();
+        let mut unreadable = false;
+        for k in keys {
+            let listed = ck
+                .sums
+                .get(&format!("{entry_prefix}{k}"))
+                .and_then(|s| s.blake3.clone());
+            let got = if zip_mode {
+                match src.read(k) {
+                    Ok(b) => {
+                        report.bytes += b.len() as u64;
+                        progress(b.len() as u64);
+                        Some((b.len() as u64, blake3::hash(&b)))
+                    }
+                    Err(e) => {
+                        report
+                            .problems
+                            .push(format!("{}: {e} ({})", h.zarr, layout.describe(k)));
+                        None
+                    }
                 }
-                Err(e) => {
-                    report
-                        .problems
-                        .push(format!("{}: {e} ({})", h.zarr, layout.describe(k)));
-                    None
-                }
-            }
-        } else {
-            dir_digests
-                .get(k)
-                .and_then(|(n, d)| blake3::Hash::from_hex(d).ok().map(|d| (*n, d)))
-        };
-        report.entries += 1;
-        let Some((n, d)) = got else {
-            unreadable = true;
-            continue;
-        };
-        if zip_mode && listed.as_deref() != Some(d.to_hex().as_str()) {
-            report.problems.push(format!(
-                "{}: entry '{k}' ({}): BLAKE3 {} does not match CHECKSUMS ({})",
-                h.zarr,
-                layout.describe(k),
-                d.to_hex(),
-                listed.as_deref().unwrap_or("not listed")
-            ));
-        }
-        digests.insert(k.clone(), (n, d));
-    }
-    let keyset: BTreeSet<&str> = keys.iter().map(String::as_str).collect();
-    for name in ck.sums.keys() {
-        if let Some(k) = name.strip_prefix(&entry_prefix) {
-            if zip_mode && !keyset.contains(k) {
+            } else {
+                dir_digests
+                    .get(k)
+                    .and_then(|(n, d)| blake3::Hash::from_hex(d).ok().map(|d| (*n, d)))
+            };
+            report.entries += 1;
+            let Some((n, d)) = got else {
+                unreadable = true;
+                continue;
+            };
+            if zip_mode && listed.as_deref() != Some(d.to_hex().as_str()) {
                 report.problems.push(format!(
-                    "{}: entry '{k}' listed in CHECKSUMS but missing",
-                    h.zarr
+                    "{}: entry '{k}' ({}): BLAKE3 {} does not match CHECKSUMS ({})",
+                    h.zarr,
+                    layout.describe(k),
+                    d.to_hex(),
+                    listed.as_deref().unwrap_or("not listed")
                 ));
             }
+            digests.insert(k.to_string(), (n, d));
         }
-    }
-    if !unreadable {
-        let mut pd = PlainDigest::new(h.inline_threshold);
-        for node in layout.nodes.values() {
-            pd.node(&node.path, node.is_array, &node.zarr_json);
-            for (coords, key) in layout.chunks.get(&node.path).into_iter().flatten() {
-                if let Some((n, d)) = digests.get(key) {
-                    pd.chunk(coords, *n, d);
+        let keyset: BTreeSet<&str> = keys.iter().map(String::as_str).collect();
+        for name in ck.sums.keys() {
+            if let Some(k) = name.strip_prefix(entry_prefix) {
+                if zip_mode && !keyset.contains(k) {
+                    report.problems.push(format!(
+                        "{}: entry '{k}' listed in CHECKSUMS but missing",
+                        h.zarr
+                    ));
                 }
             }
         }
-        let computed = pd.finish();
-        if computed != h.content_digest {
-            report.problems.push(format!(
-                "content digest recomputed from {} is {computed}, CHECKSUMS records {}",
-                h.zarr, h.content_digest
-            ));
-        }
-        report.computed_digest = Some(computed);
+        (!unreadable).then_some(digests)
     }
-    Ok(finish(report))
+}
+
+/// The content digest of a package's layout from its entries' digests.
+fn layout_digest(
+    layout: &Layout,
+    digests: &BTreeMap<String, (u64, blake3::Hash)>,
+    inline_threshold: usize,
+) -> String {
+    let mut pd = PlainDigest::new(inline_threshold);
+    for node in layout.nodes.values() {
+        pd.node(&node.path, node.is_array, &node.zarr_json);
+        for (coords, key) in layout.chunks.get(&node.path).into_iter().flatten() {
+            if let Some((n, d)) = digests.get(key) {
+                pd.chunk(coords, *n, d);
+            }
+        }
+    }
+    pd.finish()
 }
 
 fn finish(mut r: VerifyReport) -> VerifyReport {

@@ -9,7 +9,7 @@ use icechunk::session::Session;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::{engine, Repo, Result};
+use super::{engine, CommitId, Repo, Result};
 use crate::cas;
 use crate::provenance::{keys, prop_meta, prop_str};
 
@@ -17,11 +17,12 @@ use crate::provenance::{keys, prop_meta, prop_str};
 #[derive(Clone, Debug, Serialize)]
 pub struct CommitInfo {
     /// Commit id (the icechunk snapshot id).
-    pub id: String,
+    pub id: CommitId,
     /// Parent commits: the previous commit on the branch, then a merged source tip, if any.
-    pub parents: Vec<String>,
-    /// When the commit was written (UTC, RFC 3339).
-    pub time: String,
+    pub parents: Vec<CommitId>,
+    /// When the commit was written (UTC; printed as RFC 3339 with microseconds).
+    #[serde(serialize_with = "rfc3339_micros")]
+    pub time: chrono::DateTime<chrono::Utc>,
     /// `Name <email>`.
     pub author: Option<String>,
     /// Commit message.
@@ -45,11 +46,17 @@ pub struct CommitInfo {
 }
 
 impl CommitInfo {
+    /// The commit time as `log --json` prints it (RFC 3339, UTC, microseconds).
+    pub fn time_text(&self) -> String {
+        self.time
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    }
+
     /// Build from icechunk's snapshot info.
     pub fn from_snapshot(info: &SnapshotInfo) -> CommitInfo {
         CommitInfo::from_parts(
-            info.id.to_string(),
-            info.parent_id.iter().map(|p| p.to_string()).collect(),
+            CommitId::from(&info.id),
+            info.parent_id.iter().map(CommitId::from).collect(),
             info.flushed_at,
             &info.message,
             &info.metadata,
@@ -58,13 +65,13 @@ impl CommitInfo {
 
     /// Build from the parts of a commit: id, parent ids, time, message and metadata (provenance).
     pub fn from_parts(
-        id: String,
-        mut parents: Vec<String>,
+        id: CommitId,
+        mut parents: Vec<CommitId>,
         flushed_at: chrono::DateTime<chrono::Utc>,
         message: &str,
         p: &BTreeMap<String, Value>,
     ) -> CommitInfo {
-        if let Some(m) = prop_str(p, keys::MERGED_FROM) {
+        if let Some(m) = prop_str(p, keys::MERGED_FROM).and_then(|m| m.parse().ok()) {
             parents.push(m);
         }
         let known = [
@@ -86,7 +93,7 @@ impl CommitInfo {
         CommitInfo {
             id,
             parents,
-            time: flushed_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            time: flushed_at,
             author: prop_str(p, keys::AUTHOR),
             message: message.to_string(),
             operation: prop_str(p, keys::OPERATION),
@@ -103,6 +110,14 @@ impl CommitInfo {
             extra,
         }
     }
+}
+
+/// A time as `log --json` prints it: RFC 3339, UTC, microseconds.
+fn rfc3339_micros<S: serde::Serializer>(
+    t: &chrono::DateTime<chrono::Utc>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.collect_str(&t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
 }
 
 /// A node whose presence or metadata differs.

@@ -4,10 +4,13 @@
 //! Every write goes through a [`Transaction`] (one commit on one branch); everything that reads
 //! takes a revision resolved by [`Repo::resolve`].
 
+mod commit_id;
+mod folded;
 mod gc;
 mod history;
 mod refs;
-pub mod skip;
+pub(crate) mod retry;
+pub(crate) mod skip;
 mod squash;
 mod threeway;
 mod transaction;
@@ -19,11 +22,13 @@ use icechunk::{Repository, RepositoryConfig};
 
 use crate::storage::{Location, StorageError};
 
+pub use commit_id::CommitId;
+pub(crate) use folded::entries_of;
+pub use folded::{entries, folded, folded_leaves, FOLDED};
 pub use gc::{GcReport, KEEP_REPO_BACKUPS};
 pub use history::{CommitInfo, DiffReport, NodeChange};
 pub use refs::{parse_time, validate_ref_name, RefInfo, Resolved};
-pub(crate) use squash::entries_of;
-pub use squash::{entries, folded, folded_leaves, Period, SquashReport, SquashedPeriod, FOLDED};
+pub use squash::{Period, SquashReport, SquashedPeriod};
 pub(crate) use threeway::{
     apply as apply_chunk_plan, changed_paths, plan as chunk_plan, restore_by_reference, snapshot_id,
 };
@@ -97,7 +102,7 @@ pub enum RepoError {
         reason: String,
     },
     /// Reset to a commit outside the branch history without --force.
-    #[error("commit {commit} is not in the history of branch '{branch}'; pass --force to move the branch anyway")]
+    #[error("commit {commit} is not in the history of branch '{branch}'")]
     NotInHistory {
         /// The target commit.
         commit: String,
@@ -126,19 +131,24 @@ pub enum RepoError {
     /// Provenance problem (author, meta).
     #[error(transparent)]
     Provenance(#[from] crate::provenance::ProvenanceError),
-    /// An error from the icechunk engine, with the operation that failed.
+    /// An error from the icechunk engine (or a storage layer below it), with the operation
+    /// that failed; the engine's typed error is kept as the source.
     #[error("{op}: {message}")]
     Engine {
         /// What we were doing.
         op: String,
-        /// The engine's message.
+        /// The engine's message, on one line.
         message: String,
+        /// The engine's error (e.g. `icechunk::repository::RepositoryError`; downcast to act on
+        /// its kind).
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
 }
 
 impl RepoError {
-    /// An engine error with the operation that failed, as one line.
-    pub fn from_engine(op: &str, e: impl std::fmt::Display) -> RepoError {
+    /// An engine error with the operation that failed, keeping it as the source.
+    pub fn from_engine<E: std::error::Error + Send + Sync + 'static>(op: &str, e: E) -> RepoError {
         engine(op)(e)
     }
 }
@@ -146,12 +156,16 @@ impl RepoError {
 /// Result of repository operations.
 pub type Result<T> = std::result::Result<T, RepoError>;
 
-/// Wrap an engine error with the operation that failed, as one line.
-pub(crate) fn engine<E: std::fmt::Display>(op: impl Into<String>) -> impl FnOnce(E) -> RepoError {
+/// Wrap an engine error with the operation that failed (its message on one line), keeping it
+/// as the source.
+pub(crate) fn engine<E: std::error::Error + Send + Sync + 'static>(
+    op: impl Into<String>,
+) -> impl FnOnce(E) -> RepoError {
     let op = op.into();
     move |e| RepoError::Engine {
         op,
         message: one_line(&e.to_string()),
+        source: Some(Box::new(e)),
     }
 }
 
@@ -321,6 +335,7 @@ impl Repo {
             .map_err(|message| RepoError::Engine {
                 op: format!("reading commit {id}"),
                 message,
+                source: None,
             })
     }
 
@@ -344,6 +359,7 @@ impl Repo {
             .map_err(|message| RepoError::Engine {
                 op: format!("verifying {}", r.id),
                 message,
+                source: None,
             })
     }
 }

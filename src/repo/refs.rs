@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use icechunk::format::snapshot::SnapshotInfo;
 use icechunk::format::SnapshotId;
@@ -16,7 +16,7 @@ use serde_json::json;
 use super::{engine, Repo, RepoError, Result};
 
 /// Minimum length of a commit-id prefix.
-pub const MIN_PREFIX: usize = 6;
+pub(super) const MIN_PREFIX: usize = 6;
 
 /// A resolved revision.
 #[derive(Clone, Debug)]
@@ -36,29 +36,10 @@ pub struct RefInfo {
     pub commit: String,
 }
 
-/// Parse an ISO-8601 time: with offset, naive (UTC), or a date (midnight UTC).
+/// A time in a REV (`BRANCH@<ISO time>`): RFC 3339, or an ISO date/time without an offset read
+/// as UTC ([`crate::time::parse_utc`]).
 pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    // times are ASCII (chrono's byte-wise parser is not given anything else)
-    if !s.is_ascii() {
-        return None;
-    }
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Some(t.with_timezone(&Utc));
-    }
-    for fmt in [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M",
-        "%Y-%m-%d %H:%M",
-    ] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
-            return Some(t.and_utc());
-        }
-    }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc())
+    crate::time::parse_utc(s)
 }
 
 /// Check a branch or tag name.

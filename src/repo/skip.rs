@@ -17,7 +17,7 @@ use crate::provenance::keys;
 
 /// What a commit's `skip` key says.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Skip {
+pub(crate) struct Skip {
     /// Depth along first parents, counted from the nearest ancestor without a skip record.
     pub depth: u64,
     /// The ancestor at depth `depth - lowbit(depth)`.
@@ -28,13 +28,13 @@ pub struct Skip {
 }
 
 /// The lowest set bit of `d` (the size of the block ending at depth `d`).
-pub fn lowbit(d: u64) -> u64 {
+pub(crate) fn lowbit(d: u64) -> u64 {
     d & d.wrapping_neg()
 }
 
 impl Skip {
     /// Read the skip record of a commit's metadata (`None`: it has none or it is malformed).
-    pub fn of(props: &BTreeMap<String, Value>) -> Option<Skip> {
+    pub(crate) fn of(props: &BTreeMap<String, Value>) -> Option<Skip> {
         let v = props.get(keys::SKIP)?.as_object()?;
         let depth = v.get("depth")?.as_u64().filter(|d| *d > 0)?;
         let to = SnapshotId::try_from(v.get("to")?.as_str()?).ok()?;
@@ -47,12 +47,12 @@ impl Skip {
     }
 
     /// The JSON written under `skip`.
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         json!({"depth": self.depth, "to": self.to.to_string(), "over": self.over})
     }
 
     /// The depth of `to`.
-    pub fn to_depth(&self) -> u64 {
+    pub(crate) fn to_depth(&self) -> u64 {
         self.depth - lowbit(self.depth)
     }
 }
@@ -73,7 +73,7 @@ fn cmp_bound(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
 ///
 /// A node missing from one side wrote nothing there; a coordinate missing from one side (or
 /// bounds that do not compare) leaves that coordinate unbounded, so it is dropped.
-pub fn union(
+pub(crate) fn union(
     a: Option<&Map<String, Value>>,
     b: Option<&Map<String, Value>>,
 ) -> Option<Map<String, Value>> {
@@ -115,7 +115,7 @@ const MAX_INDIRECTION: usize = 8;
 /// `extent`; for a revert or a cherry-pick, that of the commit it reverts or picks; `None`
 /// (unbounded) for merges, imports, squashes and commits whose cells are not bounded by an extent.
 /// `writes_cells` says whether the commit's side record holds cells (`None`: unknown).
-pub fn effective_extent(
+pub(crate) fn effective_extent(
     info: &RepoInfo,
     props: &BTreeMap<String, Value>,
     writes_cells: Option<bool>,
@@ -126,7 +126,7 @@ pub fn effective_extent(
         let op = props.get(keys::OPERATION).and_then(Value::as_str);
         if op == Some("import")
             || props.contains_key(keys::MERGED_FROM)
-            || props.contains_key(super::squash::FOLDED)
+            || props.contains_key(super::folded::FOLDED)
         {
             return None;
         }
@@ -155,7 +155,7 @@ pub fn effective_extent(
 /// Follows the parent's skip pointers down to depth `d - lowbit(d)`, uniting their extents.
 /// When the chain is broken (a commit without a skip record, an expired commit, a depth that
 /// does not fit) the new commit starts a new chain at depth 1 above its parent.
-pub fn next(info: &RepoInfo, parent: &SnapshotId, own: Option<Map<String, Value>>) -> Skip {
+pub(crate) fn next(info: &RepoInfo, parent: &SnapshotId, own: Option<Map<String, Value>>) -> Skip {
     let restart = |own: Option<Map<String, Value>>| Skip {
         depth: 1,
         to: parent.clone(),

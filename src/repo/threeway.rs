@@ -123,7 +123,7 @@ impl Plan {
 }
 
 /// Plan base→theirs onto `ours` for the paths `consider` accepts (all of them: the chunk-level
-/// engine; the cell-level one in `merge::history` takes the arrays it handles by cells out).
+/// engine; the cell-level one in `history` takes the arrays it handles by cells out).
 pub(crate) async fn plan(
     base: &Session,
     theirs: &Session,
@@ -352,7 +352,7 @@ impl Repo {
         // a commit a squash wrote again is found by the id it was first committed as
         let replayed_from = |s: &icechunk::format::snapshot::SnapshotInfo| {
             s.metadata
-                .get(super::squash::REPLAYED_FROM)
+                .get(super::folded::REPLAYED_FROM)
                 .and_then(|v| v.as_str())
                 == Some(given)
         };
@@ -393,7 +393,7 @@ impl Repo {
         let key = id.to_string();
         for (pos, s) in history.iter().enumerate() {
             let info = CommitInfo::from_snapshot(s);
-            let folded = super::squash::folded_leaves(&info); // newest first
+            let folded = super::folded::folded_leaves(&info); // newest first
             let Some(at) = folded.iter().position(|f| f.id == key) else {
                 continue;
             };
@@ -433,8 +433,8 @@ impl Repo {
     }
 
     /// Revert `commit` on `branch` as a new commit, chunk by chunk (the engine's own revert;
-    /// `merge::history::revert` reverts by cells).
-    pub async fn revert(
+    /// [`Repo::revert`] reverts by cells).
+    pub async fn revert_by_chunks(
         &self,
         commit: &str,
         branch: &str,
@@ -477,7 +477,7 @@ impl Repo {
                             }
                         };
                         if hit {
-                            conflict.later_commits.push(later.id.clone());
+                            conflict.later_commits.push(later.id.to_string());
                         }
                     }
                 }
@@ -525,9 +525,9 @@ impl Repo {
         Ok((src.id, base))
     }
 
-    /// Merge `source` (a REV) into branch `into`, chunk by chunk (`merge::history::merge`
+    /// Merge `source` (a REV) into branch `into`, chunk by chunk (`history::merge`
     /// merges by cells).
-    pub async fn merge(
+    pub async fn merge_by_chunks(
         &self,
         source: &str,
         into: &str,
@@ -569,9 +569,9 @@ impl Repo {
         Ok((info, parent))
     }
 
-    /// Apply one commit's changes onto `branch`, chunk by chunk (`merge::history::cherry_pick`
+    /// Apply one commit's changes onto `branch`, chunk by chunk (`history::cherry_pick`
     /// picks by cells).
-    pub async fn cherry_pick(
+    pub async fn cherry_pick_by_chunks(
         &self,
         commit: &str,
         branch: &str,
@@ -582,7 +582,7 @@ impl Repo {
             prov.message = info.message.clone();
         }
         prov.refs
-            .insert(keys::CHERRY_PICKED.into(), info.id.clone());
+            .insert(keys::CHERRY_PICKED.into(), info.id.to_string());
         let id = snapshot_id(&info.id)?;
         Ok(self
             .three_way("cherry-pick", branch, &parent, &id, Strategy::Fail, prov)

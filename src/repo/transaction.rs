@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use icechunk::conflicts::detector::ConflictDetector;
@@ -23,10 +22,7 @@ use crate::cas::{self, CasStore, CasWriter, WriteStats};
 use crate::provenance::Provenance;
 
 /// Prefix of our side records inside the repository (outside icechunk's own prefixes).
-pub const RECORDS_PREFIX: &str = "zarr-fuse/records";
-
-/// How many times a commit that lost a race is rebased and retried.
-pub const MAX_COMMIT_ATTEMPTS: u32 = 20;
+pub(super) const RECORDS_PREFIX: &str = "zarr-fuse/records";
 
 /// The outcome of committing a transaction.
 #[derive(Clone, Debug, Serialize)]
@@ -129,6 +125,7 @@ impl Transaction {
             .map_err(|message| RepoError::Engine {
                 op: format!("writing a chunk of {array}"),
                 message: super::one_line(&message),
+                source: None,
             })
     }
 
@@ -239,13 +236,13 @@ impl Transaction {
                 }
                 Err(e)
                     if matches!(e.kind(), SessionErrorKind::Conflict { .. })
-                        && attempt < MAX_COMMIT_ATTEMPTS =>
+                        && attempt < super::retry::MAX_ATTEMPTS =>
                 {
                     // another writer moved the branch: rebase onto its tip if the changes are disjoint
                     match session.rebase(&ConflictDetector).await {
                         Ok(()) => {
                             outcome.rebases += 1;
-                            tokio::time::sleep(backoff(attempt)).await;
+                            tokio::time::sleep(super::retry::backoff(attempt)).await;
                         }
                         Err(e) => {
                             return Err(RepoError::Conflict {
@@ -288,12 +285,6 @@ impl Transaction {
         };
         skip.to_json()
     }
-}
-
-fn backoff(attempt: u32) -> Duration {
-    let base = 5u64 << attempt.min(6);
-    let jitter = u64::from(std::process::id() % 7) * 3 + u64::from(attempt) * 11 % 13;
-    Duration::from_millis(base + jitter)
 }
 
 fn rebase_detail(e: &icechunk::session::SessionError) -> String {

@@ -18,7 +18,7 @@ pub const MAX_NODES: usize = 100_000;
 /// A YAML problem with its 1-based position.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{message}")]
-pub struct YamlError {
+pub(super) struct YamlError {
     /// 1-based line (0 when unknown).
     pub line: usize,
     /// 1-based column (0 when unknown).
@@ -40,7 +40,7 @@ fn error(m: &YMarker, message: impl Into<String>) -> YamlError {
 }
 
 /// Parse the first document of `text`; `None` for an empty stream.
-pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
+pub(super) fn parse(text: &str) -> Result<Option<Node>, YamlError> {
     let mut b = Builder {
         parser: Parser::new_from_str(text),
         anchors: HashMap::new(),

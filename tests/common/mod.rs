@@ -226,24 +226,24 @@ pub async fn icechunk_commit(repo: &icechunk::Repository, seed: f64) {
 }
 
 /// Coordinate `i` of a node read back, as integers (panics on other types: a test failure).
-pub fn axis_i64(n: &zarr_fuse::merge::NodeData, i: usize) -> Vec<i64> {
+pub fn axis_i64(n: &zarr_fuse::update::NodeData, i: usize) -> Vec<i64> {
     n.coords[i]
         .1
         .iter()
         .map(|s| match s {
-            zarr_fuse::merge::Scalar::I(x) => *x,
+            zarr_fuse::update::Scalar::I(x) => *x,
             o => panic!("coordinate {} holds {o:?}", n.coords[i].0),
         })
         .collect()
 }
 
 /// Coordinate `i` of a node read back, as strings (panics on other types: a test failure).
-pub fn axis_str(n: &zarr_fuse::merge::NodeData, i: usize) -> Vec<String> {
+pub fn axis_str(n: &zarr_fuse::update::NodeData, i: usize) -> Vec<String> {
     n.coords[i]
         .1
         .iter()
         .map(|s| match s {
-            zarr_fuse::merge::Scalar::S(x) => x.clone(),
+            zarr_fuse::update::Scalar::S(x) => x.clone(),
             o => panic!("coordinate {} holds {o:?}", n.coords[i].0),
         })
         .collect()

@@ -23,18 +23,19 @@ use icechunk::format::SnapshotId;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::axis::merge_axis;
-use super::cells::{recorded, CellMatcher, CellSetBuilder};
-use super::diff::{axis_labels, labelled_boxes, CellBox, VarDiff};
-use super::keys::{KeyIndex, Keys};
-use super::node::{
-    array_path, coord_kind, dense_of, keys_of, kind, open_array, read_dense, stored_chunks,
-    stored_schema, strides, write_dense, Dense, Store,
-};
-use super::{Key, MergeError, Scalar};
 use crate::provenance::{keys, Provenance};
+use crate::repo::retry::{backoff, MAX_ATTEMPTS};
 use crate::repo::{self, CellRecord, CommitInfo, Repo, RepoError, Strategy};
 use crate::schema::{Coord, NodeSchema, Schema, StepLimits};
+use crate::update::axis::merge_axis;
+use crate::update::cells::{recorded, CellMatcher, CellSetBuilder};
+use crate::update::dense::{dense_of, keys_of, read_dense, strides, write_dense, Dense};
+use crate::update::diff::{axis_labels, labelled_boxes, CellBox, VarDiff};
+use crate::update::keys::{KeyIndex, Keys};
+use crate::update::layout::{
+    array_path, coord_kind, kind, open_array, stored_chunks, stored_schema, Store,
+};
+use crate::update::{Key, Scalar, UpdateError};
 
 /// Side-record field of a revert, merge or cherry-pick: the nodes it changed chunk by chunk
 /// (restored exactly, not by cells), which blame treats as wholly restored or taken.
@@ -57,6 +58,28 @@ pub enum Resolve {
     KeepTarget,
     /// Take the source's value (merge and cherry-pick `--strategy theirs`).
     TakeSource,
+}
+
+/// Why a revert, merge or cherry-pick by cells refused or failed. Nothing is written.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    /// Cells changed on both sides (the report names them by coordinate values).
+    #[error("{}", .0.refusal())]
+    CellConflicts(Box<HistoryReport>),
+    /// The commit was reverted already.
+    #[error("commit {commit} was already reverted by {by} (revert that revert to bring it back)")]
+    AlreadyReverted {
+        /// The commit.
+        commit: String,
+        /// The revert commit.
+        by: String,
+    },
+    /// Reading or writing the nodes.
+    #[error(transparent)]
+    Update(#[from] UpdateError),
+    /// The repository.
+    #[error(transparent)]
+    Repo(#[from] RepoError),
 }
 
 /// Options of a history operation.
@@ -147,12 +170,8 @@ impl HistoryReport {
         if self.conflicts.len() > 4 {
             parts.push(format!("and {} more variable(s)", self.conflicts.len() - 4));
         }
-        let hint = match self.operation {
-            "revert" => "--strategy theirs keeps the later values and reverts the rest",
-            _ => "--strategy ours|theirs decides them",
-        };
         format!(
-            "{} refused, nothing written: {} conflicting cell(s): {}; {hint}",
+            "{} refused, nothing written: {} conflicting cell(s): {}",
             self.operation,
             self.conflict_cells,
             parts.join("; ")
@@ -178,6 +197,42 @@ fn box_text(b: &CellBox) -> String {
         .join(" × ")
 }
 
+impl Repo {
+    /// Revert `commit` on `branch` by cells: every cell it changed gets its parent's value
+    /// again, unless a later commit wrote that cell (a conflict, decided by `opts`).
+    pub async fn revert(
+        &self,
+        commit: &str,
+        branch: &str,
+        opts: &HistoryOptions,
+        prov: Provenance,
+    ) -> Result<HistoryReport, HistoryError> {
+        revert(self, commit, branch, opts, prov).await
+    }
+
+    /// Merge revision `source` into branch `into`, three-way by cells.
+    pub async fn merge(
+        &self,
+        source: &str,
+        into: &str,
+        opts: &HistoryOptions,
+        prov: Provenance,
+    ) -> Result<HistoryReport, HistoryError> {
+        merge(self, source, into, opts, prov).await
+    }
+
+    /// Apply the changes of `commit` onto `branch`, three-way by cells.
+    pub async fn cherry_pick(
+        &self,
+        commit: &str,
+        branch: &str,
+        opts: &HistoryOptions,
+        prov: Provenance,
+    ) -> Result<HistoryReport, HistoryError> {
+        cherry_pick(self, commit, branch, opts, prov).await
+    }
+}
+
 /// Revert `commit` on `branch` by cells.
 pub async fn revert(
     repo: &Repo,
@@ -185,17 +240,17 @@ pub async fn revert(
     branch: &str,
     opts: &HistoryOptions,
     mut prov: Provenance,
-) -> Result<HistoryReport, MergeError> {
+) -> Result<HistoryReport, HistoryError> {
     let of = repo.revert_of(commit, branch).await?;
     if let Some(r) = of
         .later
         .iter()
         .find(|l| l.extra.get(keys::REVERTS).and_then(Value::as_str) == Some(&of.commit.id))
     {
-        return Err(MergeError::Invalid(format!(
-            "commit {} was already reverted by {} (revert that revert to bring it back)",
-            of.commit.id, r.id
-        )));
+        return Err(HistoryError::AlreadyReverted {
+            commit: of.commit.id.to_string(),
+            by: r.id.to_string(),
+        });
     }
     if prov.message.is_empty() {
         prov.message = format!("Revert \"{}\"", of.commit.message);
@@ -237,7 +292,7 @@ pub async fn merge(
     into: &str,
     opts: &HistoryOptions,
     mut prov: Provenance,
-) -> Result<HistoryReport, MergeError> {
+) -> Result<HistoryReport, HistoryError> {
     let (src, base) = repo.merge_of(source, into).await?;
     let Some(base) = base else {
         return Ok(HistoryReport {
@@ -274,13 +329,13 @@ pub async fn cherry_pick(
     branch: &str,
     opts: &HistoryOptions,
     mut prov: Provenance,
-) -> Result<HistoryReport, MergeError> {
+) -> Result<HistoryReport, HistoryError> {
     let (info, parent) = repo.pick_of(commit).await?;
     if prov.message.is_empty() {
         prov.message = info.message.clone();
     }
     prov.refs
-        .insert(keys::CHERRY_PICKED.into(), info.id.clone());
+        .insert(keys::CHERRY_PICKED.into(), info.id.to_string());
     let op = Op {
         name: "cherry-pick",
         base: parent,
@@ -319,13 +374,13 @@ fn later_writers(later: &[CommitInfo]) -> Vec<CommitInfo> {
         .iter()
         .filter_map(|l| {
             let t = l.extra.get(keys::REVERTS).and_then(Value::as_str)?;
-            ids.contains(t).then(|| [l.id.clone(), t.to_string()])
+            ids.contains(t).then(|| [l.id.to_string(), t.to_string()])
         })
         .flatten()
         .collect();
     later
         .iter()
-        .filter(|l| !cancelled.contains(&l.id))
+        .filter(|l| !cancelled.contains(l.id.as_str()))
         .cloned()
         .collect()
 }
@@ -376,7 +431,7 @@ async fn run(
     op: &Op,
     opts: &HistoryOptions,
     prov: Provenance,
-) -> Result<HistoryReport, MergeError> {
+) -> Result<HistoryReport, HistoryError> {
     let (base, theirs): (Arc<Store>, Arc<Store>) = (
         repo.read_store(&op.base).await?,
         repo.read_store(&op.theirs).await?,
@@ -437,7 +492,7 @@ async fn run(
             planned.push((ctx, plan));
         }
         if report.conflict_cells > 0 && opts.resolve == Resolve::Fail {
-            return Err(MergeError::CellConflicts(Box::new(report)));
+            return Err(HistoryError::CellConflicts(Box::new(report)));
         }
         // everything else, chunk by chunk
         chunk_part(
@@ -454,7 +509,7 @@ async fn run(
             // nodes restored exactly, chunk by chunk: their cells change as from the reverted
             // commit to its parent
             let d = repo.diff_ids(&op.base, &op.theirs).await?;
-            let exact = super::diff::cell_diff(repo, &op.base, &op.theirs, &d).await?;
+            let exact = crate::update::diff::cell_diff(repo, &op.base, &op.theirs, &d).await?;
             for (node, vars) in exact.nodes {
                 if !planned.iter().any(|(c, _)| c.node.path == node) {
                     report.changed.insert(node, vars);
@@ -510,8 +565,8 @@ async fn run(
                 report.commit = out.commit;
                 return Ok(report);
             }
-            Err(RepoError::Conflict { .. }) if attempt < 8 => {
-                tokio::time::sleep(std::time::Duration::from_millis(20 << attempt.min(5))).await;
+            Err(RepoError::Conflict { .. }) if attempt < MAX_ATTEMPTS => {
+                tokio::time::sleep(backoff(attempt)).await;
             }
             Err(e) => return Err(e.into()),
         }
@@ -554,7 +609,7 @@ async fn chunk_part(
     session: &tokio::sync::RwLock<icechunk::session::Session>,
     cell_paths: &HashSet<String>,
     report: &mut HistoryReport,
-) -> Result<(), MergeError> {
+) -> Result<(), HistoryError> {
     let mut guard = session.write().await;
     let strategy = match opts.resolve {
         Resolve::Fail => Strategy::Fail,
@@ -598,7 +653,7 @@ fn taken_record(
     dims: &[usize],
     axes: &[Axis],
     taken: &[Vec<u32>],
-) -> Result<Option<Box<serde_json::value::RawValue>>, MergeError> {
+) -> Result<Option<Box<serde_json::value::RawValue>>, HistoryError> {
     if taken.is_empty() {
         return Ok(None);
     }
@@ -613,7 +668,7 @@ fn taken_record(
         }
     }
     b.to_json()
-        .map_err(|e| MergeError::Invalid(format!("cell record: {e}")))
+        .map_err(|e| UpdateError::Invalid(format!("cell record: {e}")).into())
 }
 
 /// The array paths of a node: coordinates, then variables.
@@ -632,18 +687,18 @@ async fn later_records(
     r: &RevertOf,
     node: &str,
     cache: &mut HashMap<String, Option<Value>>,
-) -> Result<Vec<(usize, Value)>, MergeError> {
+) -> Result<Vec<(usize, Value)>, HistoryError> {
     let mut out = vec![];
     for (i, l) in r.later.iter().enumerate() {
         if disjoint(l.extra.get(keys::EXTENT), r.extent.as_ref(), node) {
             continue;
         }
         // a cherry-pick without a record of its own wrote the cells of the commit it picked
-        let mut rec = match cache.get(&l.id) {
+        let mut rec = match cache.get(l.id.as_str()) {
             Some(rec) => rec.clone(),
             None => {
                 let rec = repo.record(l).await?;
-                cache.insert(l.id.clone(), rec.clone());
+                cache.insert(l.id.to_string(), rec.clone());
                 rec
             }
         };
@@ -751,7 +806,7 @@ struct NodePlan<'a> {
 }
 
 impl<'a> NodeOp<'a> {
-    async fn axis(&self, c: &Coord) -> Result<(Axis, Vec<Value>), MergeError> {
+    async fn axis(&self, c: &Coord) -> Result<(Axis, Vec<Value>), HistoryError> {
         let ours = self.side_axis(self.ours, Some(self.node), c).await?;
         let theirs_node = self.side_node(&self.sides.theirs_schema, c);
         let base_node = self.side_node(&self.sides.base_schema, c);
@@ -802,7 +857,7 @@ impl<'a> NodeOp<'a> {
         store: &Arc<Store>,
         node: Option<&NodeSchema>,
         c: &Coord,
-    ) -> Result<(Keys, Vec<Value>), MergeError> {
+    ) -> Result<(Keys, Vec<Value>), HistoryError> {
         let Some(node) = node else {
             return Ok((Keys::default(), vec![]));
         };
@@ -818,7 +873,7 @@ impl<'a> NodeOp<'a> {
         store: &Arc<Store>,
         schema: Option<&Schema>,
         name: &str,
-    ) -> Result<(SideVar, Vec<u64>), MergeError> {
+    ) -> Result<(SideVar, Vec<u64>), HistoryError> {
         let Some(v) = schema
             .and_then(|s| s.node(&self.node.path))
             .and_then(|n| n.var(name))
@@ -837,7 +892,7 @@ impl<'a> NodeOp<'a> {
 
     /// Plan the node: result axes and, per variable, the cells to change and the conflicts;
     /// adds the changes and conflicts to `report`.
-    async fn plan(&self, report: &mut HistoryReport) -> Result<NodePlan<'a>, MergeError> {
+    async fn plan(&self, report: &mut HistoryReport) -> Result<NodePlan<'a>, HistoryError> {
         let mut axes = Vec::new();
         let mut labels: HashMap<&str, Vec<Value>> = HashMap::new();
         for c in &self.node.coords {
@@ -874,7 +929,10 @@ impl<'a> NodeOp<'a> {
                 report.conflict_cells += cells;
                 let (boxes, boxes_total) = mk_boxes(hits);
                 let later_commits = match &self.op.revert {
-                    Some(rv) => writers.iter().map(|&i| rv.later[i].id.clone()).collect(),
+                    Some(rv) => writers
+                        .iter()
+                        .map(|&i| rv.later[i].id.to_string())
+                        .collect(),
                     None => vec![],
                 };
                 report.conflicts.push(CellConflict {
@@ -896,14 +954,14 @@ impl<'a> NodeOp<'a> {
         &self,
         v: &crate::schema::Variable,
         axes: &[Axis],
-    ) -> Result<VarResult, MergeError> {
+    ) -> Result<VarResult, HistoryError> {
         let dims: Vec<usize> = v
             .coords
             .iter()
             .map(|d| self.node.coords.iter().position(|c| c.name() == d))
             .collect::<Option<_>>()
             .ok_or_else(|| {
-                MergeError::Invalid(format!(
+                UpdateError::Invalid(format!(
                     "node '{}': variable '{}' names a coordinate the node does not have",
                     self.node.path, v.name
                 ))
@@ -1037,7 +1095,7 @@ impl<'a> NodeOp<'a> {
         &self,
         plan: &NodePlan<'_>,
         report: &mut HistoryReport,
-    ) -> Result<(), MergeError> {
+    ) -> Result<(), HistoryError> {
         for (c, a) in self.node.coords.iter().zip(&plan.axes) {
             if a.same_as_ours {
                 continue;

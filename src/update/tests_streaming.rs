@@ -6,12 +6,12 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use zarr_fuse::ingest::Table;
-use zarr_fuse::merge::convert::{convert, Converted, Converter};
-use zarr_fuse::merge::{self, MergeError, OnInvalid, UpdateOptions};
-use zarr_fuse::provenance::Provenance;
-use zarr_fuse::schema;
-use zarr_fuse::{Location, Repo};
+use crate::ingest::Table;
+use crate::provenance::Provenance;
+use crate::schema;
+use crate::update::convert::{convert, Converted, Converter};
+use crate::update::{self, OnInvalid, UpdateError, UpdateOptions};
+use crate::{Location, Repo};
 
 const WHO: &str = "Stream Tester <stream@example.org>";
 
@@ -65,7 +65,7 @@ fn node_schema() -> schema::Schema {
     schema::load_str(SCHEMA, "s.yaml").expect("schema")
 }
 
-fn batched(path: &Path, batch_rows: usize) -> Result<Converted, MergeError> {
+fn batched(path: &Path, batch_rows: usize) -> Result<Converted, UpdateError> {
     batched_spilling(path, batch_rows, usize::MAX)
 }
 
@@ -74,7 +74,7 @@ fn batched_spilling(
     path: &Path,
     batch_rows: usize,
     spill_over: usize,
-) -> Result<Converted, MergeError> {
+) -> Result<Converted, UpdateError> {
     let schema = node_schema();
     let mut conv = Converter::new(&schema.root, OnInvalid::Error).spill_over(spill_over);
     Table::read_batches(path, batch_rows, |_| {}, |t| conv.push(&t))?;
@@ -145,7 +145,7 @@ fn an_error_in_a_later_batch_names_its_line_in_the_file() {
     text.push_str("2026-01-01T00:00:00,s1,warm,1,a,0,0,0\n"); // line 502
     std::fs::write(&path, text).unwrap();
     match batched(&path, 16) {
-        Err(MergeError::BadValue {
+        Err(UpdateError::BadValue {
             line,
             column,
             value,
@@ -163,7 +163,7 @@ fn an_error_in_a_later_batch_names_its_line_in_the_file() {
     std::fs::write(&path, "time,site\n").unwrap();
     assert!(matches!(
         batched(&path, 16),
-        Err(MergeError::MissingColumn { .. })
+        Err(UpdateError::MissingColumn { .. })
     ));
 }
 
@@ -252,7 +252,7 @@ fn an_update_from_a_file_equals_the_update_from_the_whole_table() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("big.csv");
     // more rows than one batch of update_files, so the file is read in several
-    let rows = merge::BATCH_ROWS * 2 + 1_234;
+    let rows = update::BATCH_ROWS * 2 + 1_234;
     std::fs::write(&path, csv(rows)).unwrap();
     let rt = rt();
     rt.block_on(async {
@@ -261,7 +261,7 @@ fn an_update_from_a_file_equals_the_update_from_the_whole_table() {
             let repo = Repo::init(&Location::Local(dir.path().join(name)))
                 .await
                 .unwrap();
-            merge::init_dataset(&repo, SCHEMA, "s.yaml", Provenance::new(WHO, "init", "x"))
+            update::init_dataset(&repo, SCHEMA, "s.yaml", Provenance::new(WHO, "init", "x"))
                 .await
                 .unwrap();
             let prov = Provenance::new(WHO, "update", "big");
@@ -276,7 +276,7 @@ fn an_update_from_a_file_equals_the_update_from_the_whole_table() {
                     read.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
                 };
                 let files = [(String::new(), path.clone())];
-                let r = merge::update_files(&repo, "main", &files, prov, &opts, &progress)
+                let r = update::update_files(&repo, "main", &files, prov, &opts, &progress)
                     .await
                     .unwrap();
                 let len = std::fs::metadata(&path).unwrap().len();
@@ -284,12 +284,12 @@ fn an_update_from_a_file_equals_the_update_from_the_whole_table() {
                 r
             } else {
                 let table = Table::read(&path).unwrap();
-                merge::update(&repo, "main", &[(String::new(), table)], prov, &opts)
+                update::update(&repo, "main", &[(String::new(), table)], prov, &opts)
                     .await
                     .unwrap()
             };
             let tip = repo.branch_tip("main").await.unwrap();
-            let data = merge::read_node(&repo, &tip, "").await.unwrap();
+            let data = update::read_node(&repo, &tip, "").await.unwrap();
             let info = repo.commit_info(&tip).await.unwrap();
             outcomes.push((report, data, info.input_blake3.clone()));
         }

@@ -5,10 +5,11 @@ use std::collections::HashMap;
 
 use super::keys::{DictIndex, KeyRef, Keys};
 use super::rows::{RowBlock, Rows, SPILL_OVER};
-use super::{Key, MergeError, Scalar};
+pub(crate) use super::values::Values;
+use super::{Key, Scalar, UpdateError};
 use crate::ingest::Table;
-use crate::schema::{Coord, DType, NodeSchema, Range, UnitSpec, Variable};
-use crate::time::{parse_instant, to_ticks, Tick};
+use crate::schema::{DType, NodeSchema, Range, UnitSpec, Variable};
+use crate::time::{parse_instant, to_ticks};
 
 /// What to do with a value that cannot be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -20,213 +21,11 @@ pub enum OnInvalid {
     Na,
 }
 
-/// The values of one variable, one per kept row, typed by the stored type.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Values {
-    /// Floats; NaN is NA.
-    F(Vec<f64>),
-    /// Integers and ticks.
-    I(Vec<Option<i64>>),
-    /// Strings.
-    S(Vec<Option<String>>),
-}
-
-impl Values {
-    fn for_type(d: DType, n: usize) -> Values {
-        if d.is_integer() || matches!(d, DType::DateTime(_)) {
-            Values::I(Vec::with_capacity(n))
-        } else if matches!(d, DType::Str(_)) {
-            Values::S(Vec::with_capacity(n))
-        } else {
-            Values::F(Vec::with_capacity(n))
-        }
-    }
-
-    fn reserve_exact(&mut self, n: usize) {
-        match self {
-            Values::F(v) => v.reserve_exact(n),
-            Values::I(v) => v.reserve_exact(n),
-            Values::S(v) => v.reserve_exact(n),
-        }
-    }
-
-    /// Values of the same kind as `self`, empty.
-    pub fn empty_like(&self) -> Values {
-        match self {
-            Values::F(_) => Values::F(vec![]),
-            Values::I(_) => Values::I(vec![]),
-            Values::S(_) => Values::S(vec![]),
-        }
-    }
-
-    /// Append a value.
-    pub fn push(&mut self, s: Scalar) {
-        match (self, s) {
-            (Values::F(v), Scalar::F(x)) => v.push(x),
-            (Values::F(v), Scalar::I(x)) => v.push(x as f64),
-            (Values::F(v), _) => v.push(f64::NAN),
-            (Values::I(v), Scalar::I(x)) => v.push(Some(x)),
-            (Values::I(v), Scalar::F(x)) => v.push(Some(x as i64)),
-            (Values::I(v), _) => v.push(None),
-            (Values::S(v), Scalar::S(x)) => v.push(Some(x)),
-            (Values::S(v), Scalar::Na) => v.push(None),
-            (Values::S(v), other) => v.push(Some(format!("{other:?}"))),
-        }
-    }
-
-    /// Number of values.
-    pub fn len(&self) -> usize {
-        match self {
-            Values::F(v) => v.len(),
-            Values::I(v) => v.len(),
-            Values::S(v) => v.len(),
-        }
-    }
-
-    /// Whether there are no values.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Value `r`.
-    pub fn get(&self, r: usize) -> Scalar {
-        match self {
-            Values::F(v) if v[r].is_nan() => Scalar::Na,
-            Values::F(v) => Scalar::F(v[r]),
-            Values::I(v) => v[r].map_or(Scalar::Na, Scalar::I),
-            Values::S(v) => v[r].clone().map_or(Scalar::Na, Scalar::S),
-        }
-    }
-
-    /// Whether value `r` is NA.
-    pub fn is_na(&self, r: usize) -> bool {
-        match self {
-            Values::F(v) => v[r].is_nan(),
-            Values::I(v) => v[r].is_none(),
-            Values::S(v) => v[r].is_none(),
-        }
-    }
-
-    /// Whether values `a` and `b` are equal (NA equals NA).
-    pub fn same(&self, a: usize, b: usize) -> bool {
-        match self {
-            Values::F(v) => v[a] == v[b] || (v[a].is_nan() && v[b].is_nan()),
-            Values::I(v) => v[a] == v[b],
-            Values::S(v) => v[a] == v[b],
-        }
-    }
-
-    /// Append value `r` of `src` (of the same kind).
-    pub fn push_from(&mut self, src: &Values, r: usize) {
-        match (self, src) {
-            (Values::F(v), Values::F(s)) => v.push(s[r]),
-            (Values::I(v), Values::I(s)) => v.push(s[r]),
-            (Values::S(v), Values::S(s)) => v.push(s[r].clone()),
-            (me, src) => me.push(src.get(r)),
-        }
-    }
-
-    /// Append all values of `src` (of the same kind).
-    pub fn extend(&mut self, src: &Values) {
-        match (self, src) {
-            (Values::F(v), Values::F(s)) => v.extend_from_slice(s),
-            (Values::I(v), Values::I(s)) => v.extend_from_slice(s),
-            (Values::S(v), Values::S(s)) => v.extend_from_slice(s),
-            (me, src) => (0..src.len()).for_each(|r| me.push(src.get(r))),
-        }
-    }
-
-    /// Approximate bytes held.
-    pub fn heap_bytes(&self) -> usize {
-        match self {
-            Values::F(v) => v.len() * 8,
-            Values::I(v) => v.len() * 16,
-            Values::S(v) => v
-                .iter()
-                .map(|s| 24 + s.as_ref().map_or(0, String::len))
-                .sum(),
-        }
-    }
-
-    /// Append values `rows` to `buf` (the encoding [`Values::decode`] reads).
-    pub fn encode(&self, buf: &mut Vec<u8>, rows: std::ops::Range<usize>) {
-        match self {
-            Values::F(v) => v[rows]
-                .iter()
-                .for_each(|x| buf.extend_from_slice(&x.to_le_bytes())),
-            Values::I(v) => {
-                let v = &v[rows];
-                buf.extend(v.iter().map(|x| u8::from(x.is_some())));
-                v.iter()
-                    .for_each(|x| buf.extend_from_slice(&x.unwrap_or(0).to_le_bytes()));
-            }
-            Values::S(v) => {
-                for s in &v[rows] {
-                    match s {
-                        None => buf.extend_from_slice(&u32::MAX.to_le_bytes()),
-                        Some(s) => {
-                            buf.extend_from_slice(&(s.len() as u32).to_le_bytes());
-                            buf.extend_from_slice(s.as_bytes());
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Replace the values by the `n` values encoded in `buf` by [`Values::encode`].
-    pub fn decode(&mut self, buf: &[u8], n: usize) -> Result<(), MergeError> {
-        let corrupt = || MergeError::Invalid("temporary file of converted rows is corrupt".into());
-        let word = |b: &[u8]| -> [u8; 8] {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(b);
-            w
-        };
-        match self {
-            Values::F(v) => {
-                v.clear();
-                v.extend(buf.chunks_exact(8).map(|b| f64::from_le_bytes(word(b))));
-            }
-            Values::I(v) => {
-                v.clear();
-                let (tags, words) = buf.split_at(n.min(buf.len()));
-                v.extend(
-                    tags.iter()
-                        .zip(words.chunks_exact(8))
-                        .map(|(t, b)| (*t == 1).then(|| i64::from_le_bytes(word(b)))),
-                );
-            }
-            Values::S(v) => {
-                v.clear();
-                let mut at = 0;
-                while at + 4 <= buf.len() {
-                    let len = u32::from_le_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
-                    at += 4;
-                    if len == u32::MAX {
-                        v.push(None);
-                        continue;
-                    }
-                    let end = at + len as usize;
-                    let text = buf.get(at..end).ok_or_else(corrupt)?;
-                    v.push(Some(
-                        String::from_utf8(text.to_vec()).map_err(|_| corrupt())?,
-                    ));
-                    at = end;
-                }
-            }
-        }
-        if self.len() != n {
-            return Err(corrupt());
-        }
-        Ok(())
-    }
-}
-
 /// The input line of each row, stored as runs of consecutive lines (a CSV without multi-line
 /// cells is one run per stretch of kept rows): a few bytes per contribution instead of eight per
 /// row.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Lines {
+pub(crate) struct Lines {
     /// (first row, its line) of each run.
     runs: Vec<(u32, u64)>,
     len: usize,
@@ -234,7 +33,7 @@ pub struct Lines {
 
 impl Lines {
     /// Append the line of the next row.
-    pub fn push(&mut self, line: u64) {
+    pub(crate) fn push(&mut self, line: u64) {
         if self.len == 0 || self.get(self.len - 1) + 1 != line {
             self.runs.push((self.len as u32, line));
         }
@@ -242,20 +41,15 @@ impl Lines {
     }
 
     /// The line of row `r` (`r` < [`Lines::len`]).
-    pub fn get(&self, r: usize) -> u64 {
+    pub(crate) fn get(&self, r: usize) -> u64 {
         let i = self.runs.partition_point(|&(start, _)| start as usize <= r);
         let (start, line) = self.runs[i.saturating_sub(1)];
         line + (r - start as usize) as u64
     }
 
     /// Number of rows.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
-    }
-
-    /// Whether there are no rows.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 }
 
@@ -271,7 +65,7 @@ impl FromIterator<u64> for Lines {
 
 /// A converted contribution.
 #[derive(Debug, Default)]
-pub struct Converted {
+pub(crate) struct Converted {
     /// Per node coordinate (schema order): the distinct keys of the kept rows, in order of first
     /// appearance; the rows hold indices into these.
     pub dicts: Vec<Keys>,
@@ -300,7 +94,7 @@ pub struct Converted {
 impl Converted {
     /// Give back the dictionaries' values (8 bytes or more a distinct coordinate value) once
     /// the rows' positions on the merged axes are known; a retry converts the input again.
-    pub fn release_keys(&mut self) {
+    pub(crate) fn release_keys(&mut self) {
         for d in &mut self.dicts {
             *d = d.with_capacity_like(0);
         }
@@ -308,13 +102,13 @@ impl Converted {
     }
 
     /// The key of coordinate `ci` at dictionary index `i`.
-    pub fn key(&self, ci: usize, i: u32) -> KeyRef<'_> {
+    pub(crate) fn key(&self, ci: usize, i: u32) -> KeyRef<'_> {
         self.dicts[ci].get(i as usize)
     }
 }
 
 /// The stored type of a variable, given what the schema says (inference: see spec/010).
-pub fn stored_type(v: &Variable) -> DType {
+pub(crate) fn stored_type(v: &Variable) -> DType {
     v.dtype.unwrap_or(DType::F64)
 }
 
@@ -397,7 +191,7 @@ fn is_integer_text(text: &str) -> bool {
 }
 
 /// Bool text as merge-semantics §2.2 lists it (any case).
-pub fn parse_bool(text: &str) -> Option<bool> {
+pub(crate) fn parse_bool(text: &str) -> Option<bool> {
     let t = text.trim();
     let is = |w: &str| t.eq_ignore_ascii_case(w);
     if is("true") || is("yes") || t == "1" {
@@ -425,7 +219,7 @@ fn not_the_marker(v: &Variable, d: DType, i: i64, text: &str) -> Result<Scalar, 
 /// The value that marks NA on disk in an integer array of type `d` without `na_value`
 /// (spec/024): the type's minimum (signed) or maximum (unsigned); none for bools and for int64,
 /// whose marker is i64::MIN as in memory.
-pub fn int_na_marker(d: DType) -> Option<i64> {
+pub(crate) fn int_na_marker(d: DType) -> Option<i64> {
     match d {
         DType::Int(b) if b < 64 => Some(-(1i64 << (b - 1))),
         DType::UInt(b) if b < 64 => Some((1i64 << b) - 1),
@@ -477,15 +271,15 @@ fn check_range(v: &Variable, s: &Scalar, text: &str) -> Result<(), String> {
 }
 
 /// How many line numbers of dropped rows a contribution reports.
-pub const DROPPED_LINES: usize = 10;
+pub(crate) const DROPPED_LINES: usize = 10;
 
 /// The NA spellings read when the schema sets no `na_tokens` (merge-semantics §2.4, spec/022).
-pub const DEFAULT_NA_TOKENS: [&str; 8] =
+pub(crate) const DEFAULT_NA_TOKENS: [&str; 8] =
     ["NA", "N/A", "n/a", "null", "NULL", "None", "#N/A", "-NaN"];
 
 /// Whether an input text is NA for `v`: its `na_tokens` (node or variable level) or the defaults.
 /// The empty field is always NA.
-pub fn is_na_text(v: &Variable, text: &str) -> bool {
+pub(crate) fn is_na_text(v: &Variable, text: &str) -> bool {
     match &v.na_tokens {
         // the usual cell, a number or a time, starts with a digit: no default token does
         None if text.as_bytes().first().is_some_and(u8::is_ascii_digit) => false,
@@ -501,12 +295,12 @@ pub fn is_na_text(v: &Variable, text: &str) -> bool {
 }
 
 /// Whether a variable accepts NA cells.
-pub fn accepts_na(v: &Variable) -> bool {
+pub(crate) fn accepts_na(v: &Variable) -> bool {
     !stored_type(v).is_integer() || v.na_value.is_some()
 }
 
 /// The composed key: first 8 bytes of blake3 over a canonical encoding of the component values.
-pub fn composed_key(values: &[Scalar]) -> i64 {
+pub(crate) fn composed_key(values: &[Scalar]) -> i64 {
     let mut h = blake3::Hasher::new();
     h.update(b"zarr-fuse/composed/v1");
     for v in values {
@@ -535,10 +329,10 @@ pub fn composed_key(values: &[Scalar]) -> i64 {
     i64::from_le_bytes(b)
 }
 
-fn column(table: &Table, v: &Variable, node: &str) -> Result<usize, MergeError> {
+fn column(table: &Table, v: &Variable, node: &str) -> Result<usize, UpdateError> {
     table
         .column(&v.df_col)
-        .ok_or_else(|| MergeError::MissingColumn {
+        .ok_or_else(|| UpdateError::MissingColumn {
             file: table.source.clone(),
             column: v.df_col.clone(),
             variable: v.name.clone(),
@@ -548,11 +342,11 @@ fn column(table: &Table, v: &Variable, node: &str) -> Result<usize, MergeError> 
 }
 
 /// Convert `table` for `node`.
-pub fn convert(
+pub(crate) fn convert(
     table: &Table,
     node: &NodeSchema,
     on_invalid: OnInvalid,
-) -> Result<Converted, MergeError> {
+) -> Result<Converted, UpdateError> {
     let mut c = Converter::new(node, on_invalid);
     c.push(table)?;
     c.finish()
@@ -565,7 +359,7 @@ const NA: u32 = u32::MAX;
 /// the input line), in memory up to a budget and then in a temporary file ([`Rows`]).
 /// [`Converter::finish`] then drops rows with an NA coordinate and resolves duplicates over the
 /// whole contribution.
-pub struct Converter<'n> {
+pub(crate) struct Converter<'n> {
     node: &'n NodeSchema,
     on_invalid: OnInvalid,
     data_vars: Vec<&'n Variable>,
@@ -585,7 +379,7 @@ pub struct Converter<'n> {
 
 impl<'n> Converter<'n> {
     /// A converter for `node`.
-    pub fn new(node: &'n NodeSchema, on_invalid: OnInvalid) -> Self {
+    pub(crate) fn new(node: &'n NodeSchema, on_invalid: OnInvalid) -> Self {
         let components: Vec<&str> = node
             .coords
             .iter()
@@ -622,24 +416,23 @@ impl<'n> Converter<'n> {
 
     /// Keep at most `bytes` of typed rows in memory before moving them to a temporary file
     /// (default [`SPILL_OVER`]); must be called before the first batch.
-    pub fn spill_over(mut self, bytes: usize) -> Self {
+    pub(crate) fn spill_over(mut self, bytes: usize) -> Self {
         self.rows = Rows::new(&self.rows.empty_block(), bytes);
         self
     }
 
     /// Convert the rows of one batch (any batch may be empty; every batch has the same columns).
-    pub fn push(&mut self, table: &Table) -> Result<(), MergeError> {
+    pub(crate) fn push(&mut self, table: &Table) -> Result<(), UpdateError> {
         let node = self.node;
         let on_invalid = self.on_invalid;
         let n_rows = table.n_rows();
         if self.lines.len() + n_rows >= NA as usize {
-            return Err(MergeError::Invalid(format!(
-                "{}: more than {} rows in one contribution; split it into several updates",
-                table.source,
-                NA - 1
-            )));
+            return Err(UpdateError::TooManyRows {
+                source_name: table.source.clone(),
+                limit: u64::from(NA - 1),
+            });
         }
-        let bad = |v: &Variable, row: usize, text: &str, reason: String| MergeError::BadValue {
+        let bad = |v: &Variable, row: usize, text: &str, reason: String| UpdateError::BadValue {
             file: table.source.clone(),
             line: table.lines[row],
             column: v.df_col.clone(),
@@ -649,7 +442,7 @@ impl<'n> Converter<'n> {
         // parse one cell of a variable
         let invalid = &mut self.invalid;
         let mut cell =
-            |v: &Variable, col: usize, row: usize, is_coord: bool| -> Result<Scalar, MergeError> {
+            |v: &Variable, col: usize, row: usize, is_coord: bool| -> Result<Scalar, UpdateError> {
                 let Some(text) = table.cell(row, col).filter(|t| !is_na_text(v, t)) else {
                     if !is_coord && !accepts_na(v) {
                         if on_invalid == OnInvalid::Na {
@@ -714,12 +507,12 @@ impl<'n> Converter<'n> {
                     .composed
                     .iter()
                     .map(|n| {
-                        let v = node
-                            .var(n)
-                            .ok_or_else(|| MergeError::Invalid(format!("component {n} missing")))?;
+                        let v = node.var(n).ok_or_else(|| {
+                            UpdateError::Invalid(format!("component {n} missing"))
+                        })?;
                         Ok((v, column(table, v, &node.path)?))
                     })
-                    .collect::<Result<_, MergeError>>()?;
+                    .collect::<Result<_, UpdateError>>()?;
                 for row in 0..n_rows {
                     let vals: Vec<Scalar> = parts
                         .iter()
@@ -763,15 +556,10 @@ impl<'n> Converter<'n> {
         self.rows.push(block)
     }
 
-    /// Rows converted so far.
-    pub fn rows(&self) -> usize {
-        self.lines.len()
-    }
-
     /// Drop rows with an NA coordinate, resolve duplicates (later rows win) and give the result.
     /// Two passes over the rows: the last row of every cell, then the kept rows copied out
     /// (spilled again when they were).
-    pub fn finish(self) -> Result<Converted, MergeError> {
+    pub(crate) fn finish(self) -> Result<Converted, UpdateError> {
         let Converter {
             data_vars,
             dicts,
@@ -1003,19 +791,6 @@ impl LastRow {
             LastRow::Flat { sizes, seen } => seen.get(&Self::flat(sizes, t)).copied(),
             LastRow::Tuples(seen) => seen.get(t).copied(),
         }
-    }
-}
-
-/// Whether `c` holds datetimes.
-pub fn is_time(c: &Coord) -> bool {
-    matches!(c.var.dtype, Some(DType::DateTime(_)))
-}
-
-/// Tick of a datetime variable.
-pub fn tick_of(v: &Variable) -> Option<Tick> {
-    match v.dtype {
-        Some(DType::DateTime(t)) => Some(t),
-        _ => None,
     }
 }
 

@@ -5,21 +5,22 @@
 
 use std::fs::File;
 use std::io::Write;
+use std::ops::ControlFlow;
 #[cfg(unix)]
 use std::os::unix::fs::FileExt;
 
-use super::convert::Values;
-use super::MergeError;
+use super::values::Values;
+use super::UpdateError;
 
 /// Bytes of typed rows kept in memory before they are written to a temporary file.
-pub const SPILL_OVER: usize = 64 << 20;
+pub(crate) const SPILL_OVER: usize = 64 << 20;
 
 /// Rows per block in the temporary file.
 const BLOCK_ROWS: usize = 1 << 16;
 
 /// Typed rows of one batch: per coordinate a dictionary index per row, per variable a value.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct RowBlock {
+pub(crate) struct RowBlock {
     /// Rows in the block.
     pub len: usize,
     /// Per coordinate (schema order): the dictionary index of each row.
@@ -30,7 +31,7 @@ pub struct RowBlock {
 
 impl RowBlock {
     /// An empty block with `coords` coordinates and variables like `vars`.
-    pub fn empty(coords: usize, vars: &[Values]) -> RowBlock {
+    pub(crate) fn empty(coords: usize, vars: &[Values]) -> RowBlock {
         RowBlock {
             len: 0,
             idx: vec![vec![]; coords],
@@ -44,7 +45,7 @@ impl RowBlock {
 }
 
 /// Which columns a pass reads: every coordinate, and the variables marked here (all when `None`).
-pub type VarSelection<'a> = Option<&'a [bool]>;
+pub(crate) type VarSelection<'a> = Option<&'a [bool]>;
 
 /// Where a spilled block's columns are in the file.
 #[derive(Debug)]
@@ -63,7 +64,7 @@ struct Spill {
 
 /// The rows of a contribution, in blocks (in memory or in a temporary file).
 #[derive(Debug)]
-pub struct Rows {
+pub(crate) struct Rows {
     template: RowBlock,
     mem: Vec<RowBlock>,
     mem_bytes: usize,
@@ -78,18 +79,17 @@ impl Default for Rows {
     }
 }
 
-fn spill_error(e: std::io::Error) -> MergeError {
-    MergeError::Invalid(format!(
-        "temporary file for the converted rows in {}: {e}; free space there or point TMPDIR at a \
-         directory with room for about 30 bytes per input row",
-        std::env::temp_dir().display()
-    ))
+fn spill_error(source: std::io::Error) -> UpdateError {
+    UpdateError::Spill {
+        dir: std::env::temp_dir(),
+        source,
+    }
 }
 
 impl Rows {
     /// No rows yet, for blocks shaped like `template`; rows beyond `spill_over` bytes go to a
     /// temporary file.
-    pub fn new(template: &RowBlock, spill_over: usize) -> Rows {
+    pub(crate) fn new(template: &RowBlock, spill_over: usize) -> Rows {
         Rows {
             template: RowBlock::empty(template.idx.len(), &template.vals),
             mem: vec![],
@@ -101,7 +101,7 @@ impl Rows {
     }
 
     /// All rows in one block in memory.
-    pub fn in_memory(block: RowBlock) -> Rows {
+    pub(crate) fn in_memory(block: RowBlock) -> Rows {
         let mut r = Rows::new(&block, usize::MAX);
         r.len = block.len;
         r.mem_bytes = block.bytes();
@@ -109,33 +109,30 @@ impl Rows {
         r
     }
 
-    /// Number of rows.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether there are no rows.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// The budget given to [`Rows::new`].
-    pub fn spill_limit(&self) -> usize {
+    pub(crate) fn spill_limit(&self) -> usize {
         self.spill_over
     }
 
+    /// Number of rows.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    #[cfg(test)]
     /// Whether the rows went to a temporary file.
-    pub fn spilled(&self) -> bool {
+    pub(crate) fn spilled(&self) -> bool {
         self.spill.is_some()
     }
 
     /// An empty block shaped like these rows.
-    pub fn empty_block(&self) -> RowBlock {
+    pub(crate) fn empty_block(&self) -> RowBlock {
         self.template.clone()
     }
 
     /// Append a block.
-    pub fn push(&mut self, block: RowBlock) -> Result<(), MergeError> {
+    pub(crate) fn push(&mut self, block: RowBlock) -> Result<(), UpdateError> {
         if block.len == 0 {
             return Ok(());
         }
@@ -162,7 +159,7 @@ impl Rows {
 
     /// Write `b` to the file in pieces of at most [`BLOCK_ROWS`] rows (a table given whole
     /// becomes blocks that a pass can read, or skip, one at a time).
-    fn write(&mut self, b: &RowBlock) -> Result<(), MergeError> {
+    fn write(&mut self, b: &RowBlock) -> Result<(), UpdateError> {
         let Some(spill) = self.spill.as_mut() else {
             return Ok(());
         };
@@ -192,30 +189,45 @@ impl Rows {
 
     /// Visit the blocks in row order with the index of their first row. Spilled blocks are read
     /// one at a time with every coordinate and the selected variables (the others are empty).
-    pub fn scan(
+    pub(crate) fn scan(
         &self,
         vars: VarSelection<'_>,
-        f: impl FnMut(usize, &RowBlock) -> Result<(), MergeError>,
-    ) -> Result<(), MergeError> {
+        f: impl FnMut(usize, &RowBlock) -> Result<(), UpdateError>,
+    ) -> Result<(), UpdateError> {
         self.scan_where(vars, &|_| true, f)
     }
 
     /// [`Rows::scan`] over the blocks whose number (0, 1, … in row order) `wanted` accepts.
-    pub fn scan_where(
+    pub(crate) fn scan_where(
         &self,
         vars: VarSelection<'_>,
         wanted: &dyn Fn(usize) -> bool,
-        mut f: impl FnMut(usize, &RowBlock) -> Result<(), MergeError>,
-    ) -> Result<(), MergeError> {
+        mut f: impl FnMut(usize, &RowBlock) -> Result<(), UpdateError>,
+    ) -> Result<(), UpdateError> {
+        self.scan_until(vars, wanted, |start, b| {
+            f(start, b).map(|()| ControlFlow::<std::convert::Infallible>::Continue(()))
+        })
+        .map(|_| ())
+    }
+
+    /// [`Rows::scan_where`] that stops at the first block for which `f` breaks, with its value.
+    pub(crate) fn scan_until<B>(
+        &self,
+        vars: VarSelection<'_>,
+        wanted: &dyn Fn(usize) -> bool,
+        mut f: impl FnMut(usize, &RowBlock) -> Result<ControlFlow<B>, UpdateError>,
+    ) -> Result<Option<B>, UpdateError> {
         let Some(spill) = &self.spill else {
             let mut start = 0;
             for (n, b) in self.mem.iter().enumerate() {
                 if wanted(n) {
-                    f(start, b)?;
+                    if let ControlFlow::Break(v) = f(start, b)? {
+                        return Ok(Some(v));
+                    }
                 }
                 start += b.len;
             }
-            return Ok(());
+            return Ok(None);
         };
         let n_coords = self.template.idx.len();
         let mut block = self.empty_block();
@@ -246,14 +258,16 @@ impl Rows {
                     block.vals[c - n_coords].decode(&buf, placed.len)?;
                 }
             }
-            f(start, &block)?;
+            if let ControlFlow::Break(v) = f(start, &block)? {
+                return Ok(Some(v));
+            }
             start += placed.len;
         }
-        Ok(())
+        Ok(None)
     }
 
     /// All rows as one block in memory (for passes that need random access to small inputs).
-    pub fn to_block(&self) -> Result<RowBlock, MergeError> {
+    pub(crate) fn to_block(&self) -> Result<RowBlock, UpdateError> {
         let mut out = self.empty_block();
         self.scan(None, |_, b| {
             out.len += b.len;
@@ -270,12 +284,12 @@ impl Rows {
 }
 
 #[cfg(unix)]
-fn read_at(file: &File, buf: &mut [u8], off: u64) -> Result<(), MergeError> {
+fn read_at(file: &File, buf: &mut [u8], off: u64) -> Result<(), UpdateError> {
     file.read_exact_at(buf, off).map_err(spill_error)
 }
 
 #[cfg(not(unix))]
-fn read_at(file: &File, buf: &mut [u8], off: u64) -> Result<(), MergeError> {
+fn read_at(file: &File, buf: &mut [u8], off: u64) -> Result<(), UpdateError> {
     use std::io::{Read, Seek, SeekFrom};
     let mut f = file;
     f.seek(SeekFrom::Start(off)).map_err(spill_error)?;

@@ -9,10 +9,10 @@ use super::{Key, OrdF64};
 /// A borrowed coordinate value; compares, orders and hashes like the [`Key`] it stands for.
 #[derive(Debug, Clone, Copy)]
 pub enum KeyRef<'a> {
-    /// Integers, datetime ticks, composed keys.
-    I(i64),
     /// Floats (-0.0 stored as 0.0).
     F(f64),
+    /// Integers, datetime ticks, composed keys.
+    I(i64),
     /// Strings.
     S(&'a str),
 }
@@ -76,11 +76,11 @@ impl Hash for KeyRef<'_> {
 /// Coordinate values of one coordinate (one kind); `K` holds a list that mixes kinds, which a
 /// coordinate never does, so that nothing is lost if it happens.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Keys {
-    /// Integers, ticks, composed keys.
-    I(Vec<i64>),
+pub(crate) enum Keys {
     /// Floats (-0.0 stored as 0.0).
     F(Vec<f64>),
+    /// Integers, ticks, composed keys.
+    I(Vec<i64>),
     /// Strings.
     S(Vec<String>),
     /// Mixed kinds.
@@ -105,7 +105,7 @@ impl FromIterator<Key> for Keys {
 
 impl Keys {
     /// Number of values.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         match self {
             Keys::I(v) => v.len(),
             Keys::F(v) => v.len(),
@@ -115,12 +115,12 @@ impl Keys {
     }
 
     /// Whether there are no values.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Value `i`, borrowed.
-    pub fn get(&self, i: usize) -> KeyRef<'_> {
+    pub(crate) fn get(&self, i: usize) -> KeyRef<'_> {
         match self {
             Keys::I(v) => KeyRef::I(v[i]),
             Keys::F(v) => KeyRef::F(v[i]),
@@ -130,27 +130,27 @@ impl Keys {
     }
 
     /// Value `i`, owned.
-    pub fn key(&self, i: usize) -> Key {
+    pub(crate) fn key(&self, i: usize) -> Key {
         self.get(i).to_key()
     }
 
     /// The values in order.
-    pub fn iter(&self) -> impl Iterator<Item = KeyRef<'_>> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = KeyRef<'_>> + '_ {
         (0..self.len()).map(|i| self.get(i))
     }
 
     /// The first and the last value.
-    pub fn first(&self) -> Option<KeyRef<'_>> {
+    pub(crate) fn first(&self) -> Option<KeyRef<'_>> {
         (!self.is_empty()).then(|| self.get(0))
     }
 
     /// The last value.
-    pub fn last(&self) -> Option<KeyRef<'_>> {
+    pub(crate) fn last(&self) -> Option<KeyRef<'_>> {
         self.len().checked_sub(1).map(|i| self.get(i))
     }
 
     /// An empty list of the same kind, with room for `n` values.
-    pub fn with_capacity_like(&self, n: usize) -> Keys {
+    pub(crate) fn with_capacity_like(&self, n: usize) -> Keys {
         match self {
             Keys::I(_) => Keys::I(Vec::with_capacity(n)),
             Keys::F(_) => Keys::F(Vec::with_capacity(n)),
@@ -160,7 +160,7 @@ impl Keys {
     }
 
     /// Append a value (an empty list takes the value's kind).
-    pub fn push(&mut self, k: Key) {
+    pub(crate) fn push(&mut self, k: Key) {
         match (&mut *self, k) {
             (Keys::I(v), Key::I(x)) => push_slim(v, x),
             (Keys::F(v), Key::F(x)) => push_slim(v, x.0),
@@ -182,7 +182,7 @@ impl Keys {
     }
 
     /// Append a borrowed value.
-    pub fn push_ref(&mut self, k: KeyRef<'_>) {
+    pub(crate) fn push_ref(&mut self, k: KeyRef<'_>) {
         match (&mut *self, k) {
             (Keys::I(v), KeyRef::I(x)) => push_slim(v, x),
             (Keys::F(v), KeyRef::F(x)) => push_slim(v, x),
@@ -192,7 +192,7 @@ impl Keys {
     }
 
     /// Whether the values are in strictly increasing order.
-    pub fn is_strictly_sorted(&self) -> bool {
+    pub(crate) fn is_strictly_sorted(&self) -> bool {
         match self {
             Keys::I(v) => v.windows(2).all(|w| w[0] < w[1]),
             _ => (1..self.len()).all(|i| self.get(i - 1) < self.get(i)),
@@ -200,7 +200,7 @@ impl Keys {
     }
 
     /// Binary search in a sorted list.
-    pub fn binary_search(&self, k: KeyRef<'_>) -> Result<usize, usize> {
+    pub(crate) fn binary_search(&self, k: KeyRef<'_>) -> Result<usize, usize> {
         match (self, k) {
             (Keys::I(v), KeyRef::I(x)) => v.binary_search(&x),
             _ => {
@@ -219,22 +219,12 @@ impl Keys {
     }
 
     /// Give back room reserved beyond the values.
-    pub fn shrink_to_fit(&mut self) {
+    pub(crate) fn shrink_to_fit(&mut self) {
         match self {
             Keys::I(v) => v.shrink_to_fit(),
             Keys::F(v) => v.shrink_to_fit(),
             Keys::S(v) => v.shrink_to_fit(),
             Keys::K(v) => v.shrink_to_fit(),
-        }
-    }
-
-    /// Approximate bytes held.
-    pub fn heap_bytes(&self) -> usize {
-        match self {
-            Keys::I(v) => v.capacity() * 8,
-            Keys::F(v) => v.capacity() * 8,
-            Keys::S(v) => v.iter().map(|s| 24 + s.len()).sum(),
-            Keys::K(v) => v.len() * std::mem::size_of::<Key>(),
         }
     }
 }
@@ -250,7 +240,7 @@ fn push_slim<T>(v: &mut Vec<T>, x: T) {
 
 /// Positions in a [`Keys`] found by hash: 4 bytes a value on top of the list (the values are
 /// not copied), for unsorted axes and the dictionaries of a contribution.
-pub struct KeyIndex {
+pub(crate) struct KeyIndex {
     table: hashbrown::HashTable<u32>,
     hasher: std::hash::RandomState,
 }
@@ -266,7 +256,7 @@ impl Default for KeyIndex {
 
 impl KeyIndex {
     /// An index of every value of `keys` (the first position of a repeated value).
-    pub fn of(keys: &Keys) -> KeyIndex {
+    pub(crate) fn of(keys: &Keys) -> KeyIndex {
         let mut ix = KeyIndex::default();
         for i in 0..keys.len() {
             if ix.get(keys, keys.get(i)).is_none() {
@@ -277,7 +267,7 @@ impl KeyIndex {
     }
 
     /// Position of `k` in `keys` (the list this index was built over).
-    pub fn get(&self, keys: &Keys, k: KeyRef<'_>) -> Option<usize> {
+    pub(crate) fn get(&self, keys: &Keys, k: KeyRef<'_>) -> Option<usize> {
         let hash = self.hasher.hash_one(k);
         self.table
             .find(hash, |&i| keys.get(i as usize) == k)
@@ -285,7 +275,7 @@ impl KeyIndex {
     }
 
     /// Index value `at` of `keys` (not indexed yet).
-    pub fn insert(&mut self, keys: &Keys, at: usize) {
+    pub(crate) fn insert(&mut self, keys: &Keys, at: usize) {
         let hasher = &self.hasher;
         let hash = hasher.hash_one(keys.get(at));
         self.table
@@ -297,7 +287,7 @@ impl KeyIndex {
 /// in increasing order (no memory: a time-ordered input), by a [`KeyIndex`] built from the first
 /// value that did not (4–8 bytes a value).
 #[derive(Default)]
-pub enum DictIndex {
+pub(crate) enum DictIndex {
     /// The values are strictly increasing.
     #[default]
     Ascending,
@@ -307,7 +297,7 @@ pub enum DictIndex {
 
 impl DictIndex {
     /// Position of `k` in `keys` (the dictionary this index follows).
-    pub fn get(&self, keys: &Keys, k: KeyRef<'_>) -> Option<usize> {
+    pub(crate) fn get(&self, keys: &Keys, k: KeyRef<'_>) -> Option<usize> {
         match self {
             DictIndex::Ascending => {
                 let last = keys.len().checked_sub(1)?;
@@ -322,7 +312,7 @@ impl DictIndex {
     }
 
     /// Follow `keys` after the value at `at` (its last) was appended; the value must be new.
-    pub fn appended(&mut self, keys: &Keys, at: usize) {
+    pub(crate) fn appended(&mut self, keys: &Keys, at: usize) {
         match self {
             DictIndex::Ascending => {
                 if at > 0 && keys.get(at - 1) >= keys.get(at) {

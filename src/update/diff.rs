@@ -8,13 +8,14 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::node::{read_axis, read_var, stored_schema};
-use super::{Key, MergeError, Scalar};
+use super::layout::{stored_schema, Store};
+use super::read::{read_axis, read_var};
+use super::{Key, Scalar, UpdateError};
 use crate::repo::{DiffReport, Repo};
 use crate::schema::{DType, NodeSchema, Variable};
 
 /// Boxes listed per variable at most; the total is always given.
-pub const MAX_BOXES: usize = 20;
+pub(crate) const MAX_BOXES: usize = 20;
 
 /// Cells that differ, per node path and variable.
 #[derive(Clone, Debug, Serialize, Default, PartialEq)]
@@ -74,9 +75,9 @@ pub async fn cell_diff(
     from: &icechunk::format::SnapshotId,
     to: &icechunk::format::SnapshotId,
     chunks: &DiffReport,
-) -> Result<CellDiff, MergeError> {
+) -> Result<CellDiff, UpdateError> {
     let (sa, sb) = (repo.read_store(from).await?, repo.read_store(to).await?);
-    let (sa, sb): (Arc<super::node::Store>, Arc<super::node::Store>) = (sa, sb);
+    let (sa, sb): (Arc<Store>, Arc<Store>) = (sa, sb);
     let schema_b = stored_schema(&sb).await?;
     let schema_a = stored_schema(&sa).await.ok();
     let touched: HashSet<&str> = chunks
@@ -123,14 +124,14 @@ pub async fn cell_diff(
     Ok(out)
 }
 
-type Old<'a> = Option<(&'a NodeSchema, &'a Arc<super::node::Store>)>;
+type Old<'a> = Option<(&'a NodeSchema, &'a Arc<Store>)>;
 
 async fn var_diff(
     node: &NodeSchema,
     v: &Variable,
-    store: &Arc<super::node::Store>,
+    store: &Arc<Store>,
     old: Old<'_>,
-) -> Result<VarDiff, MergeError> {
+) -> Result<VarDiff, UpdateError> {
     let mut axes = Vec::new();
     for d in &v.coords {
         axes.push(read_axis(store, node, d, None).await?);
@@ -209,7 +210,7 @@ async fn var_diff(
 
 /// The boxes of the positions `hits` (the first [`MAX_BOXES`]) named by the coordinate values
 /// `labels` of each dimension `dims`, and how many boxes there are.
-pub(super) fn labelled_boxes(
+pub(crate) fn labelled_boxes(
     hits: Vec<Vec<usize>>,
     dims: &[String],
     labels: &[&[Value]],
@@ -237,12 +238,12 @@ pub(super) fn labelled_boxes(
 
 /// How users name the values of an axis: datetimes as ISO text, a composed coordinate's keys by
 /// their components.
-pub(super) async fn axis_labels(
-    store: &Arc<super::node::Store>,
+pub(crate) async fn axis_labels(
+    store: &Arc<Store>,
     node: &NodeSchema,
     dim: &str,
     axis: Vec<Scalar>,
-) -> Result<Vec<Value>, MergeError> {
+) -> Result<Vec<Value>, UpdateError> {
     let Some(c) = node.coord(dim) else {
         return Ok(axis.iter().map(|s| value_json(s, None)).collect());
     };

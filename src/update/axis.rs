@@ -2,7 +2,7 @@
 //! unsorted and composed coordinates, `no_new`, and `[min, max]` step limits with gap filling.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 
 use super::keys::{KeyIndex, KeyRef, Keys};
 use super::Key;
@@ -10,11 +10,9 @@ use crate::schema::{Coord, StepLimits};
 
 /// The merged axis of one coordinate.
 #[derive(Debug, Clone)]
-pub struct AxisMerge {
+pub(crate) struct AxisMerge {
     /// The resulting axis.
     pub axis: Keys,
-    /// Contribution values that were not admitted (their rows lose their cells).
-    pub dropped: HashSet<Key>,
     /// Values added (contribution values and gap-filling points).
     pub added: usize,
     /// Position of the first value that is not where it was (insertion before stored values),
@@ -48,7 +46,7 @@ fn between(a: &Key, b: &Key, i: usize, n: usize) -> Key {
 /// axis, sorted for a sorted coordinate). A sorted axis is merged by sorting the new values
 /// (8 bytes a value for numbers), an unsorted one with an index of positions (4 bytes a value);
 /// only step limits with bounds go through a tree of keys.
-pub fn merge_axis(coord: &Coord, old: Keys, new: &Keys) -> AxisMerge {
+pub(crate) fn merge_axis(coord: &Coord, old: Keys, new: &Keys) -> AxisMerge {
     if matches!(coord.step_limits, StepLimits::Bounds(..)) && coord.sorted {
         return merge_bounded(coord, old, new);
     }
@@ -61,7 +59,6 @@ pub fn merge_axis(coord: &Coord, old: Keys, new: &Keys) -> AxisMerge {
     if no_new {
         return AxisMerge {
             axis: old.clone(),
-            dropped: fresh.iter().map(KeyRef::to_key).collect(),
             added: 0,
             first_shift: None,
             old,
@@ -86,7 +83,6 @@ pub fn merge_axis(coord: &Coord, old: Keys, new: &Keys) -> AxisMerge {
     let first_shift = (0..old.len()).position(|i| old.get(i) != axis.get(i));
     AxisMerge {
         axis,
-        dropped: HashSet::new(),
         added,
         first_shift,
         old,
@@ -98,7 +94,7 @@ pub fn merge_axis(coord: &Coord, old: Keys, new: &Keys) -> AxisMerge {
 /// returned by dictionary index. At the peak 16 bytes a value (values, order, positions) instead
 /// of 20 for a sorted copy next to the dictionary and positions found by binary search. Gives
 /// `dict` back unchanged for strings, mixed kinds or repeated values.
-pub fn first_load_sorted(dict: Keys) -> Result<(Keys, Vec<u32>), Keys> {
+pub(crate) fn first_load_sorted(dict: Keys) -> Result<(Keys, Vec<u32>), Keys> {
     fn go<T: Copy>(
         mut v: Vec<T>,
         cmp: impl Fn(&T, &T) -> Ordering,
@@ -215,7 +211,6 @@ fn sorted_union(old: &Keys, fresh: &Keys) -> Keys {
 /// refused, gaps wider than `max` are filled.
 fn merge_bounded(coord: &Coord, old_keys: Keys, new_keys: &Keys) -> AxisMerge {
     let old: Vec<Key> = old_keys.iter().map(KeyRef::to_key).collect();
-    let mut dropped = HashSet::new();
     let fresh: Vec<Key> = sorted_fresh(&old_keys, new_keys)
         .iter()
         .map(KeyRef::to_key)
@@ -236,9 +231,7 @@ fn merge_bounded(coord: &Coord, old_keys: Keys, new_keys: &Keys) -> AxisMerge {
                 let above = result.range(k.clone()..).next().and_then(num);
                 let close =
                     below.is_some_and(|b| x - b < min) || above.is_some_and(|a| a - x < min);
-                if close {
-                    dropped.insert(k);
-                } else {
+                if !close {
                     result.insert(k);
                     added += 1;
                 }
@@ -272,7 +265,6 @@ fn merge_bounded(coord: &Coord, old_keys: Keys, new_keys: &Keys) -> AxisMerge {
     let first_shift = old.iter().zip(&axis).position(|(a, b)| a != b);
     AxisMerge {
         axis: axis.into_iter().collect(),
-        dropped,
         added,
         first_shift,
         old: old_keys,

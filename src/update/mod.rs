@@ -1,35 +1,46 @@
-//! Merging contributions into stored nodes (merge-semantics.md §3): plan the new axes, then
-//! read-modify-write only the chunks whose content changes, as one transaction.
+//! Contributions: converting inputs to the schema and merging them into stored nodes as one
+//! commit (merge-semantics.md §3) — layout, plan, apply, chunk I/O, driver — and reading nodes
+//! back. The files and their jobs: ARCHITECTURE.md §2.
 
-pub mod axis;
-pub mod cells;
-pub mod convert;
-mod diff;
-pub mod history;
+mod apply;
+pub(crate) mod axis;
+mod builder;
+pub(crate) mod cells;
+pub(crate) mod convert;
+pub(crate) mod dense;
+pub(crate) mod diff;
+mod driver;
+mod evolve;
 mod interp;
-pub mod keys;
-mod node;
-pub mod rows;
+pub(crate) mod keys;
+pub(crate) mod layout;
+mod plan;
+mod read;
+pub(crate) mod rows;
+#[cfg(test)]
+mod tests_streaming;
+pub(crate) mod values;
 
 use std::cmp::Ordering;
 use std::hash::{Hash, Hasher};
 
+pub use builder::UpdateBuilder;
 pub use convert::OnInvalid;
 pub use diff::{cell_diff, BoxSide, CellBox, CellDiff, VarDiff};
-pub use keys::{KeyRef, Keys};
-pub use node::{
-    apply_schema, cells_with_values, create_node, init_dataset, read_axis, read_node,
-    repair_metadata, stored_schema, update, update_files, NodeData, Timings, UpdateOptions,
-    UpdateReport, VarData, BATCH_ROWS,
+pub use driver::{
+    update, update_files, DroppedRow, Timings, UpdateOptions, UpdateReport, BATCH_ROWS,
 };
+pub use evolve::apply_schema;
+pub use layout::{create_node, init_dataset, repair_metadata, stored_schema};
+pub use read::{cells_with_values, read_axis, read_node, NodeData, VarData};
 
 /// A coordinate value as it is compared and ordered.
 #[derive(Debug, Clone)]
 pub enum Key {
-    /// Integers, datetime ticks, composed keys.
-    I(i64),
     /// Floats.
     F(OrdF64),
+    /// Integers, datetime ticks, composed keys.
+    I(i64),
     /// Strings.
     S(String),
 }
@@ -105,8 +116,8 @@ impl Scalar {
 pub fn require_node<'a>(
     schema: &'a crate::schema::Schema,
     path: &str,
-) -> Result<&'a crate::schema::NodeSchema, MergeError> {
-    schema.node(path).ok_or_else(|| MergeError::NoSuchNode {
+) -> Result<&'a crate::schema::NodeSchema, UpdateError> {
+    schema.node(path).ok_or_else(|| UpdateError::NoSuchNode {
         node: path.to_string(),
         nodes: schema
             .root
@@ -125,7 +136,7 @@ pub fn require_node<'a>(
 
 /// Errors converting or merging a contribution. Nothing is written when one occurs.
 #[derive(Debug, thiserror::Error)]
-pub enum MergeError {
+pub enum UpdateError {
     /// A column the schema reads is not in the input.
     #[error("{file}: column '{column}' (variable '{variable}' of node '{node}') is missing; the input has columns: {}", available.join(", "))]
     MissingColumn {
@@ -141,7 +152,7 @@ pub enum MergeError {
         available: Vec<String>,
     },
     /// A value that cannot be used; the whole contribution is rejected.
-    #[error("{file}:{line}: column '{column}': value '{value}': {reason} (nothing written; --on-invalid na makes such cells NA)")]
+    #[error("{file}:{line}: column '{column}': value '{value}': {reason}")]
     BadValue {
         /// Input file.
         file: String,
@@ -175,12 +186,62 @@ pub enum MergeError {
     /// The repository has no schema (not initialised by zarr-fuse).
     #[error("the repository has no zarr-fuse schema at {0}; create it with `zarr-fuse init <REPO> --schema FILE`")]
     NoSchema(String),
+    /// A coordinate would hold more values than an axis can (positions are 32-bit).
+    #[error("node '{node}': coordinate '{coord}' would have {values} values, more than {limit} (split the dataset into nodes)")]
+    TooManyValues {
+        /// Node.
+        node: String,
+        /// Coordinate.
+        coord: String,
+        /// Values it would hold.
+        values: usize,
+        /// The most an axis holds.
+        limit: usize,
+    },
+    /// An input file changed between two attempts of one update.
+    #[error("{}: the file changed while the update was being retried; nothing was written, run the update again", .0.display())]
+    InputChanged(std::path::PathBuf),
+    /// A coordinate or variable the stored schema names has no definition in it.
+    #[error(
+        "the stored schema has no {0}; the repository is damaged or was written by another tool"
+    )]
+    NotInSchema(String),
+    /// A schema change that evolution does not allow (removing or retyping what is stored).
+    #[error("{file}: incompatible schema change refused: {what}")]
+    SchemaChangeRefused {
+        /// The new schema file.
+        file: String,
+        /// What changed.
+        what: String,
+    },
+    /// One contribution with more rows than an update takes.
+    #[error(
+        "{source_name}: more than {limit} rows in one contribution; split it into several updates"
+    )]
+    TooManyRows {
+        /// The input.
+        source_name: String,
+        /// The most rows a contribution takes.
+        limit: u64,
+    },
+    /// The temporary file of converted rows could not be written or read.
+    #[error("temporary file for the converted rows in {}: {source}; free space there or point TMPDIR at a directory with room for about 30 bytes per input row", dir.display())]
+    Spill {
+        /// The temporary directory.
+        dir: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Reading or writing an array through the Zarr layer.
+    #[error("array store: {0}")]
+    ArrayStore(String),
+    /// A selection (`DIM=VALUE`, `DIM=FROM..TO`) that does not fit the node or variable.
+    #[error("{0}")]
+    BadSelection(String),
     /// Stored data does not match what the schema expects.
     #[error("{0}")]
     Invalid(String),
-    /// A revert, merge or cherry-pick found conflicting cells (the report names them).
-    #[error("{}", .0.refusal())]
-    CellConflicts(Box<history::HistoryReport>),
     /// Reading the input.
     #[error(transparent)]
     Ingest(#[from] crate::ingest::IngestError),

@@ -16,13 +16,13 @@ use super::Key;
 /// Typed values along one dimension.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "kind", content = "values")]
-pub enum DimValues {
-    /// Integers, ticks, composed keys.
-    #[serde(rename = "i")]
-    I(Vec<i64>),
+pub(crate) enum DimValues {
     /// Floats.
     #[serde(rename = "f")]
     F(Vec<f64>),
+    /// Integers, ticks, composed keys.
+    #[serde(rename = "i")]
+    I(Vec<i64>),
     /// Strings.
     #[serde(rename = "s")]
     S(Vec<String>),
@@ -39,7 +39,7 @@ pub enum DimValues {
 
 impl DimValues {
     /// As keys (`None` for runs and deltas: see [`DimIndex`]).
-    pub fn keys(&self) -> Option<Vec<Key>> {
+    pub(crate) fn keys(&self) -> Option<Vec<Key>> {
         match self {
             DimValues::I(v) => Some(v.iter().map(|x| Key::I(*x)).collect()),
             DimValues::F(v) => Some(v.iter().map(|x| Key::f(*x)).collect()),
@@ -83,7 +83,7 @@ impl DimValues {
 
 /// The cells of one variable written by one commit.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct CellSet {
+pub(crate) struct CellSet {
     /// Dimension names.
     pub dims: Vec<String>,
     /// Distinct values per dimension.
@@ -107,7 +107,7 @@ fn bitmap_is_smaller(combinations: usize, cells: usize, dims: usize) -> bool {
 /// per-dimension dictionaries of keys. What it holds per dictionary value is one bit ("some
 /// written cell has it"); a value's index in the set is its rank among the used values, so the
 /// values are listed in dictionary order.
-pub struct CellSetBuilder<'a> {
+pub(crate) struct CellSetBuilder<'a> {
     dims: Vec<String>,
     dicts: Vec<&'a Keys>,
     /// Per dimension: bit i = dictionary value i is in a written cell.
@@ -126,7 +126,7 @@ pub struct CellSetBuilder<'a> {
 impl<'a> CellSetBuilder<'a> {
     /// A builder for a variable with these dimensions and, per dimension, the keys that cells
     /// name by index.
-    pub fn new(dims: Vec<String>, dicts: Vec<&'a Keys>) -> Self {
+    pub(crate) fn new(dims: Vec<String>, dicts: Vec<&'a Keys>) -> Self {
         let n = dims.len();
         CellSetBuilder {
             used: dicts
@@ -147,7 +147,7 @@ impl<'a> CellSetBuilder<'a> {
     /// Count one written cell and its keys without listing it: for large contributions, whose
     /// cells usually form a full grid (stored as a box). When [`CellSetBuilder::needs_tuples`]
     /// says so afterwards, list the same cells, in the same order, with `push_tuple`.
-    pub fn note(&mut self, cell: impl Iterator<Item = u32>) {
+    pub(crate) fn note(&mut self, cell: impl Iterator<Item = u32>) {
         for (d, i) in cell.enumerate() {
             let (word, bit) = (i as usize / 64, 1u64 << (i % 64));
             let w = &mut self.used[d][word];
@@ -160,7 +160,7 @@ impl<'a> CellSetBuilder<'a> {
     }
 
     /// Whether the noted cells do not form a full grid and have not all been listed yet.
-    pub fn needs_tuples(&self) -> bool {
+    pub(crate) fn needs_tuples(&self) -> bool {
         let full: usize = self.count.iter().product();
         self.cells != full && self.listed < self.cells
     }
@@ -173,7 +173,7 @@ impl<'a> CellSetBuilder<'a> {
     }
 
     /// List one noted cell (after [`CellSetBuilder::note`] of every cell).
-    pub fn push_tuple(&mut self, cell: impl Iterator<Item = u32>) {
+    pub(crate) fn push_tuple(&mut self, cell: impl Iterator<Item = u32>) {
         if self.listed == 0 {
             self.rank = self
                 .used
@@ -216,7 +216,7 @@ impl<'a> CellSetBuilder<'a> {
 
     /// A digest of the cells noted and listed: two variables of a node with the same digest
     /// were written at the same cells.
-    pub fn digest(&self) -> [u8; 32] {
+    pub(crate) fn digest(&self) -> [u8; 32] {
         let mut h = blake3::Hasher::new();
         h.update(b"zarr-fuse/cells/v1");
         h.update(&(self.cells as u64).to_le_bytes());
@@ -242,7 +242,7 @@ impl<'a> CellSetBuilder<'a> {
     /// The cell set as JSON text ([`CellSet`]'s form), or `None` if nothing was written:
     /// serialized from the dictionaries (no copy of the values) into a buffer of its size,
     /// integers that increase regularly as runs.
-    pub fn to_json(&self) -> Result<Option<Box<RawValue>>, serde_json::Error> {
+    pub(crate) fn to_json(&self) -> Result<Option<Box<RawValue>>, serde_json::Error> {
         if self.cells == 0 {
             return Ok(None);
         }
@@ -269,7 +269,8 @@ impl<'a> CellSetBuilder<'a> {
     }
 
     /// The cell set, or `None` if nothing was written.
-    pub fn finish(self) -> Option<CellSet> {
+    #[cfg(test)]
+    pub(crate) fn finish(self) -> Option<CellSet> {
         if self.cells == 0 {
             return None;
         }
@@ -368,7 +369,7 @@ impl DimIndex {
 
 /// The cells a commit's side `record` says it wrote in variable `var` of node `node` (a
 /// variable written at the same cells as another names it, spec/019).
-pub fn recorded(record: &Value, node: &str, var: &str) -> Option<CellMatcher> {
+pub(crate) fn recorded(record: &Value, node: &str, var: &str) -> Option<CellMatcher> {
     let pointer = |s: &str| s.replace('~', "~0").replace('/', "~1");
     let at = |var: &str| record.pointer(&format!("/cells/{}/{}", pointer(node), pointer(var)));
     let mut v = at(var);
@@ -379,7 +380,7 @@ pub fn recorded(record: &Value, node: &str, var: &str) -> Option<CellMatcher> {
 }
 
 /// Tests cell membership in a [`CellSet`].
-pub struct CellMatcher {
+pub(crate) struct CellMatcher {
     per_dim: Vec<DimIndex>,
     sizes: Vec<usize>,
     tuples: Option<std::collections::HashSet<Vec<u32>>>,
@@ -388,7 +389,7 @@ pub struct CellMatcher {
 
 impl CellMatcher {
     /// From a stored cell set (JSON).
-    pub fn from_json(v: &Value) -> Option<CellMatcher> {
+    pub(crate) fn from_json(v: &Value) -> Option<CellMatcher> {
         let set: CellSet = serde_json::from_value(v.clone()).ok()?;
         let (per_dim, sizes) = set
             .values
@@ -417,7 +418,7 @@ impl CellMatcher {
     }
 
     /// Whether the cell (keys in the variable's dimension order) is in the set.
-    pub fn contains(&self, cell: &[Key]) -> bool {
+    pub(crate) fn contains(&self, cell: &[Key]) -> bool {
         let mut idx = Vec::with_capacity(cell.len());
         for (d, k) in cell.iter().enumerate() {
             match self.per_dim.get(d).and_then(|m| m.get(k)) {

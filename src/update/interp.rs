@@ -5,8 +5,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::convert::{Converted, Values};
+use super::keys::{KeyRef, Keys};
 use super::rows::{RowBlock, Rows};
-use super::{Key, KeyRef, Keys, MergeError, Scalar};
+use super::{Key, Scalar, UpdateError};
 use crate::schema::Interpolate;
 
 fn num(k: &Key) -> Option<f64> {
@@ -54,12 +55,12 @@ fn value_at(points: &[(f64, Scalar)], p: f64, method: Interpolate) -> Scalar {
 /// Replace the rows of `conv` whose coordinate `ci` lies strictly inside `old` by rows on the
 /// existing points of `old`, interpolated per group of the other coordinates; `None` when no row
 /// lies inside. Works on the rows in memory (interpolated nodes hold small contributions).
-pub fn interpolate(
+pub(super) fn interpolate(
     conv: &Converted,
     ci: usize,
     old: &Keys,
     method: Interpolate,
-) -> Result<Option<Converted>, MergeError> {
+) -> Result<Option<Converted>, UpdateError> {
     let end = |k: Option<KeyRef>| k.and_then(|k| num(&k.to_key()));
     let (Some(lo), Some(hi)) = (end(old.first()), end(old.last())) else {
         return Ok(None);
