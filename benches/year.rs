@@ -125,7 +125,7 @@ fn main() {
             ))
             .expect("update");
         lat.push(t.elapsed());
-        ids.push(out.commit.unwrap_or_default());
+        ids.push(out.commit.map(|c| c.to_string()).unwrap_or_default());
         if i == n / 2 {
             rt.block_on(repo.create_tag("month-6", "main", Some("half a year")))
                 .expect("tag");

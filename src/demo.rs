@@ -103,6 +103,7 @@ async fn contribute(
     )
     .await?;
     rep.commit
+        .map(|c| c.to_string())
         .ok_or_else(|| DemoError::NothingChanged(name.to_string()))
 }
 
@@ -196,7 +197,11 @@ pub async fn run(dir: &Path) -> Result<(), DemoError> {
         Provenance::new(ADA, "revert", "Revert fetch 6: temperatures were in kelvin"),
     )
     .await?;
-    let revert_id = reverted.commit.clone().unwrap_or_default();
+    let revert_id = reverted
+        .commit
+        .as_ref()
+        .map(|c| c.to_string())
+        .unwrap_or_default();
     repo.create_tag("v1.0", "main", Some("first published state"))
         .await?;
 

@@ -112,7 +112,7 @@ fn rev_fixture() -> Option<&'static RevFixture> {
                 .build()
                 .ok()?;
             let repo = rt.block_on(async {
-                let repo = Repo::init(&crate::Location::Memory("fuzz-rev".into()))
+                let repo = Repo::init(&crate::storage::Location::Memory("fuzz-rev".into()))
                     .await
                     .ok()?;
                 crate::update::init_dataset(

@@ -97,7 +97,7 @@ pub struct HistoryReport {
     /// `revert`, `merge` or `cherry-pick`.
     pub operation: &'static str,
     /// The new commit (`None`: refused, dry run, or nothing to change).
-    pub commit: Option<String>,
+    pub commit: Option<crate::repo::CommitId>,
     /// The target branch.
     pub branch: String,
     /// Whether this was a dry run.
@@ -132,7 +132,7 @@ pub struct CellConflict {
     pub later_commits: Vec<String>,
     /// How many cells.
     pub cells: u64,
-    /// Boxes of coordinate values holding them (the first [`MAX_BOXES`]).
+    /// Boxes of coordinate values holding them (the first 20).
     pub boxes: Vec<CellBox>,
     /// Boxes in all.
     pub boxes_total: usize,

@@ -762,7 +762,10 @@ fn bad_inputs_revisions_and_ref_names_leave_the_repository_unchanged() {
                 Provenance::new(WHO, "schema", *name),
             ))
             .expect_err(name);
-        assert!(matches!(err, UpdateError::SchemaChangeRefused { .. }), "{name}: {err:?}");
+        assert!(
+            matches!(err, UpdateError::SchemaChangeRefused { .. }),
+            "{name}: {err:?}"
+        );
         assert!(err.to_string().contains(word), "{name}: {err}");
         assert_eq!(rt.block_on(fingerprint(&repo, &path)), before, "{name}");
         checked += 1;

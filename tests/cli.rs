@@ -84,13 +84,15 @@ fn setup(dir: &Path) -> (String, Vec<String>) {
             write(&repo, "main", &["a"], 1.0, "one")
                 .await
                 .commit
-                .unwrap(),
+                .unwrap()
+                .to_string(),
         );
         ids.push(
             write(&repo, "main", &["a", "b"], 2.0, "two")
                 .await
                 .commit
-                .unwrap(),
+                .unwrap()
+                .to_string(),
         );
     });
     (r, ids)

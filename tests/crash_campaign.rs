@@ -98,6 +98,7 @@ async fn update(repo: &Repo, branch: &str, csv: &str) -> Option<String> {
     .await
     .expect("update")
     .commit
+    .map(|c| c.to_string())
 }
 
 /// The writer: random operations forever, with INTENT/ACK lines around each.

@@ -495,7 +495,10 @@ fn concurrent_transactions_rebase_when_disjoint_and_conflict_otherwise() {
                 .into_iter()
                 .map(|c| c.id.to_string())
                 .collect();
-            assert!(ids.contains(&o1.commit.unwrap()) && ids.contains(&o2.commit.unwrap()));
+            assert!(
+                ids.contains(&o1.commit.unwrap().to_string())
+                    && ids.contains(&o2.commit.unwrap().to_string())
+            );
             assert!(same(&read(&repo, "main", "a").await.unwrap(), &values(5.0)));
             assert!(same(&read(&repo, "main", "b").await.unwrap(), &values(6.0)));
             assert!(

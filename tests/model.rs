@@ -572,7 +572,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 let tip = branches[b].commits.last().expect("tip");
                 let next = tip.1.update(rows);
                 let mut attr = tip.2.clone();
-                match out.commit {
+                match out.commit.map(|c| c.to_string()) {
                     Some(id) => {
                         let cells = State::written(rows);
                         for cell in &cells {
@@ -609,7 +609,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                         TestCaseError::fail(format!("step {step}: revert of the tip failed: {e}"))
                     })?;
                 // nothing after it: the parent's exact state; blame passes over both
-                if let Some(id) = out.commit {
+                if let Some(id) = out.commit.map(|c| c.to_string()) {
                     reverts.insert(id.clone(), tip);
                     branches[b].commits.push((id, before, before_attr));
                 }
@@ -662,7 +662,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 } else {
                     (want, taken)
                 };
-                match out.commit {
+                match out.commit.map(|c| c.to_string()) {
                     Some(id) => {
                         reverts.insert(id.clone(), c_id);
                         records.insert(id.clone(), taken);
@@ -751,7 +751,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                         resolve == Resolve::TakeSource,
                     )
                 };
-                match out.commit {
+                match out.commit.map(|c| c.to_string()) {
                     Some(id) => {
                         // a merge's taken cells are blamed along the source, a pick's on it
                         let attr = if is_merge {

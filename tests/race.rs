@@ -63,7 +63,10 @@ fn child(location: &str, idx: usize, barrier: &Path) {
                 .await
         });
         match outcome {
-            Ok(o) => println!("\nZFRACE ok {round} {}", o.commit.unwrap_or_default()),
+            Ok(o) => println!(
+                "\nZFRACE ok {round} {}",
+                o.commit.map(|c| c.to_string()).unwrap_or_default()
+            ),
             Err(zarr_fuse::RepoError::Conflict { .. }) => println!("\nZFRACE conflict {round}"),
             Err(e) => println!("\nZFRACE error {round} {e}"),
         }

@@ -76,7 +76,10 @@ fn race_campaign_child() {
             )
             .await
             {
-                Ok(r) => println!("\nZFUPD ok {u} {}", r.commit.unwrap_or_default()),
+                Ok(r) => println!(
+                    "\nZFUPD ok {u} {}",
+                    r.commit.map(|c| c.to_string()).unwrap_or_default()
+                ),
                 Err(e) => println!("\nZFUPD error {u} {e}"),
             }
         }

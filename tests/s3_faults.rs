@@ -179,7 +179,10 @@ fn writer(location: &str, n: usize) {
             )
             .await
             {
-                Ok(rep) => println!("\nZFACK {i} {}", rep.commit.unwrap_or_default()),
+                Ok(rep) => println!(
+                    "\nZFACK {i} {}",
+                    rep.commit.map(|c| c.to_string()).unwrap_or_default()
+                ),
                 Err(e) => {
                     let msg = e.to_string();
                     assert!(!msg.contains('\n'), "multi-line error: {msg}");

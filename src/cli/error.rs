@@ -13,10 +13,10 @@ pub enum CliError {
     Repo(#[source] RepoError),
     /// From converting or merging a contribution, or a history operation by cells.
     #[error("{}{}", .0, update_hint(.0))]
-    Update(#[source] crate::update::UpdateError),
+    Update(#[source] Box<crate::update::UpdateError>),
     /// A revert, merge or cherry-pick by cells.
     #[error("{}{}", .0, history_hint(.0))]
-    History(#[source] crate::history::HistoryError),
+    History(#[source] Box<crate::history::HistoryError>),
     /// A schema problem.
     #[error(transparent)]
     Schema(#[from] crate::schema::SchemaError),
@@ -27,8 +27,8 @@ pub enum CliError {
     #[error(transparent)]
     Release(#[from] crate::release::ReleaseError),
     /// Building the demo.
-    #[error(transparent)]
-    Demo(#[from] crate::demo::DemoError),
+    #[error("{0}")]
+    Demo(#[source] Box<crate::demo::DemoError>),
     /// Reading an input file.
     #[error("cannot read '{}': {source}", path.display())]
     Read {
@@ -67,7 +67,7 @@ impl From<crate::update::UpdateError> for CliError {
     fn from(e: crate::update::UpdateError) -> Self {
         match e {
             crate::update::UpdateError::Repo(r) => CliError::Repo(r),
-            e => CliError::Update(e),
+            e => CliError::Update(Box::new(e)),
         }
     }
 }
@@ -77,8 +77,14 @@ impl From<crate::history::HistoryError> for CliError {
         match e {
             crate::history::HistoryError::Update(u) => u.into(),
             crate::history::HistoryError::Repo(r) => CliError::Repo(r),
-            e => CliError::History(e),
+            e => CliError::History(Box::new(e)),
         }
+    }
+}
+
+impl From<crate::demo::DemoError> for CliError {
+    fn from(e: crate::demo::DemoError) -> Self {
+        CliError::Demo(Box::new(e))
     }
 }
 

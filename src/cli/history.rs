@@ -122,7 +122,7 @@ fn print_history(out: Result<HistoryReport, HistoryError>, json: bool) -> Result
             if json {
                 println!("{}", serde_json::to_string(&r).unwrap_or_default());
             }
-            return Err(CliError::History(HistoryError::CellConflicts(r)));
+            return Err(CliError::History(Box::new(HistoryError::CellConflicts(r))));
         }
         Err(e) => return Err(e.into()),
     };

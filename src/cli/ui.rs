@@ -61,7 +61,11 @@ pub(crate) fn finish(pb: Option<indicatif::ProgressBar>) {
 }
 
 /// The new commit (or that nothing changed); with `--json` an object with `extra`'s fields.
-pub(crate) fn print_write(json: bool, commit: &Option<String>, extra: serde_json::Value) {
+pub(crate) fn print_write(
+    json: bool,
+    commit: &Option<crate::repo::CommitId>,
+    extra: serde_json::Value,
+) {
     if json {
         let mut v = json!({ "commit": commit });
         if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {

@@ -227,7 +227,7 @@ async fn write(
     }
     let out = tx.commit(prov.clone()).await?;
     Ok((
-        out.commit,
+        out.commit.map(|c| c.to_string()),
         out.content_digest,
         layout.nodes.len() as u64,
         chunks,

@@ -153,7 +153,7 @@ impl Repo {
             report.repo_backups_deleted,
             report.repo_backup_bytes_deleted,
         ) = self.prune_repo_backups(cutoff, dry_run).await?;
-        if let crate::Location::Local(root) = self.location() {
+        if let crate::storage::Location::Local(root) = self.location() {
             let t = std::time::SystemTime::from(cutoff);
             report.temp_files_deleted =
                 crate::storage::local::remove_temp_files_older_than(root, t, dry_run)

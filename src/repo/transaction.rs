@@ -28,7 +28,7 @@ pub(super) const RECORDS_PREFIX: &str = "zarr-fuse/records";
 #[derive(Clone, Debug, Serialize)]
 pub struct CommitOutcome {
     /// The new commit, or `None` when nothing changed.
-    pub commit: Option<String>,
+    pub commit: Option<crate::repo::CommitId>,
     /// Branch committed to.
     pub branch: String,
     /// Chunk write counters.
@@ -230,7 +230,7 @@ impl Transaction {
                 .await;
             match res {
                 Ok(id) => {
-                    outcome.commit = Some(id.to_string());
+                    outcome.commit = Some(super::CommitId::from(id));
                     outcome.content_digest = Some(digest);
                     return Ok(outcome);
                 }

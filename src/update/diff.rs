@@ -33,7 +33,7 @@ pub struct VarDiff {
     pub added: u64,
     /// Cells with a value only in the older revision.
     pub set_na: u64,
-    /// Boxes of coordinate values holding those cells (the first [`MAX_BOXES`]).
+    /// Boxes of coordinate values holding those cells (the first 20).
     pub boxes: Vec<CellBox>,
     /// How many boxes there are in all.
     pub boxes_total: usize,

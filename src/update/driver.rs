@@ -37,7 +37,7 @@ pub struct UpdateOptions {
     pub on_invalid: OnInvalid,
     /// Plan and report without writing.
     pub dry_run: bool,
-    /// Memory budget in bytes (`None`: [`super::rows::SPILL_OVER`]): for the converted rows of
+    /// Memory budget in bytes (`None`: 64 MiB): for the converted rows of
     /// each input before they go to a temporary file, and for each band of an array being
     /// rewritten (at least one row of chunks).
     pub memory: Option<usize>,
@@ -55,7 +55,7 @@ impl UpdateOptions {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct UpdateReport {
     /// New commit, or null.
-    pub commit: Option<String>,
+    pub commit: Option<crate::repo::CommitId>,
     /// Branch.
     pub branch: String,
     /// Rows read.

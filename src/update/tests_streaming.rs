@@ -8,10 +8,11 @@ use std::path::Path;
 
 use crate::ingest::Table;
 use crate::provenance::Provenance;
+use crate::repo::Repo;
 use crate::schema;
+use crate::storage::Location;
 use crate::update::convert::{convert, Converted, Converter};
 use crate::update::{self, OnInvalid, UpdateError, UpdateOptions};
-use crate::{Location, Repo};
 
 const WHO: &str = "Stream Tester <stream@example.org>";
 
