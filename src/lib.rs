@@ -62,6 +62,7 @@ pub mod provenance;
 pub mod release;
 pub mod repo;
 pub mod schema;
+pub mod serve;
 pub mod storage;
 pub mod time;
 pub mod units;

@@ -106,6 +106,13 @@ fn log_show_diff_json_fields() {
     let arr = log.as_array().unwrap();
     assert_eq!(arr.len(), 4, "root + init + 2");
     assert_eq!(arr[0]["id"], ids[2].as_str(), "newest first");
+    // times are RFC 3339 in UTC with microseconds, as they always were
+    let t = arr[0]["time"].as_str().unwrap();
+    let b = t.as_bytes();
+    assert!(
+        t.len() == 27 && b[10] == b'T' && b[19] == b'.' && t.ends_with('Z'),
+        "time {t}"
+    );
     for key in [
         "id",
         "parents",

@@ -29,6 +29,9 @@ pub enum CliError {
     /// Building the demo.
     #[error("{0}")]
     Demo(#[source] Box<crate::demo::DemoError>),
+    /// The ingest service or its tokens.
+    #[error("{0}")]
+    Serve(#[source] crate::serve::ServeError),
     /// Reading an input file.
     #[error("cannot read '{}': {source}", path.display())]
     Read {
@@ -78,6 +81,15 @@ impl From<crate::history::HistoryError> for CliError {
             crate::history::HistoryError::Update(u) => u.into(),
             crate::history::HistoryError::Repo(r) => CliError::Repo(r),
             e => CliError::History(Box::new(e)),
+        }
+    }
+}
+
+impl From<crate::serve::ServeError> for CliError {
+    fn from(e: crate::serve::ServeError) -> Self {
+        match e {
+            crate::serve::ServeError::Usage(u) => CliError::Usage(u),
+            e => CliError::Serve(e),
         }
     }
 }

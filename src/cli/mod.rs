@@ -11,6 +11,7 @@ mod output;
 mod read;
 mod refs;
 mod release;
+mod serve;
 mod ui;
 mod write;
 
@@ -97,6 +98,14 @@ enum Command {
     /// they leave `log`, and blame reports their cells as written "before the history horizon".
     /// To shorten history and keep provenance, `squash` first: gc then deletes what it folded.
     Gc(history::GcArgs),
+    /// Serve the repository over HTTP: authenticated pushes into a durable queue, committed one
+    /// by one under the token's identity (see `token`).
+    Serve(serve::ServeArgs),
+    /// Make, list or revoke the tokens of `serve`.
+    Token {
+        #[command(subcommand)]
+        action: serve::TokenAction,
+    },
 }
 
 /// Run one parsed command.
@@ -124,6 +133,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Gc(a) => history::gc(a, json).await,
         Command::Release(a) => release::release(a, json).await,
         Command::Demo { dir } => Ok(crate::demo::run(&dir).await?),
+        Command::Serve(a) => serve::serve(a).await,
+        Command::Token { action } => serve::token(action, json),
     }
 }
 

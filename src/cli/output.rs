@@ -14,26 +14,7 @@ fn print_json<T: Serialize + ?Sized>(v: &T) {
 }
 
 fn commit_json(c: &CommitInfo) -> serde_json::Value {
-    let mut v = json!({
-        "id": c.id,
-        "parents": c.parents,
-        "time": c.time,
-        "author": c.author,
-        "message": c.message,
-        "operation": c.operation,
-        "source": c.source,
-        "input_blake3": c.input_blake3,
-        "schema_blake3": c.schema_blake3,
-        "content_digest": c.content_digest,
-        "counts": c.counts,
-        "meta": c.meta,
-    });
-    if let Some(o) = v.as_object_mut() {
-        for (k, val) in &c.extra {
-            o.entry(k.clone()).or_insert(val.clone());
-        }
-    }
-    v
+    c.to_json()
 }
 
 fn commit_text(c: &CommitInfo) {
@@ -45,7 +26,7 @@ fn commit_text(c: &CommitInfo) {
         "Author: {}",
         c.author.as_deref().unwrap_or("(not recorded)")
     );
-    println!("Date:   {}", c.time);
+    println!("Date:   {}", c.time_text());
     if let Some(op) = &c.operation {
         println!("Op:     {op}");
     }

@@ -132,7 +132,7 @@ impl Credits {
             .iter()
             .map(|c| {
                 let mut v = json!({
-                    "id": c.id, "parents": c.parents, "time": c.time, "author": c.author,
+                    "id": c.id, "parents": c.parents, "time": c.time_text(), "author": c.author,
                     "operation": c.operation, "message": c.message, "source": c.source,
                     "input_blake3": c.input_blake3, "schema_blake3": c.schema_blake3,
                     "content_digest": c.content_digest, "counts": c.counts, "meta": c.meta,

@@ -7,7 +7,7 @@ use icechunk::format::snapshot::{NodeData, NodeSnapshot, SnapshotInfo};
 use icechunk::format::{ChunkIndices, Path, SnapshotId};
 use icechunk::session::Session;
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 use super::{engine, CommitId, Repo, Result};
 use crate::cas;
@@ -46,6 +46,31 @@ pub struct CommitInfo {
 }
 
 impl CommitInfo {
+    /// The commit as `log --json` prints it: the fields above, and every other metadata key.
+    pub fn to_json(&self) -> Value {
+        let c = self;
+        let mut v = json!({
+            "id": c.id,
+            "parents": c.parents,
+            "time": c.time_text(),
+            "author": c.author,
+            "message": c.message,
+            "operation": c.operation,
+            "source": c.source,
+            "input_blake3": c.input_blake3,
+            "schema_blake3": c.schema_blake3,
+            "content_digest": c.content_digest,
+            "counts": c.counts,
+            "meta": c.meta,
+        });
+        if let Some(o) = v.as_object_mut() {
+            for (k, val) in &c.extra {
+                o.entry(k.clone()).or_insert(val.clone());
+            }
+        }
+        v
+    }
+
     /// The commit time as `log --json` prints it (RFC 3339, UTC, microseconds).
     pub fn time_text(&self) -> String {
         self.time

@@ -213,7 +213,7 @@ pub(crate) async fn write_dense(
     arr: &mut Array<Store>,
     shape: Vec<u64>,
     data: &Dense,
-    dirty: &dyn Fn(&[u64], &[u64]) -> bool,
+    dirty: &(dyn Fn(&[u64], &[u64]) -> bool + Sync),
 ) -> Result<(), UpdateError> {
     if arr.shape() != shape.as_slice() {
         arr.set_shape(shape.clone()).map_err(zerr)?;
@@ -234,7 +234,7 @@ pub(crate) fn band_chunks(
     shape: &[u64],
     lo: u64,
     hi: u64,
-    dirty: &dyn Fn(&[u64], &[u64]) -> bool,
+    dirty: &(dyn Fn(&[u64], &[u64]) -> bool + Sync),
 ) -> Result<Vec<ChunkAt>, UpdateError> {
     if shape.contains(&0) {
         return Ok(vec![]);

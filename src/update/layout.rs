@@ -504,7 +504,7 @@ pub(crate) async fn store_group(
 pub(crate) async fn create_node_arrays(
     store: &Arc<Store>,
     node: &NodeSchema,
-    chunk: &dyn Fn(&str) -> u64,
+    chunk: &(dyn Fn(&str) -> u64 + Sync),
 ) -> Result<(), UpdateError> {
     for c in &node.coords {
         create_array(

@@ -201,7 +201,7 @@ impl Rows {
     pub(crate) fn scan_where(
         &self,
         vars: VarSelection<'_>,
-        wanted: &dyn Fn(usize) -> bool,
+        wanted: &(dyn Fn(usize) -> bool + Sync),
         mut f: impl FnMut(usize, &RowBlock) -> Result<(), UpdateError>,
     ) -> Result<(), UpdateError> {
         self.scan_until(vars, wanted, |start, b| {
@@ -214,7 +214,7 @@ impl Rows {
     pub(crate) fn scan_until<B>(
         &self,
         vars: VarSelection<'_>,
-        wanted: &dyn Fn(usize) -> bool,
+        wanted: &(dyn Fn(usize) -> bool + Sync),
         mut f: impl FnMut(usize, &RowBlock) -> Result<ControlFlow<B>, UpdateError>,
     ) -> Result<Option<B>, UpdateError> {
         let Some(spill) = &self.spill else {

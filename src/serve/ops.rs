@@ -1,0 +1,368 @@
+//! The maintainers' routes (`revert`, `merge`, `reset`, `tags`) and the reading routes
+//! (`blame`, `export`): the library's operations under the token's identity. A protected branch
+//! changes only through these.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::http::{authenticate, authorize_read, finish, param, query_pairs, Failure};
+use super::tokens::TokenEntry;
+use super::Service;
+use crate::history::{HistoryError, HistoryOptions, Resolve};
+use crate::provenance::Provenance;
+
+/// The body of `POST /api/v1/revert`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RevertBody {
+    commit: String,
+    #[serde(default = "main")]
+    branch: String,
+    /// `theirs`: keep the later values of conflicting cells.
+    #[serde(default)]
+    strategy: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// The body of `POST /api/v1/merge`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MergeBody {
+    source: String,
+    #[serde(default = "main")]
+    into: String,
+    /// `ours` or `theirs`.
+    #[serde(default)]
+    strategy: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// The body of `POST /api/v1/reset`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ResetBody {
+    branch: String,
+    rev: String,
+    #[serde(default)]
+    force: bool,
+}
+
+/// The body of `POST /api/v1/tags`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TagBody {
+    name: String,
+    #[serde(default = "main")]
+    at: String,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+fn main() -> String {
+    "main".into()
+}
+
+/// The token, if it may maintain `branch`; else 401/403.
+fn maintainer(svc: &Service, headers: &HeaderMap, branch: &str) -> Result<TokenEntry, Failure> {
+    let t = authenticate(svc, headers)?;
+    if !t.can_maintain(branch) {
+        return Err(Failure::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "token '{}' may not change branch '{branch}' this way",
+                t.name
+            ),
+            format!("role maintainer:{branch} needed"),
+        ));
+    }
+    Ok(t)
+}
+
+fn provenance(t: &TokenEntry, addr: SocketAddr, op: &str, message: Option<String>) -> Provenance {
+    let mut p = Provenance::new(t.author(), op, message.unwrap_or_default());
+    p.meta.insert("token".into(), t.name.clone());
+    p.meta.insert("client".into(), addr.to_string());
+    p
+}
+
+fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Failure> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        Failure::new(
+            StatusCode::BAD_REQUEST,
+            format!("the request body: {e}"),
+            "send the JSON fields of the API",
+        )
+    })
+}
+
+/// A history operation's answer: its report, or 409 with the conflicts.
+fn history_answer(
+    out: Result<crate::history::HistoryReport, HistoryError>,
+) -> Result<Response, Failure> {
+    match out {
+        Ok(r) => Ok(Json(json!(r)).into_response()),
+        Err(HistoryError::CellConflicts(r)) => {
+            let mut v = json!(r);
+            if let Some(o) = v.as_object_mut() {
+                o.insert("error".into(), json!(r.refusal()));
+                o.insert(
+                    "hint".into(),
+                    json!("decide the conflicting cells with a strategy"),
+                );
+            }
+            Ok((StatusCode::CONFLICT, Json(v)).into_response())
+        }
+        Err(e) => Err(Failure::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            crate::repo::one_line(&e.to_string()),
+            "see the error",
+        )),
+    }
+}
+
+fn resolve(strategy: Option<&str>, revert: bool) -> Result<Resolve, Failure> {
+    match (strategy, revert) {
+        (None, _) => Ok(Resolve::Fail),
+        (Some("theirs"), true) | (Some("ours"), false) => Ok(Resolve::KeepTarget),
+        (Some("theirs"), false) => Ok(Resolve::TakeSource),
+        (Some(s), _) => Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            format!("strategy '{s}'"),
+            if revert { "theirs" } else { "ours or theirs" },
+        )),
+    }
+}
+
+/// `POST /api/v1/revert`.
+pub(super) async fn revert(
+    State(svc): State<Arc<Service>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Response {
+    let answer = async {
+        let b: RevertBody = body(&bytes)?;
+        let t = maintainer(&svc, &headers, &b.branch)?;
+        let opts = HistoryOptions {
+            resolve: resolve(b.strategy.as_deref(), true)?,
+            dry_run: false,
+        };
+        let prov = provenance(&t, addr, "revert", b.message);
+        let svc2 = Arc::clone(&svc);
+        let out = on_own_thread(move || async move {
+            svc2.repo.revert(&b.commit, &b.branch, &opts, prov).await
+        })
+        .await?;
+        history_answer(out)
+    }
+    .await;
+    finish(&svc, "POST /api/v1/revert", &headers, (answer, None))
+}
+
+/// `POST /api/v1/merge`.
+pub(super) async fn merge(
+    State(svc): State<Arc<Service>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Response {
+    let answer = async {
+        let b: MergeBody = body(&bytes)?;
+        let t = maintainer(&svc, &headers, &b.into)?;
+        let opts = HistoryOptions {
+            resolve: resolve(b.strategy.as_deref(), false)?,
+            dry_run: false,
+        };
+        let prov = provenance(&t, addr, "merge", b.message);
+        let svc2 = Arc::clone(&svc);
+        let out =
+            on_own_thread(
+                move || async move { svc2.repo.merge(&b.source, &b.into, &opts, prov).await },
+            )
+            .await?;
+        history_answer(out)
+    }
+    .await;
+    finish(&svc, "POST /api/v1/merge", &headers, (answer, None))
+}
+
+/// `POST /api/v1/reset`.
+pub(super) async fn reset(
+    State(svc): State<Arc<Service>>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Response {
+    let answer = async {
+        let b: ResetBody = body(&bytes)?;
+        maintainer(&svc, &headers, &b.branch)?;
+        match svc.repo.reset(&b.branch, &b.rev, b.force).await {
+            Ok(id) => {
+                Ok(Json(json!({"branch": b.branch, "commit": id.to_string()})).into_response())
+            }
+            Err(e) => Err(Failure::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                crate::repo::one_line(&e.to_string()),
+                "force: true moves it outside its history",
+            )),
+        }
+    }
+    .await;
+    finish(&svc, "POST /api/v1/reset", &headers, (answer, None))
+}
+
+/// `POST /api/v1/tags`: a maintainer of the branch tagged (an admin for any other revision).
+pub(super) async fn tag(
+    State(svc): State<Arc<Service>>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Response {
+    let answer = async {
+        let b: TagBody = body(&bytes)?;
+        maintainer(&svc, &headers, &b.at)?;
+        match svc
+            .repo
+            .create_tag(&b.name, &b.at, b.message.as_deref())
+            .await
+        {
+            Ok(id) => Ok((
+                StatusCode::CREATED,
+                Json(json!({"tag": b.name, "commit": id.to_string()})),
+            )
+                .into_response()),
+            Err(e) => Err(Failure::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                crate::repo::one_line(&e.to_string()),
+                "tags are immutable",
+            )),
+        }
+    }
+    .await;
+    finish(&svc, "POST /api/v1/tags", &headers, (answer, None))
+}
+
+/// Run `f`'s future on a blocking thread of the runtime: history operations and exports hold
+/// values that are not `Send` across their awaits.
+async fn on_own_thread<F, Fut, T>(f: F) -> Result<T, Failure>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T>,
+    T: Send + 'static,
+{
+    let h = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || h.block_on(f()))
+        .await
+        .map_err(|e| {
+            Failure::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the operation failed: {e}"),
+                "see the service's log",
+            )
+        })
+}
+
+/// `?where=DIM=V` selections.
+fn wheres(q: &[(String, String)]) -> Result<Vec<crate::audit::Where>, Failure> {
+    q.iter()
+        .filter(|(k, _)| k == "where")
+        .map(|(_, v)| crate::audit::Where::parse(v))
+        .collect::<Result<_, _>>()
+        .map_err(|e| {
+            Failure::new(
+                StatusCode::BAD_REQUEST,
+                e.to_string(),
+                "where=DIM=VALUE or DIM=FROM..TO",
+            )
+        })
+}
+
+/// `GET /api/v1/blame?node=&var=&at=&where=`.
+pub(super) async fn blame(
+    State(svc): State<Arc<Service>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let q = query_pairs(&q);
+    let answer = async {
+        authorize_read(&svc, &headers)?;
+        let var = param(&q, "var")
+            .ok_or_else(|| Failure::new(StatusCode::BAD_REQUEST, "no var", "?var=VARIABLE"))?;
+        let recs = svc
+            .repo
+            .blame(
+                param(&q, "node").unwrap_or("/"),
+                var,
+                param(&q, "at").unwrap_or("main"),
+                &wheres(&q)?,
+            )
+            .await
+            .map_err(|e| {
+                Failure::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    crate::repo::one_line(&e.to_string()),
+                    "see the error",
+                )
+            })?;
+        Ok(Json(Value::Array(recs.iter().map(|r| json!(r)).collect())).into_response())
+    }
+    .await;
+    finish(&svc, "GET /api/v1/blame", &headers, (answer, None))
+}
+
+/// `GET /api/v1/export?node=&format=csv|json|parquet&at=&where=`.
+pub(super) async fn export(
+    State(svc): State<Arc<Service>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let q = query_pairs(&q);
+    let answer = async {
+        authorize_read(&svc, &headers)?;
+        let (format, ct) = match param(&q, "format").unwrap_or("csv") {
+            "csv" => (crate::audit::Format::Csv, "text/csv"),
+            "json" => (crate::audit::Format::Json, "application/json"),
+            "parquet" => (
+                crate::audit::Format::Parquet,
+                "application/vnd.apache.parquet",
+            ),
+            f => {
+                return Err(Failure::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("format '{f}'"),
+                    "csv, json or parquet",
+                ))
+            }
+        };
+        let (node, at) = (
+            param(&q, "node").unwrap_or("/").to_string(),
+            param(&q, "at").unwrap_or("main").to_string(),
+        );
+        let w = wheres(&q)?;
+        let svc2 = Arc::clone(&svc);
+        let buf = on_own_thread(move || async move {
+            let mut buf = Vec::new();
+            crate::audit::export(&svc2.repo, &node, &at, &w, format, &mut buf)
+                .await
+                .map(|_| buf)
+        })
+        .await?
+        .map_err(|e| {
+            Failure::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                crate::repo::one_line(&e.to_string()),
+                "see the error",
+            )
+        })?;
+        Ok(([("content-type", ct)], buf).into_response())
+    }
+    .await;
+    finish(&svc, "GET /api/v1/export", &headers, (answer, None))
+}
