@@ -1,7 +1,8 @@
 //! The durable upload queue on local disk. An upload is acknowledged (202) only after its body
 //! and its description are fsync'ed and named: `uploads/<id>.body`, then `uploads/<id>.json`
-//! (the description is the commit point). Its state (`<id>.status`) is written after the worker
-//! committed or refused it. Ids sort in arrival order. `Idempotency-Key`s are files under
+//! (the description is the commit point). Its state (`done/<id>.status`) is written after the
+//! worker committed or refused it; then its description and body move to `done/` (a refused
+//! upload stays inspectable), so that `uploads/` holds only what is pending. Ids sort in arrival order. `Idempotency-Key`s are files under
 //! `keys/`, created before the upload they name, so a client's retry finds the first upload.
 
 use std::io::Write;
@@ -102,7 +103,7 @@ pub fn valid_id(id: &str) -> bool {
 impl Queue {
     /// Open (create) the queue at `dir`.
     pub fn open(dir: &Path) -> Result<Queue, ServeError> {
-        for sub in ["uploads", "tmp", "keys"] {
+        for sub in ["uploads", "tmp", "keys", "done"] {
             let d = dir.join(sub);
             std::fs::create_dir_all(&d).map_err(|source| ServeError::Io { path: d, source })?;
         }
@@ -124,6 +125,10 @@ impl Queue {
 
     fn path(&self, id: &str, ext: &str) -> PathBuf {
         self.dir.join("uploads").join(format!("{id}.{ext}"))
+    }
+
+    fn done(&self, id: &str, ext: &str) -> PathBuf {
+        self.dir.join("done").join(format!("{id}.{ext}"))
     }
 
     /// The body file of upload `id`.
@@ -166,7 +171,8 @@ impl Queue {
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let earlier = std::fs::read_to_string(&path).map_err(io)?;
-                    if self.path(earlier.trim(), "json").exists() {
+                    let e = earlier.trim();
+                    if self.path(e, "json").exists() || self.done(e, "status").exists() {
                         return Ok(Some(earlier.trim().to_string()));
                     }
                     // the earlier upload never reached the queue (a crash before its 202)
@@ -205,7 +211,7 @@ impl Queue {
         if !valid_id(id) {
             return None;
         }
-        if let Ok(text) = std::fs::read(self.path(id, "status")) {
+        if let Ok(text) = std::fs::read(self.done(id, "status")) {
             if let Ok(s) = serde_json::from_slice(&text) {
                 return Some(s);
             }
@@ -218,13 +224,18 @@ impl Queue {
         })
     }
 
-    /// Record where upload `id` stands (committed or refused).
+    /// Record where upload `id` stands (committed or refused), then move it out of the pending.
     pub fn set_state(&self, id: &str, state: &UploadState) -> Result<(), ServeError> {
         let text = serde_json::to_vec(state).map_err(|e| ServeError::Io {
-            path: self.path(id, "status"),
+            path: self.done(id, "status"),
             source: std::io::Error::other(e),
         })?;
-        write_durably(&self.path(id, "status"), &text)
+        write_durably(&self.done(id, "status"), &text)?;
+        for ext in ["body", "json"] {
+            // a crash between these leaves a description whose state exists: not pending
+            let _ = std::fs::rename(self.path(id, ext), self.done(id, ext));
+        }
+        Ok(())
     }
 
     /// The uploads not yet committed or refused, in arrival order.
@@ -237,7 +248,7 @@ impl Queue {
                 let name = e.file_name().to_string_lossy().into_owned();
                 name.strip_suffix(".json").map(str::to_string)
             })
-            .filter(|id| !self.path(id, "status").exists())
+            .filter(|id| !self.done(id, "status").exists())
             .collect();
         ids.sort();
         ids

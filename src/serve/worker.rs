@@ -14,23 +14,45 @@ const LOOK_BACK: usize = 1000;
 
 /// Work the queue until the process ends.
 pub(super) async fn run(svc: Arc<Service>) {
+    // only an upload already queued at start can have been committed by a process that was
+    // killed before it wrote the upload's state: those are looked up in the history first
+    let recovering: std::collections::HashSet<String> = svc.queue.pending().into_iter().collect();
+    // states decided but not yet written (a full disk): written again, never applied again
+    let mut unwritten: std::collections::HashMap<String, UploadState> = Default::default();
     loop {
         let pending = svc.queue.pending();
         svc.metrics.set_depth(pending.len());
         for id in pending {
-            apply(&svc, &id).await;
+            let state = match unwritten.remove(&id) {
+                Some(s) => s,
+                None => match decide(&svc, &id, recovering.contains(&id)).await {
+                    Some(s) => s,
+                    None => continue,
+                },
+            };
+            if let Err(e) = svc.queue.set_state(&id, &state) {
+                eprintln!(
+                    "{}",
+                    super::log_line("worker", "-", &id, 500, Some(&e.to_string()))
+                );
+                unwritten.insert(id, state);
+                continue;
+            }
+            svc.done.notify_waiters();
         }
         let _ =
             tokio::time::timeout(std::time::Duration::from_millis(500), svc.work.notified()).await;
     }
 }
 
-/// Apply upload `id` (or find that it was), and record its state.
-async fn apply(svc: &Service, id: &str) {
-    let Some(up) = svc.queue.upload(id) else {
-        return;
+/// Apply upload `id` (or, when `recovering`, find that it was): its state.
+async fn decide(svc: &Service, id: &str, recovering: bool) -> Option<UploadState> {
+    let up = svc.queue.upload(id)?;
+    let earlier = match recovering {
+        true => committed_before(svc, &up).await,
+        false => None,
     };
-    let state = match committed_before(svc, &up).await {
+    let state = match earlier {
         Some(commit) => UploadState {
             status: "committed".into(),
             commit: Some(commit),
@@ -40,15 +62,7 @@ async fn apply(svc: &Service, id: &str) {
         None => commit(svc, &up).await,
     };
     svc.metrics.count(&state.status);
-    if let Err(e) = svc.queue.set_state(id, &state) {
-        // the state is found again from the commit's record on the next pass
-        eprintln!(
-            "{}",
-            super::log_line("worker", "-", id, 500, Some(&e.to_string()))
-        );
-        return;
-    }
-    svc.done.notify_waiters();
+    Some(state)
 }
 
 /// The commit that already holds upload `up` (the process was killed after committing it).
