@@ -72,6 +72,6 @@ pub use audit::{BlameRecord, Where};
 pub use history::{HistoryError, HistoryOptions, HistoryReport, Resolve};
 pub use ingest::Table;
 pub use provenance::Provenance;
-pub use repo::{CommitId, CommitInfo, CommitOutcome, Repo, RepoError};
+pub use repo::{CommitId, CommitInfo, CommitOutcome, DiffReport, Repo, RepoError};
 pub use storage::Location;
-pub use update::{Scalar, UpdateBuilder, UpdateError, UpdateOptions, UpdateReport};
+pub use update::{CellDiff, Scalar, UpdateBuilder, UpdateError, UpdateOptions, UpdateReport};

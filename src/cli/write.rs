@@ -140,8 +140,9 @@ pub(crate) async fn schema(action: SchemaAction, json: bool) -> Result<(), CliEr
                 .unwrap_or_default();
             let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
             match v
-                .pointer("/attributes/zarr_fuse/schema_yaml")
-                .and_then(|y| y.as_str())
+                .get("attributes")
+                .and_then(|a| a.as_object())
+                .and_then(crate::update::schema_text)
             {
                 Some(y) => print!("{y}"),
                 None => {

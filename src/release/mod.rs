@@ -541,11 +541,7 @@ fn write_metadata_files(
         .to_csv()
         .map_err(|e| ReleaseError::Unsupported(format!("rendering {PROVENANCE_CSV}: {e}")))?;
     files.push(write_file(d, PROVENANCE_CSV, &csv)?);
-    if let Some(s) = attrs
-        .get("zarr_fuse")
-        .and_then(|z| z.get("schema_yaml"))
-        .and_then(Value::as_str)
-    {
+    if let Some(s) = crate::update::schema_text(attrs) {
         files.push(write_file(d, SCHEMA_YAML, s.as_bytes())?);
     }
     Ok(files)

@@ -577,8 +577,14 @@ pub async fn stored_schema(store: &Arc<Store>) -> Result<Schema, UpdateError> {
         .ok_or_else(|| UpdateError::NoSchema("/".into()))?;
     let v: Value = serde_json::from_slice(&bytes).map_err(zerr)?;
     let yaml = v
-        .pointer("/attributes/zarr_fuse/schema_yaml")
-        .and_then(Value::as_str)
+        .get("attributes")
+        .and_then(Value::as_object)
+        .and_then(schema_text)
         .ok_or_else(|| UpdateError::NoSchema("/".into()))?;
     Ok(schema::load_str(yaml, "<stored schema>")?)
+}
+
+/// The schema text in the attributes of a dataset's root group (`zarr_fuse.schema_yaml`).
+pub fn schema_text(attributes: &Map<String, Value>) -> Option<&str> {
+    attributes.get("zarr_fuse")?.get("schema_yaml")?.as_str()
 }

@@ -31,7 +31,7 @@ pub use driver::{
     update, update_files, DroppedRow, Timings, UpdateOptions, UpdateReport, BATCH_ROWS,
 };
 pub use evolve::apply_schema;
-pub use layout::{create_node, init_dataset, repair_metadata, stored_schema};
+pub use layout::{create_node, init_dataset, repair_metadata, schema_text, stored_schema};
 pub use read::{cells_with_values, read_axis, read_node, NodeData, VarData};
 
 /// A coordinate value as it is compared and ordered.
