@@ -611,6 +611,11 @@ fn describe(
 
 type Store = std::sync::Arc<dyn zarrs_storage::AsyncReadableWritableListableStorageTraits>;
 
+/// The schema stored at `rev`.
+pub(crate) async fn schema_at(repo: &Repo, rev: &str) -> Result<Schema, UpdateError> {
+    Ok(stored_at(repo, rev).await?.1)
+}
+
 /// Resolve `rev` and load the schema stored there.
 async fn stored_at(
     repo: &Repo,

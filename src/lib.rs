@@ -74,4 +74,6 @@ pub use ingest::Table;
 pub use provenance::Provenance;
 pub use repo::{CommitId, CommitInfo, CommitOutcome, DiffReport, Repo, RepoError};
 pub use storage::Location;
-pub use update::{CellDiff, Scalar, UpdateBuilder, UpdateError, UpdateOptions, UpdateReport};
+pub use update::{
+    CellDiff, Changes, Scalar, UpdateBuilder, UpdateError, UpdateOptions, UpdateReport,
+};

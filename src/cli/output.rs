@@ -1,10 +1,11 @@
 //! Text and JSON rendering of command results.
 
+use crate::update::Changes as Diff;
 use serde::Serialize;
 use serde_json::json;
 
 use crate::cas::VerifyReport;
-use crate::repo::{CommitInfo, DiffReport, GcReport, RefInfo};
+use crate::repo::{CommitInfo, GcReport, RefInfo};
 
 fn print_json<T: Serialize + ?Sized>(v: &T) {
     match serde_json::to_string_pretty(v) {
@@ -71,17 +72,6 @@ pub(super) fn log(commits: &[CommitInfo], json: bool) {
 }
 
 /// `show`.
-/// A diff as the CLI prints it: the arrays and chunks that differ and, where the revisions have
-/// a schema, the cells by coordinate values.
-#[derive(Serialize)]
-pub(super) struct Diff {
-    /// Arrays, groups and chunk counts (chunk indices only with `--chunks`).
-    #[serde(flatten)]
-    pub chunks: DiffReport,
-    /// Cells that differ per node and variable.
-    pub cells: Option<crate::update::CellDiff>,
-}
-
 pub(super) fn show(c: &CommitInfo, d: Option<&Diff>, json: bool) {
     if json {
         let mut v = commit_json(c);

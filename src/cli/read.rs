@@ -6,7 +6,6 @@ use super::args::{ExportFormatArg, RevArg};
 use super::ui::{counter, finish, open, progress_bar};
 use super::{output, CliError};
 use crate::audit::Where;
-use crate::repo::Repo;
 
 /// A node and a selection of its cells by coordinate values.
 #[derive(clap::Args, Debug)]
@@ -139,13 +138,8 @@ pub(crate) struct ShowArgs {
 /// `show`.
 pub(crate) async fn show(a: ShowArgs, json: bool) -> Result<(), CliError> {
     let r = open(&a.repo).await?;
-    let res = r.resolve(&a.rev).await?;
-    let info = r.commit_info(&res.id).await?;
-    let diff = match info.parents.first() {
-        Some(p) => Some(diff_with_cells(&r, p.snapshot(), &res.id, a.chunks).await?),
-        None => None,
-    };
-    output::show(&info, diff.as_ref(), json);
+    let (info, changes) = r.show(&a.rev, a.chunks).await?;
+    output::show(&info, changes.as_ref(), json);
     Ok(())
 }
 
@@ -167,32 +161,8 @@ pub(crate) struct DiffArgs {
 pub(crate) async fn diff(a: DiffArgs, json: bool) -> Result<(), CliError> {
     let r = open(&a.repo).await?;
     let (from, to) = (r.resolve(&a.rev_a).await?, r.resolve(&a.rev_b).await?);
-    output::diff(
-        &diff_with_cells(&r, &from.id, &to.id, a.chunks).await?,
-        json,
-    );
+    output::diff(&r.changes(&from.id, &to.id, a.chunks).await?, json);
     Ok(())
-}
-
-/// The chunk-level diff with the cells that differ (by coordinate values); chunk indices only
-/// when asked for.
-async fn diff_with_cells(
-    r: &Repo,
-    a: &icechunk::format::SnapshotId,
-    b: &icechunk::format::SnapshotId,
-    chunks: bool,
-) -> Result<output::Diff, CliError> {
-    let mut d = r.diff_ids(a, b).await?;
-    // a revision without a zarr-fuse schema (the repository's root commit) has no cells to name
-    let cells = match crate::update::cell_diff(r, a, b, &d).await {
-        Ok(c) => Some(c),
-        Err(crate::update::UpdateError::NoSchema(_)) => None,
-        Err(e) => return Err(e.into()),
-    };
-    if !chunks {
-        d.chunks.clear();
-    }
-    Ok(output::Diff { chunks: d, cells })
 }
 
 /// `verify`: recompute a commit's content digest from the stored bytes.

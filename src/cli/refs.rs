@@ -26,6 +26,19 @@ enum BranchAction {
     },
     /// List branches.
     List,
+    /// Protect branches (names or `*` globs): `update` refuses them unless
+    /// `--force-protected`; `serve` lets only maintainers change them, by merge, revert, reset
+    /// or tag. Prints the protected list.
+    Protect {
+        /// Branch names or globs.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Stop protecting a branch (the name or glob as given to `protect`).
+    Unprotect {
+        /// Branch name or glob.
+        name: String,
+    },
     /// Delete a branch; refused when it has commits no other branch or tag reaches.
     Delete {
         /// Branch name.
@@ -43,6 +56,8 @@ pub(crate) async fn branch(a: BranchArgs, json: bool) -> Result<(), CliError> {
     match a.action {
         BranchAction::Create { name, from } => println!("{}", r.create_branch(&name, &from).await?),
         BranchAction::List => output::refs(&r.branches().await?, json),
+        BranchAction::Protect { names } => protected(&r.protect(&names).await?, json),
+        BranchAction::Unprotect { name } => protected(&r.unprotect(&name).await?, json),
         BranchAction::Delete { name, force } => {
             if force {
                 r.delete_branch(&name).await?;
@@ -53,6 +68,17 @@ pub(crate) async fn branch(a: BranchArgs, json: bool) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// The protected branches, one per line (`--json`: a list).
+fn protected(all: &[String], json: bool) {
+    if json {
+        println!("{}", json!(all));
+    } else if all.is_empty() {
+        println!("no protected branches");
+    } else {
+        all.iter().for_each(|p| println!("protected {p}"));
+    }
 }
 
 /// `tag REPO create|list`.

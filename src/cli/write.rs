@@ -193,6 +193,9 @@ pub(crate) struct UpdateArgs {
     /// Report without writing.
     #[arg(long)]
     dry_run: bool,
+    /// Update a branch the repository records as protected (`branch protect`).
+    #[arg(long)]
+    force_protected: bool,
     /// Memory budget in MiB: converted rows of each input beyond it go to a temporary file
     /// in TMPDIR (which must be on disk, not a tmpfs, to save memory), and arrays are
     /// rewritten in bands of about this size.
@@ -249,6 +252,7 @@ pub(crate) async fn update(a: UpdateArgs, json: bool) -> Result<(), CliError> {
         .options(opts)
         .provenance(prov)
         .progress(&progress)
+        .force_protected(a.force_protected)
         .commit()
         .await;
     super::ui::finish(pb);

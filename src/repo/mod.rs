@@ -27,7 +27,7 @@ pub(crate) use folded::entries_of;
 pub use folded::{entries, folded, folded_leaves, FOLDED};
 pub use gc::{GcReport, KEEP_REPO_BACKUPS};
 pub use history::{CommitInfo, DiffReport, NodeChange};
-pub use refs::{parse_time, validate_ref_name, RefInfo, Resolved};
+pub use refs::{glob, parse_time, validate_ref_name, RefInfo, Resolved};
 pub use squash::{Period, SquashReport, SquashedPeriod};
 pub(crate) use threeway::{
     apply as apply_chunk_plan, changed_paths, plan as chunk_plan, restore_by_reference, snapshot_id,

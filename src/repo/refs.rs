@@ -492,6 +492,80 @@ impl Repo {
     }
 }
 
+/// Repository-metadata key: the protected branches (names or globs, spec/031).
+const PROTECTED_KEY: &str = "zarr_fuse.protected";
+
+impl Repo {
+    /// The protected branches recorded in the repository (names or `*` globs): `update`
+    /// refuses them unless forced; they change by merge, revert, reset or tag.
+    pub async fn protected(&self) -> Result<Vec<String>> {
+        Ok(self
+            .metadata()
+            .await?
+            .get(PROTECTED_KEY)
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default())
+    }
+
+    /// Whether `branch` is protected in the repository.
+    pub async fn is_protected(&self, branch: &str) -> Result<bool> {
+        Ok(self.protected().await?.iter().any(|p| glob(p, branch)))
+    }
+
+    /// Record `patterns` as protected (added to those already recorded); the whole list.
+    pub async fn protect(&self, patterns: &[String]) -> Result<Vec<String>> {
+        let mut all = self.protected().await?;
+        for p in patterns {
+            if p.is_empty() {
+                return Err(RepoError::Invalid("an empty branch pattern".into()));
+            }
+            if !all.contains(p) {
+                all.push(p.clone());
+            }
+        }
+        self.write_protected(&all).await?;
+        Ok(all)
+    }
+
+    /// Remove `pattern` from the protected branches; the remaining list.
+    pub async fn unprotect(&self, pattern: &str) -> Result<Vec<String>> {
+        let mut all = self.protected().await?;
+        let before = all.len();
+        all.retain(|p| p != pattern);
+        if all.len() == before {
+            return Err(RepoError::Invalid(format!(
+                "'{pattern}' is not protected (protected: {})",
+                all.join(", ")
+            )));
+        }
+        self.write_protected(&all).await?;
+        Ok(all)
+    }
+
+    async fn write_protected(&self, all: &[String]) -> Result<()> {
+        let mut props = std::collections::BTreeMap::new();
+        props.insert(PROTECTED_KEY.to_string(), json!(all));
+        self.inner
+            .update_metadata(&props)
+            .await
+            .map_err(engine("recording the protected branches"))?;
+        Ok(())
+    }
+}
+
+/// `*` matches any run of characters (including `/`); everything else matches itself.
+pub fn glob(pattern: &str, name: &str) -> bool {
+    match pattern.find('*') {
+        None => pattern == name,
+        Some(i) => {
+            let (head, tail) = (&pattern[..i], &pattern[i + 1..]);
+            name.starts_with(head)
+                && (head.len()..=name.len())
+                    .any(|j| name.is_char_boundary(j) && glob(tail, &name[j..]))
+        }
+    }
+}
+
 /// Repository-metadata key recording that tag `name` was created.
 fn tag_key(name: &str) -> String {
     format!("zarr_fuse.tag/{name}")

@@ -25,8 +25,8 @@ pub struct ServeConfig {
     pub endpoints: Vec<Endpoint>,
     /// Uploads per minute a token may make (429 beyond).
     pub rate_per_minute: u32,
-    /// Active scrapers configured (not run by this version: the service says so at start).
-    pub scrapers: usize,
+    /// Active scrapers: fetch on a schedule, queue the answers as uploads to an endpoint.
+    pub scrapers: Vec<super::scrape::Scraper>,
 }
 
 /// A passive endpoint: where pushes to it go and how they are read.
@@ -45,8 +45,25 @@ pub struct Endpoint {
     #[serde(default)]
     pub format: Option<String>,
     /// Constant columns added to every row.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "scalar_map")]
     pub set: std::collections::BTreeMap<String, String>,
+}
+
+/// A map of scalars as text (`True`, `1`, `x` alike: the values of `--set`).
+pub(super) fn scalar_map<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<std::collections::BTreeMap<String, String>, D::Error> {
+    let raw = std::collections::BTreeMap::<String, serde_json::Value>::deserialize(d)?;
+    raw.into_iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => Ok((k, s)),
+            serde_json::Value::Bool(b) => Ok((k, if b { "True" } else { "False" }.to_string())),
+            serde_json::Value::Number(n) => Ok((k, n.to_string())),
+            other => Err(serde::de::Error::custom(format!(
+                "set: '{k}' must be a scalar, not {other}"
+            ))),
+        })
+        .collect()
 }
 
 fn main_branch() -> String {
@@ -67,7 +84,7 @@ struct Raw {
     #[serde(default)]
     endpoints: Vec<Endpoint>,
     #[serde(default)]
-    scrapers: Vec<serde_json::Value>,
+    scrapers: Vec<super::scrape::RawScraper>,
     #[serde(default = "default_rate")]
     rate_per_minute: u32,
 }
@@ -110,6 +127,11 @@ impl ServeConfig {
                 })?;
             }
         }
+        let names: Vec<&str> = raw.endpoints.iter().map(|e| e.name.as_str()).collect();
+        let mut scrapers = Vec::new();
+        for s in raw.scrapers {
+            scrapers.push(s.check(dir, &names).map_err(bad)?);
+        }
         Ok(ServeConfig {
             tokens: rel(&raw.tokens),
             queue: rel(&raw.queue),
@@ -118,15 +140,13 @@ impl ServeConfig {
             public_read: raw.public_read,
             endpoints: raw.endpoints,
             rate_per_minute: raw.rate_per_minute.max(1),
-            scrapers: raw.scrapers.len(),
+            scrapers,
         })
     }
 
     /// Whether `branch` is protected.
     pub fn is_protected(&self, branch: &str) -> bool {
-        self.protected
-            .iter()
-            .any(|p| super::tokens::glob(p, branch))
+        self.protected.iter().any(|p| crate::repo::glob(p, branch))
     }
 
     /// The endpoint named `name`.

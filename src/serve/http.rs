@@ -54,6 +54,9 @@ type Answer = Result<Response, Failure>;
 /// The routes.
 pub(super) fn router(svc: Arc<Service>) -> Router {
     Router::new()
+        .route("/", get(super::page::page))
+        .route("/ui/revert", post(super::page::form))
+        .route("/ui/tag", post(super::page::form))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .route("/api/v1/push/{endpoint}", post(push_endpoint))
@@ -67,6 +70,9 @@ pub(super) fn router(svc: Arc<Service>) -> Router {
         .route("/api/v1/revert", post(super::ops::revert))
         .route("/api/v1/merge", post(super::ops::merge))
         .route("/api/v1/reset", post(super::ops::reset))
+        .route("/api/v1/squash", post(super::ops::squash))
+        .route("/api/v1/show/{*rev}", get(super::ops::show))
+        .route("/api/v1/diff", get(super::ops::diff))
         .route("/api/v1/blame", get(super::ops::blame))
         .route("/api/v1/export", get(super::ops::export))
         .with_state(svc)
@@ -454,6 +460,7 @@ async fn push(
             .map(str::to_string),
         received: chrono::Utc::now(),
         bytes,
+        meta: Default::default(),
     };
     if let Err(e) = svc.queue.commit(&up) {
         return (Err(internal(e)), Some(id));

@@ -10,7 +10,9 @@
 pub mod config;
 mod http;
 mod ops;
+mod page;
 pub mod queue;
+pub mod scrape;
 pub mod tokens;
 mod worker;
 
@@ -47,6 +49,9 @@ pub enum ServeError {
     /// A bad argument.
     #[error("{0}")]
     Usage(String),
+    /// The repository refused an operation of the service's start.
+    #[error("{0}")]
+    Repo(#[from] crate::repo::RepoError),
     /// Listening on the address.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -67,6 +72,8 @@ struct Metrics {
 #[derive(Default)]
 struct MetricsInner {
     uploads: HashMap<String, u64>,
+    /// Scraper requests by (scraper, result).
+    scrapes: std::collections::BTreeMap<(String, String), u64>,
     depth: usize,
     /// Commit latency histogram: counts per bucket upper bound (seconds), sum, count.
     buckets: Vec<(f64, u64)>,
@@ -83,6 +90,14 @@ impl Metrics {
 
     fn count(&self, status: &str) {
         *self.lock().uploads.entry(status.to_string()).or_default() += 1;
+    }
+
+    fn scraped(&self, scraper: &str, result: &str) {
+        *self
+            .lock()
+            .scrapes
+            .entry((scraper.to_string(), result.to_string()))
+            .or_default() += 1;
     }
 
     fn set_depth(&self, n: usize) {
@@ -115,6 +130,12 @@ impl Metrics {
             "# TYPE zf_queue_depth gauge\nzf_queue_depth {}\n",
             m.depth
         ));
+        t.push_str("# TYPE zf_scrapes_total counter\n");
+        for ((s, r), n) in &m.scrapes {
+            t.push_str(&format!(
+                "zf_scrapes_total{{scraper=\"{s}\",result=\"{r}\"}} {n}\n"
+            ));
+        }
         t.push_str("# TYPE zf_commit_seconds histogram\n");
         for (b, n) in &m.buckets {
             t.push_str(&format!("zf_commit_seconds_bucket{{le=\"{b}\"}} {n}\n"));
@@ -176,21 +197,16 @@ fn log_line(route: &str, token: &str, upload: &str, status: u16, error: Option<&
 
 /// Serve `repo` with `config` on `listen` until the process ends. Prints `listening on ADDR`
 /// on standard output once the socket is bound.
-pub async fn serve(repo: Repo, config: ServeConfig, listen: &str) -> Result<(), ServeError> {
+pub async fn serve(repo: Repo, mut config: ServeConfig, listen: &str) -> Result<(), ServeError> {
     let queue = queue::Queue::open(&config.queue)?;
+    // the config's protected branches are recorded in the repository (so that the CLI refuses
+    // them too), and those recorded there are protected here
+    config.protected = if config.protected.is_empty() {
+        repo.protected().await
+    } else {
+        repo.protect(&config.protected).await
+    }?;
     queue.clean_temp();
-    if config.scrapers > 0 {
-        eprintln!(
-            "{}",
-            log_line(
-                "start",
-                "-",
-                "-",
-                0,
-                Some("scrapers are configured but not run by this version")
-            )
-        );
-    }
     let svc = Arc::new(Service {
         repo,
         tokens: tokens::TokenFile::new(config.tokens.clone()),
@@ -215,6 +231,7 @@ pub async fn serve(repo: Repo, config: ServeConfig, listen: &str) -> Result<(), 
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
     tokio::spawn(worker::run(Arc::clone(&svc)));
+    scrape::start(&svc);
     let app = http::router(svc).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .await

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::extract::{ConnectInfo, Path as UrlPath, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -67,12 +67,30 @@ pub(super) struct TagBody {
     message: Option<String>,
 }
 
+/// The body of `POST /api/v1/squash`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SquashBody {
+    #[serde(default = "main")]
+    branch: String,
+    /// Only contributions older than this (`7d`, `12h`, `0s`).
+    older_than: String,
+    /// `hour`, `day` or `week`.
+    by: String,
+    #[serde(default)]
+    dry_run: bool,
+}
+
 fn main() -> String {
     "main".into()
 }
 
 /// The token, if it may maintain `branch`; else 401/403.
-fn maintainer(svc: &Service, headers: &HeaderMap, branch: &str) -> Result<TokenEntry, Failure> {
+pub(super) fn maintainer(
+    svc: &Service,
+    headers: &HeaderMap,
+    branch: &str,
+) -> Result<TokenEntry, Failure> {
     let t = authenticate(svc, headers)?;
     if !t.can_maintain(branch) {
         return Err(Failure::new(
@@ -87,7 +105,12 @@ fn maintainer(svc: &Service, headers: &HeaderMap, branch: &str) -> Result<TokenE
     Ok(t)
 }
 
-fn provenance(t: &TokenEntry, addr: SocketAddr, op: &str, message: Option<String>) -> Provenance {
+pub(super) fn provenance(
+    t: &TokenEntry,
+    addr: SocketAddr,
+    op: &str,
+    message: Option<String>,
+) -> Provenance {
     let mut p = Provenance::new(t.author(), op, message.unwrap_or_default());
     p.meta.insert("token".into(), t.name.clone());
     p.meta.insert("client".into(), addr.to_string());
@@ -121,11 +144,7 @@ fn history_answer(
             }
             Ok((StatusCode::CONFLICT, Json(v)).into_response())
         }
-        Err(e) => Err(Failure::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            crate::repo::one_line(&e.to_string()),
-            "see the error",
-        )),
+        Err(e) => Err(unprocessable(e, "see the error")),
     }
 }
 
@@ -208,11 +227,7 @@ pub(super) async fn reset(
             Ok(id) => {
                 Ok(Json(json!({"branch": b.branch, "commit": id.to_string()})).into_response())
             }
-            Err(e) => Err(Failure::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                crate::repo::one_line(&e.to_string()),
-                "force: true moves it outside its history",
-            )),
+            Err(e) => Err(unprocessable(e, "force: true moves it outside its history")),
         }
     }
     .await;
@@ -238,20 +253,133 @@ pub(super) async fn tag(
                 Json(json!({"tag": b.name, "commit": id.to_string()})),
             )
                 .into_response()),
-            Err(e) => Err(Failure::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                crate::repo::one_line(&e.to_string()),
-                "tags are immutable",
-            )),
+            Err(e) => Err(unprocessable(e, "tags are immutable")),
         }
     }
     .await;
     finish(&svc, "POST /api/v1/tags", &headers, (answer, None))
 }
 
+/// `POST /api/v1/squash`: fold old contributions into one commit per period.
+pub(super) async fn squash(
+    State(svc): State<Arc<Service>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Response {
+    let answer = async {
+        let b: SquashBody = body(&bytes)?;
+        let t = maintainer(&svc, &headers, &b.branch)?;
+        let bad = |what: String, hint: &str| Failure::new(StatusCode::BAD_REQUEST, what, hint);
+        let period: crate::repo::Period =
+            b.by.parse()
+                .map_err(|_| bad(format!("by '{}'", b.by), "hour, day or week"))?;
+        let cutoff = humantime::parse_duration(&b.older_than)
+            .ok()
+            .and_then(|d| chrono::Duration::from_std(d).ok())
+            .and_then(|d| chrono::Utc::now().checked_sub_signed(d))
+            .ok_or_else(|| {
+                bad(
+                    format!("older_than '{}'", b.older_than),
+                    "a duration: 7d, 12h, 0s",
+                )
+            })?;
+        let prov = provenance(&t, addr, "squash", None);
+        let svc2 = Arc::clone(&svc);
+        let out = on_own_thread(move || async move {
+            svc2.repo
+                .squash(&b.branch, cutoff, period, b.dry_run, prov)
+                .await
+        })
+        .await?;
+        out.map(|r| Json(json!(r)).into_response())
+            .map_err(|e| unprocessable(e, "see the error"))
+    }
+    .await;
+    finish(&svc, "POST /api/v1/squash", &headers, (answer, None))
+}
+
+/// 422 with the error's one line.
+fn unprocessable(e: impl std::fmt::Display, hint: &str) -> Failure {
+    Failure::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        crate::repo::one_line(&e.to_string()),
+        hint,
+    )
+}
+
+/// `GET /api/v1/show/{rev}`: the commit and what it changed (the JSON of `show --json`).
+pub(super) async fn show(
+    State(svc): State<Arc<Service>>,
+    UrlPath(rev): UrlPath<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let q = query_pairs(&q);
+    let answer = async {
+        authorize_read(&svc, &headers)?;
+        let chunks = param(&q, "chunks") == Some("true");
+        let svc2 = Arc::clone(&svc);
+        let (info, changes) =
+            on_own_thread(move || async move { svc2.repo.show(&rev, chunks).await })
+                .await?
+                .map_err(|e| not_found(e, "a branch, tag or commit"))?;
+        let mut v = info.to_json();
+        if let Some(o) = v.as_object_mut() {
+            o.insert("changes".into(), json!(changes));
+        }
+        Ok(Json(v).into_response())
+    }
+    .await;
+    finish(&svc, "GET /api/v1/show", &headers, (answer, None))
+}
+
+/// 404 with the error's one line.
+pub(super) fn not_found(e: impl std::fmt::Display, hint: &str) -> Failure {
+    Failure::new(
+        StatusCode::NOT_FOUND,
+        crate::repo::one_line(&e.to_string()),
+        hint,
+    )
+}
+
+/// `GET /api/v1/diff?from=&to=`: what changed (the JSON of `diff --json`).
+pub(super) async fn diff(
+    State(svc): State<Arc<Service>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let q = query_pairs(&q);
+    let answer = async {
+        authorize_read(&svc, &headers)?;
+        let rev = |k: &str| {
+            param(&q, k).map(str::to_string).ok_or_else(|| {
+                Failure::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("no {k}"),
+                    "?from=REV&to=REV",
+                )
+            })
+        };
+        let (from, to) = (rev("from")?, rev("to")?);
+        let chunks = param(&q, "chunks") == Some("true");
+        let svc2 = Arc::clone(&svc);
+        let changes = on_own_thread(move || async move {
+            let r = &svc2.repo;
+            let (a, b) = (r.resolve(&from).await?, r.resolve(&to).await?);
+            r.changes(&a.id, &b.id, chunks).await
+        })
+        .await?
+        .map_err(|e| not_found(e, "two branches, tags or commits"))?;
+        Ok(Json(json!(changes)).into_response())
+    }
+    .await;
+    finish(&svc, "GET /api/v1/diff", &headers, (answer, None))
+}
+
 /// Run `f`'s future on a blocking thread of the runtime: history operations and exports hold
 /// values that are not `Send` across their awaits.
-async fn on_own_thread<F, Fut, T>(f: F) -> Result<T, Failure>
+pub(super) async fn on_own_thread<F, Fut, T>(f: F) -> Result<T, Failure>
 where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: std::future::Future<Output = T>,
@@ -304,13 +432,7 @@ pub(super) async fn blame(
                 &wheres(&q)?,
             )
             .await
-            .map_err(|e| {
-                Failure::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    crate::repo::one_line(&e.to_string()),
-                    "see the error",
-                )
-            })?;
+            .map_err(|e| unprocessable(e, "see the error"))?;
         Ok(Json(Value::Array(recs.iter().map(|r| json!(r)).collect())).into_response())
     }
     .await;
@@ -354,13 +476,7 @@ pub(super) async fn export(
                 .map(|_| buf)
         })
         .await?
-        .map_err(|e| {
-            Failure::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                crate::repo::one_line(&e.to_string()),
-                "see the error",
-            )
-        })?;
+        .map_err(|e| unprocessable(e, "see the error"))?;
         Ok(([("content-type", ct)], buf).into_response())
     }
     .await;

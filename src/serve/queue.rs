@@ -44,6 +44,9 @@ pub struct Upload {
     pub source: String,
     /// Body bytes.
     pub bytes: u64,
+    /// More provenance meta (a scraper's `scheduled` tick).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub meta: std::collections::BTreeMap<String, String>,
 }
 
 /// Where an upload stands.
@@ -251,6 +254,22 @@ impl Queue {
             .filter(|id| !self.done(id, "status").exists())
             .collect();
         ids.sort();
+        ids
+    }
+
+    /// The `n` most recent finished uploads, newest first.
+    pub fn recent(&self, n: usize) -> Vec<String> {
+        let mut ids: Vec<String> = std::fs::read_dir(self.dir.join("done"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.strip_suffix(".status").map(str::to_string)
+            })
+            .collect();
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        ids.truncate(n);
         ids
     }
 

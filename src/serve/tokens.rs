@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::ServeError;
+use crate::repo::glob;
 
 /// What a token may do.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,19 +59,6 @@ impl std::fmt::Display for Role {
             Role::Admin => f.write_str("admin"),
             Role::Contributor(b) => write!(f, "contributor:{}", b.join(",")),
             Role::Maintainer(b) => write!(f, "maintainer:{}", b.join(",")),
-        }
-    }
-}
-
-/// `*` matches any run of characters (including `/`); everything else matches itself.
-pub fn glob(pattern: &str, name: &str) -> bool {
-    match pattern.find('*') {
-        None => pattern == name,
-        Some(i) => {
-            let (head, tail) = (&pattern[..i], &pattern[i + 1..]);
-            name.starts_with(head)
-                && (head.len()..=name.len())
-                    .any(|j| name.is_char_boundary(j) && glob(tail, &name[j..]))
         }
     }
 }

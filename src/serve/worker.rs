@@ -94,6 +94,9 @@ async fn commit(svc: &Service, up: &Upload) -> UploadState {
             prov.meta.insert(k.into(), v);
         }
     }
+    for (k, v) in &up.meta {
+        prov.meta.insert(k.clone(), v.clone());
+    }
     let opts = crate::update::UpdateOptions {
         input: crate::ingest::InputOptions {
             format: Some(

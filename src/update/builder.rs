@@ -22,6 +22,7 @@ pub struct UpdateBuilder<'r> {
     provenance: Option<Provenance>,
     options: UpdateOptions,
     progress: Option<&'r (dyn Fn(u64) + Sync)>,
+    force_protected: bool,
 }
 
 impl Repo {
@@ -38,6 +39,7 @@ impl Repo {
             provenance: None,
             options: UpdateOptions::default(),
             progress: None,
+            force_protected: false,
         }
     }
 
@@ -117,9 +119,18 @@ impl<'r> UpdateBuilder<'r> {
         self
     }
 
+    /// Update the branch even when the repository records it as protected.
+    pub fn force_protected(mut self, force: bool) -> Self {
+        self.force_protected = force;
+        self
+    }
+
     /// Merge the inputs as one commit, planning again on the new tip when another writer
     /// committed first. Nothing is written when it fails.
     pub async fn commit(self) -> Result<UpdateReport, UpdateError> {
+        if !self.force_protected && self.repo.is_protected(&self.branch).await? {
+            return Err(UpdateError::Protected(self.branch));
+        }
         let mut prov = match self.provenance {
             Some(p) => p,
             None => {

@@ -68,6 +68,55 @@ impl CellDiff {
     }
 }
 
+/// What changed between two revisions, as `diff` and `show` report it: the arrays, groups and
+/// chunk counts (chunk indices only when asked for) and, where the revisions have a schema, the
+/// cells by coordinate values.
+#[derive(Clone, Debug, Serialize)]
+pub struct Changes {
+    /// Arrays, groups and chunk counts.
+    #[serde(flatten)]
+    pub chunks: DiffReport,
+    /// Cells that differ per node and variable (`None`: the older revision has no schema).
+    pub cells: Option<CellDiff>,
+}
+
+impl Repo {
+    /// What changed from `from` to `to`; `chunk_indices`: keep the changed chunks' indices.
+    pub async fn changes(
+        &self,
+        from: &icechunk::format::SnapshotId,
+        to: &icechunk::format::SnapshotId,
+        chunk_indices: bool,
+    ) -> Result<Changes, UpdateError> {
+        let mut d = self.diff_ids(from, to).await?;
+        // a revision without a zarr-fuse schema (the repository's root commit) has no cells
+        let cells = match cell_diff(self, from, to, &d).await {
+            Ok(c) => Some(c),
+            Err(UpdateError::NoSchema(_)) => None,
+            Err(e) => return Err(e),
+        };
+        if !chunk_indices {
+            d.chunks.clear();
+        }
+        Ok(Changes { chunks: d, cells })
+    }
+
+    /// The commit `rev` names and what it changed from its first parent (`None`: the root).
+    pub async fn show(
+        &self,
+        rev: &str,
+        chunk_indices: bool,
+    ) -> Result<(crate::repo::CommitInfo, Option<Changes>), UpdateError> {
+        let res = self.resolve(rev).await?;
+        let info = self.commit_info(&res.id).await?;
+        let changes = match info.parents.first() {
+            Some(p) => Some(self.changes(p.snapshot(), &res.id, chunk_indices).await?),
+            None => None,
+        };
+        Ok((info, changes))
+    }
+}
+
 /// The cells that differ between `from` and `to`, for the arrays `chunks` names as changed (and
 /// every variable along a coordinate whose array changed).
 pub async fn cell_diff(

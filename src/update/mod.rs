@@ -26,7 +26,7 @@ use std::hash::{Hash, Hasher};
 
 pub use builder::UpdateBuilder;
 pub use convert::OnInvalid;
-pub use diff::{cell_diff, BoxSide, CellBox, CellDiff, VarDiff};
+pub use diff::{cell_diff, BoxSide, CellBox, CellDiff, Changes, VarDiff};
 pub use driver::{
     update, update_files, DroppedRow, Timings, UpdateOptions, UpdateReport, BATCH_ROWS,
 };
@@ -183,6 +183,9 @@ pub enum UpdateError {
         /// Existing nodes.
         nodes: Vec<String>,
     },
+    /// The branch is protected (spec/031): it changes by merge, revert, reset or tag.
+    #[error("branch '{0}' is protected: it changes only by merge, revert, reset or tag; update another branch and merge it, or pass --force-protected")]
+    Protected(String),
     /// The repository has no schema (not initialised by zarr-fuse).
     #[error("the repository has no zarr-fuse schema at {0}; create it with `zarr-fuse init <REPO> --schema FILE`")]
     NoSchema(String),
