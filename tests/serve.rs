@@ -100,6 +100,11 @@ impl Site {
     }
 
     fn start(&self) -> Server {
+        self.start_with(&[])
+    }
+
+    /// The server with more arguments (`--tls-cert`, …).
+    fn start_with(&self, extra: &[&str]) -> Server {
         // the request log (one JSON line per request) goes to a file: a pipe nobody reads
         // would fill and stop the server
         let log = std::fs::OpenOptions::new()
@@ -116,6 +121,7 @@ impl Site {
                 "--listen",
                 "127.0.0.1:0",
             ])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .spawn()
@@ -126,6 +132,7 @@ impl Site {
         let addr = line
             .trim()
             .strip_prefix("listening on http://")
+            .or_else(|| line.trim().strip_prefix("listening on https://"))
             .unwrap_or_else(|| panic!("first line: {line:?}"))
             .to_string();
         Server {
@@ -1267,4 +1274,83 @@ fn load_eight_clients_fifty_uploads_each() {
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), 400, "an upload committed twice");
+}
+
+/// `--tls-cert/--tls-key`: HTTPS with rustls (a self-signed certificate made by openssl, a
+/// client that trusts only it: curl).
+#[test]
+fn https_with_a_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output();
+    let has_curl = Command::new("curl").arg("--version").output().is_ok();
+    if !made.is_ok_and(|o| o.status.success()) || !has_curl {
+        eprintln!("SKIPPED: https_with_a_certificate needs openssl and curl");
+        return;
+    }
+    let site = Site::new(dir.path(), "");
+    let ada = site.token("ada", &["contributor:main"], None);
+    // a key that is not a key: one line naming the file, no server
+    let o = zf(&[
+        "serve",
+        &site.repo,
+        "--config",
+        &site.config,
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        cert.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("cert.pem"), "{err}");
+    let srv = site.start_with(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let base = format!("https://{}", srv.addr);
+    let curl = |args: &[&str]| {
+        let o = Command::new("curl")
+            .args(["-sS", "--cacert", cert.to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
+    };
+    assert_eq!(
+        curl(&[&format!("{base}/healthz")]),
+        (true, "ok\n".to_string())
+    );
+    let auth = format!("Authorization: Bearer {ada}");
+    let (okay, body) = curl(&[
+        "-H",
+        &auth,
+        "--data-binary",
+        &csv(1, "A", 271.0),
+        &format!("{base}/api/v1/push/hlavo?wait=true"),
+    ]);
+    assert!(okay, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["status"], "committed", "{v}");
+    // plain HTTP to the HTTPS port gets no answer
+    let (s, _) = http(&srv.addr, "GET", "/healthz", &[], b"");
+    assert_ne!(s, 200);
 }

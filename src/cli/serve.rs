@@ -16,16 +16,24 @@ pub(crate) struct ServeArgs {
     /// Service configuration (YAML): tokens, queue, protected, max_upload_mb, endpoints.
     #[arg(long)]
     config: PathBuf,
-    /// Address to listen on (a reverse proxy adds TLS).
+    /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8000")]
     listen: String,
+    /// HTTPS: the certificate chain (PEM); with `--tls-key`. Without them, plain HTTP (put a
+    /// reverse proxy with TLS in front when it listens beyond this machine).
+    #[arg(long, requires = "tls_key", value_name = "PEM")]
+    tls_cert: Option<PathBuf>,
+    /// HTTPS: the private key (PEM) of `--tls-cert`.
+    #[arg(long, requires = "tls_cert", value_name = "PEM")]
+    tls_key: Option<PathBuf>,
 }
 
 /// `serve`.
 pub(crate) async fn serve(a: ServeArgs) -> Result<(), CliError> {
     let cfg = ServeConfig::load(&a.config)?;
     let r = open(&a.repo).await?;
-    Ok(crate::serve::serve(r, cfg, &a.listen).await?)
+    let tls = a.tls_cert.as_deref().zip(a.tls_key.as_deref());
+    Ok(crate::serve::serve(r, cfg, &a.listen, tls).await?)
 }
 
 /// `token add|list|revoke --config FILE`.

@@ -13,12 +13,13 @@ mod ops;
 mod page;
 pub mod queue;
 pub mod scrape;
+mod tls;
 pub mod tokens;
 mod worker;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -195,9 +196,16 @@ fn log_line(route: &str, token: &str, upload: &str, status: u16, error: Option<&
     .to_string()
 }
 
-/// Serve `repo` with `config` on `listen` until the process ends. Prints `listening on ADDR`
-/// on standard output once the socket is bound.
-pub async fn serve(repo: Repo, mut config: ServeConfig, listen: &str) -> Result<(), ServeError> {
+/// Serve `repo` with `config` on `listen` until the process ends — over HTTPS when `tls`
+/// names a PEM certificate chain and key. Prints `listening on URL` on standard output once
+/// the socket is bound.
+pub async fn serve(
+    repo: Repo,
+    mut config: ServeConfig,
+    listen: &str,
+    tls: Option<(&Path, &Path)>,
+) -> Result<(), ServeError> {
+    let tls = tls.map(|(c, k)| tls::config(c, k)).transpose()?;
     let queue = queue::Queue::open(&config.queue)?;
     // the config's protected branches are recorded in the repository (so that the CLI refuses
     // them too), and those recorded there are protected here
@@ -227,16 +235,26 @@ pub async fn serve(repo: Repo, mut config: ServeConfig, listen: &str) -> Result<
         addr: listen.to_string(),
         source,
     })?;
-    println!("listening on http://{addr}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("listening on {scheme}://{addr}");
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
     tokio::spawn(worker::run(Arc::clone(&svc)));
     scrape::start(&svc);
     let app = http::router(svc).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .await
-        .map_err(|source| ServeError::Listen {
-            addr: addr.to_string(),
-            source,
-        })
+    let failed = |source| ServeError::Listen {
+        addr: addr.to_string(),
+        source,
+    };
+    match tls {
+        None => axum::serve(listener, app).await.map_err(failed),
+        Some(cfg) => {
+            use axum::serve::ListenerExt as _;
+            // `tap_io` gives the connections their peer address (ConnectInfo)
+            let tls = tls::TlsListener::new(listener, cfg)
+                .map_err(failed)?
+                .tap_io(|_| {});
+            axum::serve(tls, app).await.map_err(failed)
+        }
+    }
 }
