@@ -39,6 +39,14 @@ impl Failure {
     }
 }
 
+impl Failure {
+    /// A failure whose error is `e`'s first line (the library's messages end in hints for the
+    /// command line).
+    pub(super) fn because(status: StatusCode, e: impl std::fmt::Display, hint: &str) -> Failure {
+        Failure::new(status, crate::repo::one_line(&e.to_string()), hint)
+    }
+}
+
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
         (
@@ -631,9 +639,9 @@ async fn log(
                 Ok(l) => {
                     Ok(Json(Value::Array(l.iter().map(|c| c.to_json()).collect())).into_response())
                 }
-                Err(e) => Err(Failure::new(
+                Err(e) => Err(Failure::because(
                     StatusCode::NOT_FOUND,
-                    crate::repo::one_line(&e.to_string()),
+                    e,
                     "a branch, tag or commit",
                 )),
             }

@@ -301,11 +301,7 @@ pub(super) async fn squash(
 
 /// 422 with the error's one line.
 fn unprocessable(e: impl std::fmt::Display, hint: &str) -> Failure {
-    Failure::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        crate::repo::one_line(&e.to_string()),
-        hint,
-    )
+    Failure::because(StatusCode::UNPROCESSABLE_ENTITY, e, hint)
 }
 
 /// `GET /api/v1/show/{rev}`: the commit and what it changed (the JSON of `show --json`).
@@ -336,11 +332,7 @@ pub(super) async fn show(
 
 /// 404 with the error's one line.
 pub(super) fn not_found(e: impl std::fmt::Display, hint: &str) -> Failure {
-    Failure::new(
-        StatusCode::NOT_FOUND,
-        crate::repo::one_line(&e.to_string()),
-        hint,
-    )
+    Failure::because(StatusCode::NOT_FOUND, e, hint)
 }
 
 /// `GET /api/v1/diff?from=&to=`: what changed (the JSON of `diff --json`).
