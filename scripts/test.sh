@@ -11,4 +11,9 @@ if py="$(scripts/python-reader-env.sh)" && [ -n "$py" ]; then
 else
   echo "note: no Python >= 3.12: the cross-reader tests will report SKIPPED" >&2
 fi
+rm -f target/tmp/serve-figures.txt
 cargo test --all-targets "$@"
+if [ -f target/tmp/serve-figures.txt ]; then
+  echo "== figures of the service's tests (tests/serve.rs) =="
+  cat target/tmp/serve-figures.txt
+fi

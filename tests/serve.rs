@@ -208,6 +208,20 @@ fn http(
     (status, body)
 }
 
+/// A figure for the log of the run: printed, and kept in `target/tmp/serve-figures.txt`
+/// (scripts/test.sh shows it after the tests, whose output cargo captures).
+fn figure(line: &str) {
+    println!("{line}");
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve-figures.txt");
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
 fn bearer(t: &str) -> String {
     format!("Bearer {t}")
 }
@@ -1000,7 +1014,9 @@ scrapers:
             (at(&c["time"]) - at(&c["meta"]["scheduled"])).as_seconds_f64()
         })
         .collect();
-    println!("scraper tick → commit: {ticks:?} s (B includes its 1 s Retry-After)");
+    figure(&format!(
+        "scraper tick → commit: {ticks:?} s (the second includes its 1 s Retry-After)"
+    ));
     assert!(ticks.iter().all(|t| *t >= 0.0 && *t < 10.0), "{ticks:?}");
     // the data: the station from the locations row, the point from the answer
     let rows = ok(&[
@@ -1185,7 +1201,7 @@ fn audit_page_in_a_real_browser() {
 
     // the same in a real browser: the DOM it built, and a screenshot kept as an artifact
     let Some(browser) = chromium() else {
-        eprintln!("SKIPPED: no Chromium (install the Debian package `chromium`, or set ZF_CHROMIUM): the page was checked as served only");
+        figure("SKIPPED: the audit page in a browser: no Chromium (install the Debian package `chromium`, or set ZF_CHROMIUM); the page was checked as served only");
         return;
     };
     let url = format!("http://{a}/?token={rita}&commit={bob_commit}");
@@ -1208,7 +1224,7 @@ fn audit_page_in_a_real_browser() {
         "{} bytes",
         png.len()
     );
-    println!("screenshot of the audit page: {}", shot.display());
+    figure(&format!("screenshot of the audit page: {}", shot.display()));
 }
 
 /// A bounded load test (not a timed assertion: the figures are printed for the closing note):
@@ -1256,13 +1272,13 @@ fn load_eight_clients_fifty_uploads_each() {
     let mut sorted = lat.clone();
     sorted.sort_by(f64::total_cmp);
     let q = |p: f64| sorted[((sorted.len() - 1) as f64 * p) as usize];
-    println!(
+    figure(&format!(
         "load: 8 clients × 50 uploads: {:.1} commits/s, upload→commit p50 {:.1} ms, p99 {:.1} ms ({} build)",
         lat.len() as f64 / wall,
         q(0.5),
         q(0.99),
         if cfg!(debug_assertions) { "debug" } else { "release" }
-    );
+    ));
     let log: Value = serde_json::from_str(&ok(&["log", &site.repo, "--json"])).unwrap();
     let mut ids: Vec<&str> = log
         .as_array()
@@ -1299,7 +1315,7 @@ fn https_with_a_certificate() {
         .output();
     let has_curl = Command::new("curl").arg("--version").output().is_ok();
     if !made.is_ok_and(|o| o.status.success()) || !has_curl {
-        eprintln!("SKIPPED: https_with_a_certificate needs openssl and curl");
+        figure("SKIPPED: https_with_a_certificate needs openssl and curl");
         return;
     }
     let site = Site::new(dir.path(), "");
@@ -1353,4 +1369,34 @@ fn https_with_a_certificate() {
     // plain HTTP to the HTTPS port gets no answer
     let (s, _) = http(&srv.addr, "GET", "/healthz", &[], b"");
     assert_ne!(s, 200);
+}
+
+/// `public_read: true`: the page and the reading routes without a token; writing still needs one.
+#[test]
+fn public_read_opens_reading_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = Site::new(dir.path(), "public_read: true\n");
+    let srv = site.start();
+    let a = &srv.addr;
+    let (s, v) = http(a, "GET", "/", &[], b"");
+    assert_eq!(s, 200);
+    let page = v.as_str().unwrap();
+    assert!(
+        page.contains("id=history") && page.contains("anonymous reader"),
+        "{page}"
+    );
+    assert!(!page.contains("/ui/revert"));
+    assert_eq!(http(a, "GET", "/api/v1/log", &[], b"").0, 200);
+    let before = site.fingerprint();
+    let (s, _) = http(
+        a,
+        "POST",
+        "/api/v1/push/hlavo",
+        &[],
+        csv(1, "A", 1.0).as_bytes(),
+    );
+    assert_eq!(s, 401);
+    let (s, _) = http(a, "POST", "/ui/tag", &[], b"name=v1&at=main");
+    assert_eq!(s, 401);
+    assert_eq!(site.fingerprint(), before);
 }
