@@ -1237,9 +1237,10 @@ pub fn load_str(text: &str, file: &str) -> Result<Schema, SchemaError> {
     })
 }
 
-/// Parse any YAML document (mapping at the top) into JSON, scalars coerced as in ATTRS.
+/// Parse a YAML document that is not a schema (a config, release metadata) into JSON: plain
+/// scalars coerced as in ATTRS, quoted ones kept as text (`station: "007"`).
 pub fn yaml_to_json(text: &str) -> Result<Value, String> {
-    match super::yaml::parse(text) {
+    match super::yaml::parse_with(text, true) {
         Ok(Some(n)) => Ok(to_json(&n)),
         Ok(None) => Ok(Value::Object(Map::new())),
         Err(e) => Err(format!(

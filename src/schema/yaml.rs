@@ -39,12 +39,19 @@ fn error(m: &YMarker, message: impl Into<String>) -> YamlError {
     }
 }
 
-/// Parse the first document of `text`; `None` for an empty stream.
+/// Parse the first document of a schema; `None` for an empty stream.
 pub(super) fn parse(text: &str) -> Result<Option<Node>, YamlError> {
+    parse_with(text, false)
+}
+
+/// Parse the first document of `text`; `quoted_text`: a quoted scalar is text, as YAML says
+/// (config and metadata files), else it coerces as schemas always did (spec/020).
+pub(super) fn parse_with(text: &str, quoted_text: bool) -> Result<Option<Node>, YamlError> {
     let mut b = Builder {
         parser: Parser::new_from_str(text),
         anchors: HashMap::new(),
         nodes: 0,
+        quoted_text,
     };
     loop {
         let (ev, m) = b.next()?;
@@ -62,6 +69,8 @@ struct Builder<'a> {
     anchors: HashMap<usize, (Node, usize)>,
     /// nodes built so far, copies included
     nodes: usize,
+    /// quoted scalars are text
+    quoted_text: bool,
 }
 
 impl Builder<'_> {
@@ -97,13 +106,14 @@ impl Builder<'_> {
                 let n = self.anchors[&id].0.clone();
                 return Ok((n, size));
             }
-            Event::Scalar(value, _, anchor, tag) => {
+            Event::Scalar(value, style, anchor, tag) => {
                 self.count(1, &m)?;
                 let mut s = MarkedScalarNode::new(Span::new_start(marker(&m)), value);
                 // as marked-yaml loaded them before (spec/020): a quoted scalar still coerces
                 // (`na_value: "-9999"` is a number), so schemas keep their meaning and digest;
                 // only an explicit `!!str` keeps text as text
-                if tag.is_some_and(|t| t.suffix == "str") {
+                let quoted = !matches!(style, yaml_rust2::scanner::TScalarStyle::Plain);
+                if tag.is_some_and(|t| t.suffix == "str") || (self.quoted_text && quoted) {
                     s.set_coerce(false);
                 }
                 (Node::Scalar(s), 1, anchor)

@@ -170,3 +170,36 @@ pub fn input_format(name: &str) -> Option<InputFormat> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_values_are_text_and_quoted_ones_stay_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("serve.yaml");
+        std::fs::write(
+            &path,
+            "tokens: t.yaml\nqueue: q\nendpoints:\n  - {name: e, set: {station: \"007\", n: 7, fresh: True, v: \"1.0\"}}\n",
+        )
+        .unwrap();
+        let c = ServeConfig::load(&path).unwrap();
+        let set = &c.endpoints[0].set;
+        assert_eq!(set["station"], "007");
+        assert_eq!(set["v"], "1.0");
+        assert_eq!(set["n"], "7");
+        assert_eq!(set["fresh"], "True");
+        assert_eq!(c.tokens, dir.path().join("t.yaml"));
+        std::fs::write(
+            &path,
+            "tokens: t.yaml\nqueue: q\nendpoints:\n  - {name: e, set: {a: [1]}}\n",
+        )
+        .unwrap();
+        let e = ServeConfig::load(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("serve.yaml") && e.contains("must be a scalar"),
+            "{e}"
+        );
+    }
+}
