@@ -85,13 +85,8 @@ fn main() -> String {
     "main".into()
 }
 
-/// The token, if it may maintain `branch`; else 401/403.
-pub(super) fn maintainer(
-    svc: &Service,
-    headers: &HeaderMap,
-    branch: &str,
-) -> Result<TokenEntry, Failure> {
-    let t = authenticate(svc, headers)?;
+/// The (authenticated) token, if it may maintain `branch`; else 403.
+pub(super) fn maintainer(t: TokenEntry, branch: &str) -> Result<TokenEntry, Failure> {
     if !t.can_maintain(branch) {
         return Err(Failure::new(
             StatusCode::FORBIDDEN,
@@ -169,8 +164,9 @@ pub(super) async fn revert(
     bytes: axum::body::Bytes,
 ) -> Response {
     let answer = async {
+        let t = authenticate(&svc, &headers)?;
         let b: RevertBody = body(&bytes)?;
-        let t = maintainer(&svc, &headers, &b.branch)?;
+        let t = maintainer(t, &b.branch)?;
         let opts = HistoryOptions {
             resolve: resolve(b.strategy.as_deref(), true)?,
             dry_run: false,
@@ -195,8 +191,9 @@ pub(super) async fn merge(
     bytes: axum::body::Bytes,
 ) -> Response {
     let answer = async {
+        let t = authenticate(&svc, &headers)?;
         let b: MergeBody = body(&bytes)?;
-        let t = maintainer(&svc, &headers, &b.into)?;
+        let t = maintainer(t, &b.into)?;
         let opts = HistoryOptions {
             resolve: resolve(b.strategy.as_deref(), false)?,
             dry_run: false,
@@ -221,8 +218,9 @@ pub(super) async fn reset(
     bytes: axum::body::Bytes,
 ) -> Response {
     let answer = async {
+        let t = authenticate(&svc, &headers)?;
         let b: ResetBody = body(&bytes)?;
-        maintainer(&svc, &headers, &b.branch)?;
+        maintainer(t, &b.branch)?;
         match svc.repo.reset(&b.branch, &b.rev, b.force).await {
             Ok(id) => {
                 Ok(Json(json!({"branch": b.branch, "commit": id.to_string()})).into_response())
@@ -241,8 +239,9 @@ pub(super) async fn tag(
     bytes: axum::body::Bytes,
 ) -> Response {
     let answer = async {
+        let t = authenticate(&svc, &headers)?;
         let b: TagBody = body(&bytes)?;
-        maintainer(&svc, &headers, &b.at)?;
+        maintainer(t, &b.at)?;
         match svc
             .repo
             .create_tag(&b.name, &b.at, b.message.as_deref())
@@ -268,8 +267,9 @@ pub(super) async fn squash(
     bytes: axum::body::Bytes,
 ) -> Response {
     let answer = async {
+        let t = authenticate(&svc, &headers)?;
         let b: SquashBody = body(&bytes)?;
-        let t = maintainer(&svc, &headers, &b.branch)?;
+        let t = maintainer(t, &b.branch)?;
         let bad = |what: String, hint: &str| Failure::new(StatusCode::BAD_REQUEST, what, hint);
         let period: crate::repo::Period =
             b.by.parse()

@@ -842,7 +842,8 @@ pub(super) async fn form(
     let svc2 = Arc::clone(&svc);
     let h2 = headers.clone();
     let done = super::ops::on_own_thread(move || async move {
-        let t = super::ops::maintainer(&svc2, &h2, &branch)?;
+        let t = super::http::authenticate(&svc2, &h2)?;
+        let t = super::ops::maintainer(t, &branch)?;
         let note: Result<String, Failure> = if route == "POST /ui/revert" {
             let prov = super::ops::provenance(&t, addr, "revert", Some(get("message")));
             let opts = crate::history::HistoryOptions::default();
