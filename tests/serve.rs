@@ -1033,7 +1033,7 @@ scrapers:
         })
         .collect();
     figure(&format!(
-        "scraper tick → commit: {ticks:?} s (the second includes its 1 s Retry-After)"
+        "scraper tick → commit: {ticks:?} s (station B's includes its 1 s Retry-After)"
     ));
     assert!(ticks.iter().all(|t| *t >= 0.0 && *t < 10.0), "{ticks:?}");
     // the data: the station from the locations row, the point from the answer

@@ -100,6 +100,20 @@ pub(super) fn maintainer(t: TokenEntry, branch: &str) -> Result<TokenEntry, Fail
     Ok(t)
 }
 
+/// An operation's request: authenticated (401), its JSON body read (400), the token a
+/// maintainer of the branch the body names (403) — in that order.
+fn maintained<T: serde::de::DeserializeOwned>(
+    svc: &Service,
+    headers: &HeaderMap,
+    bytes: &[u8],
+    branch: impl Fn(&T) -> &String,
+) -> Result<(TokenEntry, T), Failure> {
+    let t = authenticate(svc, headers)?;
+    let b: T = body(bytes)?;
+    let t = maintainer(t, branch(&b))?;
+    Ok((t, b))
+}
+
 pub(super) fn provenance(
     t: &TokenEntry,
     addr: SocketAddr,
@@ -164,9 +178,7 @@ pub(super) async fn revert(
     bytes: axum::body::Bytes,
 ) -> Response {
     let answer = async {
-        let t = authenticate(&svc, &headers)?;
-        let b: RevertBody = body(&bytes)?;
-        let t = maintainer(t, &b.branch)?;
+        let (t, b) = maintained(&svc, &headers, &bytes, |b: &RevertBody| &b.branch)?;
         let opts = HistoryOptions {
             resolve: resolve(b.strategy.as_deref(), true)?,
             dry_run: false,
@@ -191,9 +203,7 @@ pub(super) async fn merge(
     bytes: axum::body::Bytes,
 ) -> Response {
     let answer = async {
-        let t = authenticate(&svc, &headers)?;
-        let b: MergeBody = body(&bytes)?;
-        let t = maintainer(t, &b.into)?;
+        let (t, b) = maintained(&svc, &headers, &bytes, |b: &MergeBody| &b.into)?;
         let opts = HistoryOptions {
             resolve: resolve(b.strategy.as_deref(), false)?,
             dry_run: false,
@@ -218,9 +228,7 @@ pub(super) async fn reset(
     bytes: axum::body::Bytes,
 ) -> Response {
     let answer = async {
-        let t = authenticate(&svc, &headers)?;
-        let b: ResetBody = body(&bytes)?;
-        maintainer(t, &b.branch)?;
+        let (_, b) = maintained(&svc, &headers, &bytes, |b: &ResetBody| &b.branch)?;
         match svc.repo.reset(&b.branch, &b.rev, b.force).await {
             Ok(id) => {
                 Ok(Json(json!({"branch": b.branch, "commit": id.to_string()})).into_response())
@@ -239,9 +247,7 @@ pub(super) async fn tag(
     bytes: axum::body::Bytes,
 ) -> Response {
     let answer = async {
-        let t = authenticate(&svc, &headers)?;
-        let b: TagBody = body(&bytes)?;
-        maintainer(t, &b.at)?;
+        let (_, b) = maintained(&svc, &headers, &bytes, |b: &TagBody| &b.at)?;
         match svc
             .repo
             .create_tag(&b.name, &b.at, b.message.as_deref())
@@ -267,9 +273,7 @@ pub(super) async fn squash(
     bytes: axum::body::Bytes,
 ) -> Response {
     let answer = async {
-        let t = authenticate(&svc, &headers)?;
-        let b: SquashBody = body(&bytes)?;
-        let t = maintainer(t, &b.branch)?;
+        let (t, b) = maintained(&svc, &headers, &bytes, |b: &SquashBody| &b.branch)?;
         let bad = |what: String, hint: &str| Failure::new(StatusCode::BAD_REQUEST, what, hint);
         let period: crate::repo::Period =
             b.by.parse()
